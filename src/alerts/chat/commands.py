@@ -1,0 +1,279 @@
+"""The one command grammar, shared by every chat front end.
+
+Matrix users type ``!alerts subscribe news kinds=new keywords=palantir``; Discord
+users fill the same fields in ``/alerts subscribe``. Both end up as a ``Command``
+executed by ``CommandService.execute``; front ends only translate and reply.
+
+Grammar (words separated by spaces; values may be quoted)::
+
+    help
+    topics
+    list
+    subscribe TOPIC [kinds=new,updated,…] [keywords=a,b,…] [exclude=c,d,…] [min_amount=N]
+    unsubscribe TOPIC | all
+
+Mutating commands (subscribe, unsubscribe) need ``may_manage`` in the context; the
+front end decides it (Matrix power level, Discord Manage Channels).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from alerts.model import Destination, EventKind, Subscription
+
+if TYPE_CHECKING:
+    from alerts.store import Store
+
+MUTATING = frozenset({"subscribe", "unsubscribe"})
+VERBS = ("help", "topics", "list", "subscribe", "unsubscribe")
+
+HELP = """\
+Commands:
+  help                      this text
+  topics                    the topics you can subscribe to
+  list                      this room's subscriptions
+  subscribe TOPIC [kinds=new,updated,milestone,delta] [keywords=a,b] [exclude=c,d] [min_amount=N]
+                            send this room alerts on TOPIC, optionally filtered
+  unsubscribe TOPIC|all     stop alerts on TOPIC (or all of them)
+subscribe and unsubscribe need moderator rights in this room."""
+
+
+class CommandError(Exception):
+    """A command that cannot be parsed or executed; the message is the reply."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    verb: str
+    topic: str | None = None
+    kinds: frozenset[EventKind] = frozenset()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    min_amount: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """Who asked, where. ``sink`` and ``target`` name the room as a destination."""
+
+    sink: str
+    target: str
+    user: str
+    may_manage: bool
+    destination_options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def destination_id(self) -> str:
+        return Destination.chat_id(self.sink, self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    ok: bool = True
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def parse_kinds(value: str) -> frozenset[EventKind]:
+    kinds: set[EventKind] = set()
+    for name in _split_list(value):
+        try:
+            kinds.add(EventKind(name.lower()))
+        except ValueError:
+            known = ", ".join(k.value for k in EventKind)
+            raise CommandError(f"unknown event kind {name!r}; kinds are: {known}") from None
+    return frozenset(kinds)
+
+
+def parse_amount(value: str) -> float:
+    cleaned = value.replace(",", "").replace("_", "").lstrip("$")
+    multiplier = 1.0
+    if cleaned[-1:].lower() in ("k", "m", "b"):
+        multiplier = {"k": 1e3, "m": 1e6, "b": 1e9}[cleaned[-1].lower()]
+        cleaned = cleaned[:-1]
+    try:
+        return float(cleaned) * multiplier
+    except ValueError:
+        raise CommandError(
+            f"min_amount must be a number like 1000000 or 1M, not {value!r}"
+        ) from None
+
+
+def parse(text: str) -> Command:
+    """Parse the words after the command prefix."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise CommandError(f"cannot read that command: {exc}") from None
+    if not words:
+        return Command("help")
+    verb, args = words[0].lower(), words[1:]
+    if verb not in VERBS:
+        raise CommandError(f"unknown command {verb!r}. Try: help")
+    if verb in ("help", "topics", "list"):
+        if args:
+            raise CommandError(f"{verb} takes no arguments")
+        return Command(verb)
+    positional = [a for a in args if "=" not in a]
+    options = dict(a.split("=", 1) for a in args if "=" in a)
+    if len(positional) != 1:
+        raise CommandError(
+            f"usage: {verb} TOPIC" + (" [kinds=…] [keywords=…]" if verb == "subscribe" else "|all")
+        )
+    if verb == "unsubscribe":
+        if options:
+            raise CommandError("unsubscribe takes only a topic (or all)")
+        return Command(verb, topic=positional[0])
+    return build_subscribe(
+        positional[0],
+        kinds=options.pop("kinds", ""),
+        keywords=options.pop("keywords", ""),
+        exclude=options.pop("exclude", ""),
+        min_amount=options.pop("min_amount", ""),
+        unknown=options,
+    )
+
+
+def build_subscribe(
+    topic: str,
+    *,
+    kinds: str = "",
+    keywords: str = "",
+    exclude: str = "",
+    min_amount: str = "",
+    unknown: Mapping[str, str] | None = None,
+) -> Command:
+    """A subscribe command from its fields (what Discord's slash options give)."""
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise CommandError(
+            f"unknown option(s) {names}; options are kinds, keywords, exclude, min_amount"
+        )
+    return Command(
+        "subscribe",
+        topic=topic,
+        kinds=parse_kinds(kinds),
+        include=_split_list(keywords),
+        exclude=_split_list(exclude),
+        min_amount=parse_amount(min_amount) if min_amount else None,
+    )
+
+
+class CommandService:
+    """Executes commands against the store, knowing the configured topics."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        topics: Mapping[str, str],
+        on_change: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.topics = dict(topics)
+        self._on_change = on_change
+
+    def topic_names(self, prefix: str = "") -> list[str]:
+        """For autocomplete."""
+        return sorted(t for t in self.topics if t.startswith(prefix.lower()))
+
+    async def handle_text(self, text: str, ctx: CommandContext) -> Reply:
+        try:
+            return await self.execute(parse(text), ctx)
+        except CommandError as exc:
+            return Reply(str(exc), ok=False)
+
+    async def execute(self, command: Command, ctx: CommandContext) -> Reply:
+        if command.verb in MUTATING and not ctx.may_manage:
+            return Reply(f"Sorry {ctx.user}, only room moderators can {command.verb}.", ok=False)
+        try:
+            handler = getattr(self, f"_do_{command.verb}")
+            reply: Reply = await handler(command, ctx)
+            return reply
+        except CommandError as exc:
+            return Reply(str(exc), ok=False)
+
+    async def _do_help(self, command: Command, ctx: CommandContext) -> Reply:
+        return Reply(HELP)
+
+    async def _do_topics(self, command: Command, ctx: CommandContext) -> Reply:
+        if not self.topics:
+            return Reply("No topics are configured.")
+        lines = [
+            f"- {name}: {desc}" if desc else f"- {name}"
+            for name, desc in sorted(self.topics.items())
+        ]
+        return Reply("Topics:\n" + "\n".join(lines))
+
+    async def _do_list(self, command: Command, ctx: CommandContext) -> Reply:
+        subs = await self.store.list_subscriptions(ctx.destination_id)
+        if not subs:
+            return Reply("This room has no subscriptions. Try: subscribe TOPIC")
+        return Reply("Subscriptions:\n" + "\n".join(f"- {describe(s)}" for s in subs))
+
+    async def _do_subscribe(self, command: Command, ctx: CommandContext) -> Reply:
+        topic = (command.topic or "").lower()
+        if topic not in self.topics:
+            known = ", ".join(sorted(self.topics)) or "none"
+            raise CommandError(f"unknown topic {command.topic!r}; topics are: {known}")
+        await self.store.upsert_destination(
+            Destination(ctx.destination_id, ctx.sink, ctx.target, dict(ctx.destination_options))
+        )
+        sub = await self.store.add_subscription(
+            Subscription(
+                destination_id=ctx.destination_id,
+                topic=topic,
+                kinds=command.kinds,
+                include=command.include,
+                exclude=command.exclude,
+                min_amount=command.min_amount,
+                created_by=ctx.user,
+            )
+        )
+        await self._changed()
+        return Reply(f"Subscribed: {describe(sub)}")
+
+    async def _do_unsubscribe(self, command: Command, ctx: CommandContext) -> Reply:
+        topic = (command.topic or "").lower()
+        if topic == "all":
+            count = await self.store.remove_subscriptions(ctx.destination_id)
+        else:
+            count = await self.store.remove_subscriptions(ctx.destination_id, topic=topic)
+        await self._changed()
+        if not count:
+            return Reply(f"This room was not subscribed to {topic}.", ok=False)
+        return Reply(
+            f"Unsubscribed from {topic} ({count} subscription{'s' if count != 1 else ''})."
+        )
+
+    async def forget_room(self, sink: str, target: str, *, reason: str) -> int:
+        """The bot left or was removed: drop the room's subscriptions."""
+        count = await self.store.remove_destination(
+            Destination.chat_id(sink, target), reason=reason
+        )
+        await self._changed()
+        return count
+
+    async def _changed(self) -> None:
+        if self._on_change is not None:
+            await self._on_change()
+
+
+def describe(sub: Subscription) -> str:
+    parts = [sub.topic or (f"source {sub.source}" if sub.source else "everything")]
+    if sub.kinds:
+        parts.append("kinds=" + ",".join(sorted(k.value for k in sub.kinds)))
+    if sub.include:
+        parts.append("keywords=" + ",".join(sub.include))
+    if sub.exclude:
+        parts.append("exclude=" + ",".join(sub.exclude))
+    if sub.min_amount is not None:
+        parts.append(f"min_amount={sub.min_amount:,.0f}")
+    return " ".join(parts)

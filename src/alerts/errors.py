@@ -1,0 +1,127 @@
+"""One error tree for the whole service.
+
+::
+
+    AlertsError
+    ├── ConfigError                 bad operator config: names file, key path, reason (exit 2)
+    ├── SourceError                 a source could not be polled; the source is marked failing
+    │   ├── FetchError              transport-level failure (DNS, connect, timeout, TLS)
+    │   │   ├── HttpStatusError     non-success HTTP status
+    │   │   │   └── RetryAfterError 429/503 with a server-given wait (honoured by the scheduler)
+    │   │   ├── ResponseTooLarge    body cut at the configured cap
+    │   │   └── TooManyRedirects
+    │   └── ParseError              payload does not match what the adapter expects
+    ├── SendError                   a delivery could not be sent
+    │   ├── RetryableSendError      try again later (5xx, timeout, offline server)
+    │   │   └── RateLimitedError    the platform said when: retry that destination at T
+    │   ├── RejectedError           this delivery can never succeed (it is parked as dead)
+    │   └── DestinationUnavailable  forbidden / unknown channel / not in room: park the destination
+    └── StoreError
+        └── LeaseLostError          another worker owns the claim now; the transaction is dropped
+
+Retryable versus rejected is a type, never a string: the dispatcher dispatches on
+class only.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class AlertsError(Exception):
+    """Base class of every error raised on purpose by alerts."""
+
+
+class ConfigError(AlertsError):
+    """Operator configuration is invalid.
+
+    ``problems`` holds one line per problem, each ``file: key.path: reason``.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class SourceError(AlertsError):
+    """A poll failed; the message is the reason shown in ``alerts sources``."""
+
+
+class FetchError(SourceError):
+    """The resource could not be fetched."""
+
+
+class HttpStatusError(FetchError):
+    def __init__(self, status: int, url: str, detail: str = "") -> None:
+        self.status = status
+        self.url = url
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "unknown status"
+        suffix = f": {detail}" if detail else ""
+        super().__init__(f"HTTP {status} {phrase} from {url}{suffix}")
+
+
+class RetryAfterError(HttpStatusError):
+    """The server asked us to come back later (429 or 503 with ``Retry-After``)."""
+
+    def __init__(self, status: int, url: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(status, url, f"retry after {retry_after_s:.0f} s")
+
+
+class ResponseTooLarge(FetchError):
+    def __init__(self, url: str, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        super().__init__(f"response from {url} exceeds {limit_bytes} bytes; cut at the cap")
+
+
+class TooManyRedirects(FetchError):
+    def __init__(self, url: str, limit: int) -> None:
+        super().__init__(f"more than {limit} redirects fetching {url}")
+
+
+class ParseError(SourceError):
+    """The payload does not have the shape the adapter expects (a schema change?)."""
+
+
+class SendError(AlertsError):
+    """A delivery could not be sent."""
+
+
+class RetryableSendError(SendError):
+    """Transient: the dispatcher retries with backoff.
+
+    ``retry_after_s`` is the platform's own wait when it gave one.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class RateLimitedError(RetryableSendError):
+    """The platform rate-limited this destination; not counted as a failed attempt."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class RejectedError(SendError):
+    """The platform refused this message for good; the delivery is parked as dead."""
+
+
+class DestinationUnavailable(SendError):
+    """The destination cannot receive anything (forbidden, gone, not a member).
+
+    The destination is parked and the operator is told; its deliveries wait.
+    """
+
+
+class StoreError(AlertsError):
+    """The store failed."""
+
+
+class LeaseLostError(StoreError):
+    """The claim this worker held was taken over; its transaction was rolled back."""

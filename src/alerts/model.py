@@ -1,0 +1,203 @@
+"""Plain data passed between the stages of the pipeline.
+
+Everything here is immutable and JSON-friendly so that it can be stored as-is:
+``Item`` (what an adapter observed), ``Event`` (what the detector concluded),
+``Destination`` (where alerts go), ``Subscription`` (who wants what) and
+``Delivery`` (one event for one destination, the unit of the outbox).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+JSON = Any
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventKind(StrEnum):
+    NEW = "new"  # an unseen item key
+    UPDATED = "updated"  # a known key whose fingerprint changed
+    MILESTONE = "milestone"  # a measured value crossed a configured threshold
+    DELTA = "delta"  # N more of something since the last alert
+    SUMMARY = "summary"  # the excess of a capped poll, summarised
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One thing a source lists: a feed entry, an award, a signatory, a document.
+
+    ``key`` is stable across polls; ``fields`` holds adapter facts
+    (``amount``, ``recipient``, ``count``…) that rendering and routing use.
+    """
+
+    key: str
+    title: str = ""
+    url: str | None = None
+    summary: str = ""
+    published: datetime | None = None
+    author: str | None = None
+    fields: Mapping[str, JSON] = field(default_factory=dict)
+
+    def value(self, name: str) -> JSON:
+        """A named field for fingerprinting: the attributes, then ``fields``."""
+        if name in ("title", "url", "summary", "author"):
+            return getattr(self, name)
+        if name == "published":
+            return self.published.isoformat() if self.published else None
+        return self.fields.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """HTTP conditional-request state, persisted per source."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The result of one fetch.
+
+    ``not_modified`` means the server answered 304 and nothing else is meaningful.
+    ``values`` are measured numbers (a signature count). ``cursor`` is adapter
+    state persisted between polls (paging marks, last window); it is stored in the
+    same transaction as the detector state.
+    """
+
+    items: tuple[Item, ...] = ()
+    values: Mapping[str, float] = field(default_factory=dict)
+    not_modified: bool = False
+    validators: Validators = Validators()
+    cursor: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A development worth telling a room about."""
+
+    source_id: str
+    kind: EventKind
+    key: str
+    title: str
+    url: str | None = None
+    summary: str = ""
+    topics: tuple[str, ...] = ()
+    fields: Mapping[str, JSON] = field(default_factory=dict)
+    changes: Mapping[str, tuple[JSON, JSON]] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    detected_at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "id": self.id,
+            "source_id": self.source_id,
+            "kind": self.kind.value,
+            "key": self.key,
+            "title": self.title,
+            "url": self.url,
+            "summary": self.summary,
+            "topics": list(self.topics),
+            "fields": dict(self.fields),
+            "changes": {k: [old, new] for k, (old, new) in self.changes.items()},
+            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+            "detected_at": self.detected_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, JSON]) -> Event:
+        return cls(
+            id=data.get("id"),
+            source_id=data["source_id"],
+            kind=EventKind(data["kind"]),
+            key=data["key"],
+            title=data["title"],
+            url=data.get("url"),
+            summary=data.get("summary", ""),
+            topics=tuple(data.get("topics", ())),
+            fields=dict(data.get("fields", {})),
+            changes={k: (v[0], v[1]) for k, v in data.get("changes", {}).items()},
+            occurred_at=_parse_dt(data.get("occurred_at")),
+            detected_at=_parse_dt(data.get("detected_at")) or utcnow(),
+        )
+
+    def with_id(self, event_id: int) -> Event:
+        return dataclasses.replace(self, id=event_id)
+
+    def text_for_matching(self) -> str:
+        """Lower-cased text that keyword filters search."""
+        parts = [self.title, self.summary, *(str(v) for v in self.fields.values())]
+        return " ".join(parts).casefold()
+
+
+def _parse_dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where alerts go: a sink kind plus a target the sink understands.
+
+    Config destinations have operator-chosen ids; rooms subscribed by chat command
+    get ``"<sink>:<target>"`` (``discord:1234``, ``matrix:!room:example.org``).
+    """
+
+    id: str
+    sink: str
+    target: str = ""
+    options: Mapping[str, JSON] = field(default_factory=dict)
+
+    @staticmethod
+    def chat_id(sink: str, target: str) -> str:
+        return f"{sink}:{target}"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A standing order: send events matching this filter to a destination.
+
+    Exactly one of ``topic`` and ``source`` is set, or neither (everything).
+    ``kinds`` empty means every kind. ``include``: at least one keyword must occur;
+    ``exclude``: none may. ``min_amount`` drops events whose ``amount`` field is lower.
+    """
+
+    destination_id: str
+    topic: str | None = None
+    source: str | None = None
+    kinds: frozenset[EventKind] = frozenset()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    min_amount: float | None = None
+    created_by: str | None = None
+    id: int | None = None
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for one destination: the unit the dispatcher sends.
+
+    ``idempotency_key`` is derived from the delivery id and the store's install id;
+    sinks pass it to the platform (Matrix txn id, Discord nonce) so that a retry
+    never shows twice. It is at most 25 characters (Discord's nonce limit).
+    """
+
+    id: int
+    event: Event
+    destination: Destination
+    attempts: int
+    idempotency_key: str

@@ -1,0 +1,105 @@
+"""Sinks: send one rendered alert to one destination on one platform.
+
+A sink is a class with:
+
+* ``kind`` — the name operators write in ``[destinations.X] sink = "…"``;
+* ``Options`` — a pydantic model of a destination's options (``extra="forbid"``);
+* a docstring — its user documentation;
+* ``__init__(*, context: SinkContext)``, ``async start()``, ``async close()``;
+* ``async send(delivery) -> str | None`` — send ``delivery.event`` to
+  ``delivery.destination`` using ``delivery.idempotency_key`` so that sending the
+  same delivery twice shows once; return the platform's message id.
+
+``send`` raises only ``SendError`` subclasses: ``RateLimitedError`` (retry that
+destination at T, not counted as an attempt), ``RetryableSendError``,
+``RejectedError`` (dead), ``DestinationUnavailable`` (park the destination).
+
+A sink that also reads commands from its platform (Discord slash commands, Matrix
+``!alerts``) implements ``ChatListener.listen``; the runtime runs it on the leader.
+
+Built-ins are registered in ``BUILTIN``; plugins use the ``alerts.sinks``
+entry-point group. A duplicate kind is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from alerts.errors import ConfigError
+from alerts.model import Delivery, Destination
+
+if TYPE_CHECKING:
+    from alerts.chat.commands import CommandService
+    from alerts.config import Settings
+    from alerts.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a sink may use: deployment settings (secrets), the store (for its own
+    persisted state via ``kv_get``/``kv_set``) and a data directory."""
+
+    settings: Settings
+    store: Store
+    data_dir: str
+
+
+@runtime_checkable
+class Sink(Protocol):
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+
+    async def start(self) -> None:
+        """Log in / open files. Called once before the first send."""
+        ...
+
+    async def close(self) -> None:
+        """Release everything ``start`` acquired."""
+        ...
+
+    async def send(self, delivery: Delivery) -> str | None:
+        """Send one delivery; return the remote message id if the platform has one."""
+        ...
+
+    def validate_destination(self, destination: Destination) -> None:
+        """Raise ``ConfigError`` if this destination cannot work (called at start-up)."""
+        ...
+
+
+@runtime_checkable
+class ChatListener(Protocol):
+    """A sink that also listens for chat commands (run only on the leader)."""
+
+    async def listen(self, commands: CommandService) -> None:
+        """Run until cancelled, answering commands with ``commands``."""
+        ...
+
+
+class SinkFactory(Protocol):
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+    __doc__: str | None
+
+    def __call__(self, *, context: SinkContext) -> Sink: ...
+
+
+def _builtin() -> dict[str, Any]:
+    from alerts.sinks.console import ConsoleSink, JsonlSink
+
+    return {ConsoleSink.kind: ConsoleSink, JsonlSink.kind: JsonlSink}
+
+
+def registry() -> dict[str, SinkFactory]:
+    """Built-in sinks plus those of installed plugins; duplicates are an error."""
+    found: dict[str, SinkFactory] = dict(_builtin())
+    for ep in entry_points(group="alerts.sinks"):
+        factory = ep.load()
+        kind = getattr(factory, "kind", None)
+        if kind in found:
+            raise ConfigError(f"sink kind {kind!r} from plugin {ep.value} is already registered")
+        found[str(kind)] = factory
+    return found
