@@ -89,8 +89,9 @@ class SinkFactory(Protocol):
 
 def _builtin() -> dict[str, Any]:
     from alerts.sinks.console import ConsoleSink, JsonlSink
+    from alerts.sinks.matrix import MatrixSink
 
-    return {ConsoleSink.kind: ConsoleSink, JsonlSink.kind: JsonlSink}
+    return {ConsoleSink.kind: ConsoleSink, JsonlSink.kind: JsonlSink, MatrixSink.kind: MatrixSink}
 
 
 def registry() -> dict[str, SinkFactory]:
