@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from alerts.chat.commands import CommandService
+from alerts.config import Settings
 from alerts.sinks import SinkContext
 from alerts.sinks.matrix import MatrixSettings, MatrixSink
+from alerts.store.sqlite import SqliteStore
 
 from .helpers import Peer
-from .memstore import MemoryStore
 from .synapse_server import Account, SynapseServer, synapse_python
 
 TOPICS = {"news": "Press coverage", "contracts": "Federal contract awards"}
@@ -52,8 +53,10 @@ def bot_account(register: Callable[[str], Account]) -> Account:
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore.open(f"sqlite:///{tmp_path / 'alerts.db'}")
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture
@@ -86,12 +89,12 @@ def bot_settings(synapse: SynapseServer, account: Account, **extra: Any) -> Matr
 
 @pytest.fixture
 async def make_sink(
-    synapse: SynapseServer, bot_account: Account, store: MemoryStore, tmp_path: Path
+    synapse: SynapseServer, bot_account: Account, store: SqliteStore, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[MatrixSink]]]:
     opened: list[MatrixSink] = []
 
     async def make(**extra: Any) -> MatrixSink:
-        context = SinkContext(settings=None, store=store, data_dir=str(tmp_path / "data"))  # type: ignore[arg-type]
+        context = SinkContext(settings=Settings(), store=store, data_dir=str(tmp_path / "data"))
         sink = MatrixSink(context=context, settings=bot_settings(synapse, bot_account, **extra))
         await sink.start()
         opened.append(sink)
@@ -103,5 +106,5 @@ async def make_sink(
 
 
 @pytest.fixture
-def commands(store: MemoryStore) -> CommandService:
-    return CommandService(store=store, topics=TOPICS)  # type: ignore[arg-type]
+def commands(store: SqliteStore) -> CommandService:
+    return CommandService(store=store, topics=TOPICS)

@@ -12,9 +12,9 @@ import pytest
 from alerts.chat.commands import CommandService
 from alerts.model import EventKind
 from alerts.sinks.matrix import MatrixSink
+from alerts.store.sqlite import SqliteStore
 
 from .helpers import Peer, replying_to
-from .memstore import MemoryStore
 
 pytestmark = pytest.mark.synapse
 
@@ -99,7 +99,7 @@ async def test_commands_subscribe_list_topics_help_unsubscribe(
     make_sink: Callable[..., Awaitable[MatrixSink]],
     peers: Callable[..., Awaitable[Peer]],
     commands: CommandService,
-    store: MemoryStore,
+    store: SqliteStore,
 ) -> None:
     alice = await peers("alice")
     sink = await make_sink(invite_users=alice.user_id)
@@ -131,7 +131,7 @@ async def test_non_moderator_is_refused(
     make_sink: Callable[..., Awaitable[MatrixSink]],
     peers: Callable[..., Awaitable[Peer]],
     commands: CommandService,
-    store: MemoryStore,
+    store: SqliteStore,
 ) -> None:
     alice, bob = await peers("alice"), await peers("bob")
     sink = await make_sink(invite_users=alice.user_id)
@@ -149,7 +149,7 @@ async def test_configured_power_level_lets_a_moderator_manage(
     make_sink: Callable[..., Awaitable[MatrixSink]],
     peers: Callable[..., Awaitable[Peer]],
     commands: CommandService,
-    store: MemoryStore,
+    store: SqliteStore,
 ) -> None:
     alice, bob = await peers("alice"), await peers("bob")
     sink = await make_sink(invite_users=alice.user_id, manage_power_level=10)
@@ -167,7 +167,7 @@ async def test_kick_drops_the_rooms_subscriptions(
     make_sink: Callable[..., Awaitable[MatrixSink]],
     peers: Callable[..., Awaitable[Peer]],
     commands: CommandService,
-    store: MemoryStore,
+    store: SqliteStore,
 ) -> None:
     alice = await peers("alice")
     sink = await make_sink(invite_users=alice.user_id)
@@ -180,7 +180,7 @@ async def test_kick_drops_the_rooms_subscriptions(
     assert room_id not in sink._client().rooms
 
 
-def _no_subscriptions(store: MemoryStore, room_id: str) -> Callable[[], Awaitable[bool]]:
+def _no_subscriptions(store: SqliteStore, room_id: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return not await store.list_subscriptions(f"matrix:{room_id}")
 
@@ -191,7 +191,7 @@ async def test_commands_from_before_the_start_are_not_replayed(
     make_sink: Callable[..., Awaitable[MatrixSink]],
     peers: Callable[..., Awaitable[Peer]],
     commands: CommandService,
-    store: MemoryStore,
+    store: SqliteStore,
 ) -> None:
     alice = await peers("alice")
     sink = await make_sink(invite_users=alice.user_id)

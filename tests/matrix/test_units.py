@@ -147,7 +147,6 @@ async def test_start_without_credentials_is_a_config_error() -> None:
 
 
 def test_registered_with_kind_options_and_docstring() -> None:
-    pytest.importorskip("alerts.sinks.console")
     factory = registry()["matrix"]
     assert factory is MatrixSink
     assert factory.Options.model_config.get("extra") == "forbid"

@@ -131,7 +131,9 @@ class MatrixRooms:
             resp = await self.sink._client().room_get_state(room.room_id)
             if not isinstance(resp, nio.RoomGetStateResponse):
                 return frozenset()
-            create = next((e for e in resp.events if e.get("type") == "m.room.create"), {})
+            create: dict[str, Any] = next(
+                (e for e in resp.events if e.get("type") == "m.room.create"), {}
+            )
             extra = create.get("content", {}).get("additional_creators", [])
             self._creators[room.room_id] = frozenset([create.get("sender", ""), *extra])
         return self._creators[room.room_id]

@@ -168,6 +168,13 @@ class MatrixSink:
         self._keys_lock = asyncio.Lock()
         self._hooks: list[SyncHook] = []
 
+    @classmethod
+    def configured(cls) -> bool:
+        """True when the environment names a homeserver, a user and a credential."""
+        settings = MatrixSettings()
+        has_secret = settings.password is not None or settings.access_token is not None
+        return bool(settings.homeserver and settings.user and has_secret)
+
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
