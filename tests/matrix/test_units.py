@@ -151,3 +151,20 @@ def test_registered_with_kind_options_and_docstring() -> None:
     assert factory is MatrixSink
     assert factory.Options.model_config.get("extra") == "forbid"
     assert "ALERTS_MATRIX_PASSWORD" in (factory.__doc__ or "")
+
+
+@pytest.mark.parametrize(
+    ("env", "configured"),
+    [
+        pytest.param({}, False, id="nothing"),
+        pytest.param({"HOMESERVER": "https://m.org", "USER": "bot"}, False, id="no-credential"),
+        pytest.param({"HOMESERVER": "https://m.org", "USER": "bot", "PASSWORD": "p"}, True, id="password"),
+        pytest.param({"HOMESERVER": "https://m.org", "USER": "bot", "ACCESS_TOKEN": "t"}, True, id="token"),
+    ],
+)  # fmt: skip
+def test_configured_from_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], configured: bool
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(f"ALERTS_MATRIX_{name}", value)
+    assert MatrixSink.configured() is configured
