@@ -168,3 +168,37 @@ def test_configured_from_environment(
     for name, value in env.items():
         monkeypatch.setenv(f"ALERTS_MATRIX_{name}", value)
     assert MatrixSink.configured() is configured
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_pacer_learns_spacing_from_429s_and_defers_far_slots() -> None:
+    from alerts.sinks.matrix import Pacer
+
+    clock = FakeClock()
+    pacer = Pacer(max_wait_s=0.2, clock=clock)
+    first = await pacer.wait_turn()
+    assert (first.start_s, first.interval_s) == (100.0, 0.0)
+
+    pacer.limited(first, retry_after_s=0.5)
+    assert pacer.interval_s == 0.5
+    clock.now = 100.5
+    turn = await pacer.wait_turn()  # at the server's retry time, not before
+    assert turn.start_s == 100.5
+    pacer.limited(turn, retry_after_s=0.5)  # paced and still refused: widen
+    assert pacer.interval_s == pytest.approx(0.55)
+    with pytest.raises(RateLimitedError) as far:
+        await pacer.wait_turn()
+    assert far.value.retry_after_s == pytest.approx(0.5)
+    clock.now = 101.0
+    accepted = await pacer.wait_turn()
+    pacer.accepted(accepted)
+    assert pacer.interval_s == pytest.approx(0.55 * 0.995)
+    clock.now = 101.0 + 601
+    assert (await pacer.wait_turn()).interval_s == 0.0

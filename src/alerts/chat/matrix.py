@@ -153,7 +153,10 @@ class MatrixRooms:
         reply = await self.commands.handle_text(text, ctx)
         try:
             await self.sink.send_content(
-                room.room_id, reply_content(reply.text, event), reply_txn_id(event.event_id)
+                room.room_id,
+                reply_content(reply.text, event),
+                reply_txn_id(event.event_id),
+                patient=True,
             )
         except SendError as exc:
             log.warning("Matrix: could not answer %s in %s: %s", event.event_id, room.room_id, exc)

@@ -7,7 +7,9 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -132,6 +134,74 @@ class MatrixOptions(BaseModel):
 SyncHook = Callable[[nio.SyncResponse, bool], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A send's slot: when it starts and the spacing it was paced with."""
+
+    start_s: float
+    interval_s: float
+
+
+class Pacer:
+    """Spaces one account's sends to what the homeserver's 429s say it allows.
+
+    Matrix rate limits are per user, not per room, and Synapse holds every refused
+    request for half a second before answering 429: a sender that keeps bumping into
+    the limit gets a fraction of it. So the pacer hands out start slots
+    ``interval_s`` apart and adapts the spacing: a 429 on a send paced with the
+    current spacing widens it by 10 % (the first 429 starts it at the server's
+    ``retry_after_ms``) and moves the next slot past the server's retry time; each
+    accepted send narrows it by 0.5 %, so it settles just under the server's rate
+    (the limit's burst absorbs the difference). A send whose slot is further off than
+    ``max_wait_s`` is not sent: it comes back as ``RateLimitedError`` so the
+    dispatcher reschedules that room and moves on. With no 429 for ``forget_s`` the
+    spacing is dropped.
+    """
+
+    WIDEN = 1.10
+    NARROW = 0.995
+
+    def __init__(
+        self,
+        *,
+        max_wait_s: float = 1.0,
+        forget_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_wait_s = max_wait_s
+        self.forget_s = forget_s
+        self.clock = clock
+        self.interval_s = 0.0
+        self._next_s = 0.0
+        self._last_limited_s = 0.0
+
+    async def wait_turn(self, *, patient: bool = False) -> Turn:
+        """Sleep until this send's slot, or raise ``RateLimitedError`` if it is far off."""
+        now = self.clock()
+        if self.interval_s and now - self._last_limited_s > self.forget_s:
+            self.interval_s = 0.0
+        slot = max(now, self._next_s)
+        if slot - now > self.max_wait_s and not patient:
+            raise RateLimitedError(
+                "Matrix: holding back to the homeserver's rate limit", retry_after_s=slot - now
+            )
+        self._next_s = slot + self.interval_s
+        if slot > now:
+            await asyncio.sleep(slot - now)
+        return Turn(slot, self.interval_s)
+
+    def accepted(self, turn: Turn) -> None:
+        self.interval_s *= self.NARROW
+
+    def limited(self, turn: Turn, retry_after_s: float) -> None:
+        self._last_limited_s = self.clock()
+        self._next_s = max(self._next_s, turn.start_s + retry_after_s)
+        if self.interval_s == 0.0:
+            self.interval_s = max(retry_after_s, 0.001)
+        elif turn.interval_s >= self.interval_s * self.NARROW**8:
+            self.interval_s *= self.WIDEN
+
+
 class MatrixSink:
     """Matrix sink: post alerts to Matrix rooms as a bot user, with matrix-nio.
 
@@ -167,6 +237,7 @@ class MatrixSink:
         self._sync_count = 0
         self._keys_lock = asyncio.Lock()
         self._hooks: list[SyncHook] = []
+        self.pacer = Pacer()
 
     @classmethod
     def configured(cls) -> bool:
@@ -332,12 +403,18 @@ class MatrixSink:
             delivery.destination.target, content, txn_id_for(delivery.idempotency_key)
         )
 
-    async def send_content(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
-        """Send an ``m.room.message`` with a fixed transaction id; map failures."""
+    async def send_content(
+        self, room_id: str, content: dict[str, Any], txn_id: str, *, patient: bool = False
+    ) -> str:
+        """Send an ``m.room.message`` with a fixed transaction id; map failures.
+
+        ``patient`` waits out the pacer instead of raising ``RateLimitedError``.
+        """
         client = self._client()
         await self._require_room(room_id)
         try:
             await self._maintain_keys()
+            turn = await self.pacer.wait_turn(patient=patient)
             resp = await client.room_send(
                 room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=True
             )
@@ -346,8 +423,12 @@ class MatrixSink:
         except nio.LocalProtocolError as exc:
             raise RetryableSendError(f"Matrix: could not prepare the message: {exc}") from exc
         if isinstance(resp, nio.RoomSendResponse):
+            self.pacer.accepted(turn)
             return str(resp.event_id)
-        raise error_for(resp)
+        error = error_for(resp)
+        if isinstance(error, RateLimitedError) and error.retry_after_s is not None:
+            self.pacer.limited(turn, error.retry_after_s)
+        raise error
 
     async def _require_room(self, room_id: str) -> None:
         """Make sure nio knows the room (it must, to encrypt) or say why not."""
