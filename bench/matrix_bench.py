@@ -181,15 +181,19 @@ async def run(args: argparse.Namespace) -> int:
         try:
             await sink.start()
             pipeline = Pipeline(store, {"matrix": sink}, TOPICS, concurrency=50)
-            print(f"creating {args.rooms + 1} rooms…", flush=True)
-            rooms = await make_rooms(alice, sink, args.rooms + 1)
+            (latency_room,) = await make_rooms(alice, sink, 1)
             await alice.sync()
-            async with Reader(alice, bot_account.user_id) as reader, pipeline.running():
-                latencies = await bench_latency(pipeline, reader, rooms[0], args.alerts)
-                fanout = await bench_fanout(
-                    pipeline, reader, rooms[1:], server, bot_account.user_id,
-                    rate=args.rate, burst=args.burst,
-                )  # fmt: skip
+            async with pipeline.running():
+                async with Reader(alice, bot_account.user_id) as reader:
+                    latencies = await bench_latency(pipeline, reader, latency_room, args.alerts)
+                print(f"creating {args.rooms} rooms…", flush=True)
+                rooms = await make_rooms(alice, sink, args.rooms)
+                await alice.sync()
+                async with Reader(alice, bot_account.user_id) as reader:
+                    fanout = await bench_fanout(
+                        pipeline, reader, rooms, server, bot_account.user_id,
+                        rate=args.rate, burst=args.burst,
+                    )  # fmt: skip
         finally:
             await sink.close()
             await alice.close()
