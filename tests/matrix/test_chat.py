@@ -207,3 +207,19 @@ async def test_commands_from_before_the_start_are_not_replayed(
     assert fresh.body.startswith("Subscribed: contracts")
     assert [s.topic for s in await store.list_subscriptions()] == ["contracts"]
     assert not [e for e in alice.events[room_id] if replying_to(stale)(e)]
+
+
+async def test_commands_work_in_an_encrypted_room(
+    make_sink: Callable[..., Awaitable[MatrixSink]],
+    peers: Callable[..., Awaitable[Peer]],
+    commands: CommandService,
+    store: SqliteStore,
+) -> None:
+    alice = await peers("alice", e2e=True)
+    sink = await make_sink(invite_users=alice.user_id)
+    async with listening(sink, commands):
+        room_id = await alice.create_room(encrypted=True, invite=[sink_user(sink)])
+        await alice.wait_until(lambda: room_id in sink._client().rooms)
+        reply = await ask(alice, room_id, "!alerts subscribe news")
+    assert reply.body.startswith("Subscribed: news")
+    assert [s.topic for s in await store.list_subscriptions(f"matrix:{room_id}")] == ["news"]

@@ -344,7 +344,10 @@ class MatrixSink:
         await self._maintain_keys()
         self._forget_left_rooms(resp)
         for hook in list(self._hooks):
-            await hook(resp, first)
+            try:
+                await hook(resp, first)
+            except Exception:
+                log.exception("Matrix: a sync hook failed; its events are skipped")
         async with self._synced:
             self._sync_count += 1
             self._synced.notify_all()
