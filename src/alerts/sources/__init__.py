@@ -106,9 +106,24 @@ class SourceFactory(Protocol):
 
 
 def _builtin() -> dict[str, SourceFactory]:
+    from alerts.sources.awards import AwardsSource
+    from alerts.sources.bluesky import BlueskySource
+    from alerts.sources.federal_register import FederalRegisterSource
     from alerts.sources.feed import FeedSource
+    from alerts.sources.petition import PetitionSource
+    from alerts.sources.webpage import WebpageSource
 
-    return {FeedSource.kind: FeedSource}
+    # Class objects cannot match a protocol with ClassVars for mypy; the registry
+    # invariant test checks each of these instead.
+    adapters: tuple[Any, ...] = (
+        FeedSource,
+        PetitionSource,
+        AwardsSource,
+        FederalRegisterSource,
+        WebpageSource,
+        BlueskySource,
+    )
+    return {a.kind: a for a in adapters}
 
 
 def registry() -> dict[str, SourceFactory]:
