@@ -47,13 +47,13 @@ class AwardsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agency: str = "U.S. Immigration and Customs Enforcement"
-    agency_tier: str = Field("subtier", pattern="^(subtier|toptier)$")
+    agency_tier: str = Field(default="subtier", pattern="^(subtier|toptier)$")
     award_type_codes: list[str] = Field(default_factory=lambda: ["A", "B", "C", "D"])
     recipients: list[str] = Field(default_factory=list)
     min_amount: float = 0.0
-    window_days: int = Field(30, ge=1, le=3650)
-    page_size: int = Field(100, ge=1, le=100)
-    max_pages: int = Field(10, ge=1, le=100)
+    window_days: int = Field(default=30, ge=1, le=3650)
+    page_size: int = Field(default=100, ge=1, le=100)
+    max_pages: int = Field(default=10, ge=1, le=100)
     modifications: bool = True
     follow: list[str] = Field(default_factory=list)
 

@@ -21,7 +21,7 @@ class BlueskyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     actor: str = Field(description="handle (example.bsky.social) or DID")
-    limit: int = Field(30, ge=1, le=100)
+    limit: int = Field(default=30, ge=1, le=100)
     replies: bool = False
 
 

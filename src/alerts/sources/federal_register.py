@@ -31,8 +31,8 @@ class FederalRegisterOptions(BaseModel):
 
     agency: str = "u-s-immigration-and-customs-enforcement"
     document_types: list[str] = Field(default_factory=list)
-    per_page: int = Field(20, ge=1, le=1000)
-    max_pages: int = Field(1, ge=1, le=20)
+    per_page: int = Field(default=20, ge=1, le=1000)
+    max_pages: int = Field(default=1, ge=1, le=20)
 
 
 class FederalRegisterSource:

@@ -54,7 +54,9 @@ class PetitionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["html", "json", "osdi"] = "html"
-    label: str | None = Field(None, description="name used in alert titles (default: source id)")
+    label: str | None = Field(
+        default=None, description="name used in alert titles (default: source id)"
+    )
     count_path: str | None = None
     count_selector: str | None = None
     signatories_path: str | None = None
@@ -67,10 +69,12 @@ class PetitionOptions(BaseModel):
     company_key: str = "company"
     osdi_title_field: str = "title"
     osdi_company_field: str = "company"
-    max_pages: int = Field(10, ge=1, le=200)
+    max_pages: int = Field(default=10, ge=1, le=200)
     milestones: list[int] = Field(default_factory=list)
-    delta_period: float = Field(3600.0, description="seconds (or 15m, 1h…) between delta alerts")
-    delta_min: int = Field(1, ge=1)
+    delta_period: float = Field(
+        default=3600.0, description="seconds (or 15m, 1h…) between delta alerts"
+    )
+    delta_min: int = Field(default=1, ge=1)
     watch_companies: list[str] = Field(default_factory=list)
     watch_titles: list[str] = Field(default_factory=list)
 

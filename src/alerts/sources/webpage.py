@@ -24,8 +24,8 @@ class WebpageOptions(BaseModel):
     selector: str
     title: str | None = None
     noise: list[str] = Field(default_factory=list)
-    max_diff_lines: int = Field(20, ge=1, le=500)
-    max_chars: int = Field(100_000, ge=100)
+    max_diff_lines: int = Field(default=20, ge=1, le=500)
+    max_chars: int = Field(default=100_000, ge=100)
 
     @field_validator("noise")
     @classmethod
