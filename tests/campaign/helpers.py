@@ -8,8 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alerts.model import JSON, Event, EventKind, Item, Observation
-from alerts.sources import DerivesEvents, SourceState
+from alerts.config import SourceSpec
+from alerts.detect import detect
+from alerts.model import JSON, Event, Item, Observation
+from alerts.sources import SourceState
+from alerts.store import ItemState
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -25,67 +28,55 @@ def data(name: str, **replace: str) -> Any:
     return json.loads(raw)
 
 
-class Polls:
-    """Drive an adapter poll after poll the way the detector does.
+def spec(source: Any, *, backfill: int = 0, max_events: int = 50) -> SourceSpec:
+    return SourceSpec(
+        id=source.source_id,
+        kind=source.kind,
+        url=getattr(source, "url", ""),
+        interval_s=60.0,
+        topics=("test",),
+        options=source.options,
+        fingerprint=source.fingerprint_fields,
+        backfill=backfill,
+        max_events=max_events,
+        name="",
+        origin="test",
+    )
 
-    The item diff is the generic one (unseen key: ``new``; changed fingerprint:
-    ``updated``), then the adapter's ``derive`` hook; the first poll is the baseline.
-    """
+
+class Polls:
+    """Drive an adapter poll after poll through the real detector, as the scheduler does."""
 
     def __init__(self, source: Any) -> None:
         self.source = source
+        self.spec = spec(source)
         self.state = SourceState()
+        self.known: dict[str, ItemState] = {}
+        self.detector: dict[str, JSON] = {}
+        self.baselined = False
         self.items: dict[str, Item] = {}
-        self.derived: Mapping[str, JSON] = {}
-        self.baseline = True
 
-    def fingerprint(self, item: Item) -> tuple[JSON, ...]:
-        return tuple(item.value(f) for f in self.source.fingerprint_fields)
+    @property
+    def derived(self) -> Mapping[str, JSON]:
+        return self.detector.get("adapter", {})
 
     async def poll(self, now: datetime) -> list[Event]:
         obs: Observation = await self.source.fetch(self.state)
-        self.state = SourceState(
-            validators=obs.validators,
-            cursor=obs.cursor if not obs.not_modified else self.state.cursor,
+        if obs.not_modified:
+            self.state = SourceState(obs.validators, self.state.cursor)
+            return []
+        self.state = SourceState(obs.validators, obs.cursor)
+        found = detect(
+            spec=self.spec,
+            observation=obs,
+            known=self.known,
+            baselined=self.baselined,
+            detector_state=self.detector,
+            adapter=self.source,
+            now=now,
         )
-        new = [i for i in obs.items if i.key not in self.items]
-        updated = [
-            (i, _snapshot(self.items[i.key]))
-            for i in obs.items
-            if i.key in self.items and self.fingerprint(i) != self.fingerprint(self.items[i.key])
-        ]
-        events = [] if self.baseline else self._generic(new, updated)
-        if isinstance(self.source, DerivesEvents):
-            derived = self.source.derive(
-                observation=obs,
-                new_items=new,
-                updated_items=updated,
-                state=self.derived,
-                now=now,
-                baseline=self.baseline,
-            )
-            if derived.keep_item_events is not None:
-                events = [e for e in events if e.key in derived.keep_item_events]
-            events += derived.events
-            self.derived = derived.state
+        self.known.update(found.items)
+        self.detector = found.detector
+        self.baselined = True
         self.items.update({i.key: i for i in obs.items})
-        self.baseline = self.baseline and obs.not_modified
-        return events
-
-    def _generic(self, new: list[Item], updated: list[tuple[Item, Any]]) -> list[Event]:
-        sid = "test"
-        events = [Event(sid, EventKind.NEW, i.key, i.title, i.url, fields=i.fields) for i in new]
-        for item, old in updated:
-            changes = {
-                f: (old.get(f), item.value(f))
-                for f in self.source.fingerprint_fields
-                if old.get(f) != item.value(f)
-            }
-            events.append(
-                Event(sid, EventKind.UPDATED, item.key, item.title, item.url, changes=changes)
-            )
-        return events
-
-
-def _snapshot(item: Item) -> dict[str, JSON]:
-    return {"title": item.title, "summary": item.summary, **item.fields}
+        return found.events

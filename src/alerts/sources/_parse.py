@@ -1,7 +1,7 @@
 """Small parsing helpers shared by the campaign adapters.
 
 Numbers as pages print them (``1,234``, ``1.234``, ``1 234``, ``12k``), dotted JSON
-paths (``data.petition.signatures[0].name``), durations (``15m``), and the
+paths (``data.petition.signatures[0].name``), and the
 normalisation used for keys built from names.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import timedelta
 from typing import Any
 
 from alerts.errors import ParseError
@@ -17,8 +16,6 @@ from alerts.errors import ParseError
 _NUMBER = re.compile(r"(\d(?:[\d.,'\u00a0\u202f ]*\d)?)\s*([kKmM])?(?![A-Za-z])")
 _SEPARATORS = re.compile(r"[.,'\u00a0\u202f ]")
 _SCALE = {"k": 1_000, "m": 1_000_000}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -41,18 +38,6 @@ def parse_count(text: str) -> int:
     else:
         value = float("".join(groups))
     return round(value * _SCALE.get(suffix, 1))
-
-
-def parse_duration_s(value: float | str | timedelta) -> float:
-    """Seconds from ``90``, ``"90"``, ``"15m"``, ``"2h"``, ``"1d"`` or a timedelta."""
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(value)
-    if match is None:
-        raise ValueError(f"not a duration: {value!r} (use seconds or 30s, 15m, 2h, 1d, 1w)")
-    return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
 
 
 def json_path(data: Any, path: str) -> Any:

@@ -8,14 +8,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from alerts.config import DurationS
 from alerts.errors import ParseError
 from alerts.model import JSON, Event, EventKind, Item, Observation
 from alerts.sources import Derived, SourceState
-from alerts.sources._parse import json_path, normalise, parse_count, parse_duration_s
+from alerts.sources._parse import json_path, normalise, parse_count
 from alerts.sources.http import HttpClient, HttpResponse
 
 _JSON_SCRIPTS = 'script[type="application/ld+json"], script[type="application/json"]'
@@ -71,17 +72,12 @@ class PetitionOptions(BaseModel):
     osdi_company_field: str = "company"
     max_pages: int = Field(default=10, ge=1, le=200)
     milestones: list[int] = Field(default_factory=list)
-    delta_period: float = Field(
+    delta_period: DurationS = Field(
         default=3600.0, description="seconds (or 15m, 1h…) between delta alerts"
     )
     delta_min: int = Field(default=1, ge=1)
     watch_companies: list[str] = Field(default_factory=list)
     watch_titles: list[str] = Field(default_factory=list)
-
-    @field_validator("delta_period", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration_s(value)
 
 
 class PetitionSource:
