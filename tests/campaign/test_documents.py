@@ -161,10 +161,10 @@ async def test_webpage_change_carries_a_diff(server: FixtureServer, http: HttpCl
     (event,) = await polls.poll(T0 + timedelta(hours=2))
     assert event.kind is EventKind.UPDATED
     assert event.title == "ExampleCorp statement: page changed"
-    assert (
-        event.summary
-        == "We will not renew our contract with U.S. Immigration and Customs Enforcement."
-    )
+    assert event.fields["added"] == [
+        "We will not renew our contract with U.S. Immigration and Customs Enforcement."
+    ]
+    assert event.summary == event.fields["diff"]
     assert "- We review every public-sector engagement" in event.fields["diff"]
     assert "+ We will not renew our contract" in event.fields["diff"]
 

@@ -338,7 +338,7 @@ class AwardsSource:
             title=f"{recipient}: modification {mod} {sign}${abs(delta):,.0f} ({item.fields.get('award_id')})",
             url=item.url,
             summary=f"Obligated ${old:,.0f} → ${new:,.0f}. {item.summary}".strip(),
-            fields={**item.fields, "delta": delta, "old_amount": old},
+            fields={**_without(item.fields, "mod_amount"), "delta": delta},
             changes={"amount": (old, new)},
             occurred_at=item.published or now,
         )
@@ -362,7 +362,6 @@ def _item(
         url=AWARD_PAGE + key,
         summary=description,
         published=_date(published),
-        author=recipient or None,
         fields={
             "recipient": recipient,
             "amount": amount,
@@ -418,6 +417,10 @@ def _sum_obligations(rows: list[Mapping[str, Any]]) -> float:
     return sum(
         _money(r.get("federal_action_obligation") or 0.0, "federal_action_obligation") for r in rows
     )
+
+
+def _without(fields: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if k not in names}
 
 
 def _remember(known: Mapping[str, Any], current: dict[str, float]) -> dict[str, Any]:

@@ -55,9 +55,6 @@ class PetitionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Literal["html", "json", "osdi"] = "html"
-    label: str | None = Field(
-        default=None, description="name used in alert titles (default: source id)"
-    )
     count_path: str | None = None
     count_selector: str | None = None
     signatories_path: str | None = None
@@ -295,7 +292,7 @@ class PetitionSource:
             self._event(
                 EventKind.MILESTONE,
                 f"milestone:{top}",
-                f"{self.label}: {top:,} signatures reached",
+                f"{top:,} signatures reached",
                 f"{count:,} signatures now.",
                 {"count": count, "threshold": top},
                 now,
@@ -325,7 +322,7 @@ class PetitionSource:
         return self._event(
             EventKind.DELTA,
             f"delta:{now.isoformat()}",
-            f"{self.label}: +{n:,} {noun} ({count:,} total)",
+            f"+{n:,} {noun} ({count:,} total)",
             summary or f"{count:,} signatures now.",
             fields,
             now,
@@ -337,10 +334,6 @@ class PetitionSource:
         return any(normalise(c) == company for c in self.options.watch_companies if company) or any(
             normalise(t) in title for t in self.options.watch_titles if title
         )
-
-    @property
-    def label(self) -> str:
-        return self.options.label or self.source_id
 
     def _event(
         self,

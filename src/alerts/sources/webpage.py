@@ -17,6 +17,8 @@ from alerts.sources import Derived, SourceState
 from alerts.sources._parse import squash
 from alerts.sources.http import HttpClient
 
+_SUMMARY_CHARS = 1500
+
 
 class WebpageOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -123,15 +125,16 @@ class WebpageSource:
     def _diff_event(self, item: Item, old: str, now: datetime) -> Event:
         new = str(item.fields.get("text", ""))
         diff = unified_diff(old, new, self.options.max_diff_lines)
-        added = [line[1:] for line in diff.splitlines() if line.startswith("+ ")]
+        added = [line[2:] for line in diff.splitlines() if line.startswith("+ ")]
+        removed = [line[2:] for line in diff.splitlines() if line.startswith("- ")]
         return Event(
             source_id=self.source_id,
             kind=EventKind.UPDATED,
             key=f"{item.key}@{now.isoformat()}",
             title=f"{item.title}: page changed",
             url=item.url,
-            summary=(added[0].strip() if added else "text removed")[:300],
-            fields={"diff": diff, "added_lines": len(added)},
+            summary=diff[:_SUMMARY_CHARS],
+            fields={"diff": diff, "added": added[:5], "removed": removed[:5]},
             occurred_at=now,
         )
 
