@@ -178,6 +178,12 @@ async def test_webpage_change_carries_a_diff(server: FixtureServer, http: HttpCl
             "matches nothing",
             id="selector-gone",
         ),
+        pytest.param(
+            Reply.html('<html><body><article id="statement">  </article></body></html>'),
+            ParseError,
+            "only empty elements",
+            id="region-empty",
+        ),
         pytest.param(Reply.retry_after(60), RetryAfterError, "retry after 60", id="429"),
         pytest.param(Reply.html("gone", status=410), HttpStatusError, "410", id="410"),
     ],

@@ -171,6 +171,13 @@ async def test_osdi_pages_and_token(
             "has 'props.count'",
             id="embedded-path-gone",
         ),
+        pytest.param(
+            Reply.html(text("petition/letter.html").replace("signatory", "person")),
+            LETTER,
+            ParseError,
+            "matches nothing although the page counts 1,234",
+            id="signatory-list-gone",
+        ),
         pytest.param(Reply.retry_after(120), LETTER, RetryAfterError, "retry after 120", id="429"),
     ],
 )

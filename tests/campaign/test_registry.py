@@ -39,3 +39,24 @@ def test_adapter_declares_its_contract(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["petition", "awards", "webpage"])
 def test_deriving_adapters_implement_the_hook(kind: str) -> None:
     assert issubclass(registry()[kind], DerivesEvents)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "match"),
+    [
+        pytest.param("petition", {"mode": "json"}, "needs count_path", id="petition-json-no-path"),
+        pytest.param("petition", {"mode": "csv"}, "mode", id="petition-unknown-mode"),
+        pytest.param("petition", {"delta_period": "soon"}, "duration", id="petition-bad-period"),
+        pytest.param(
+            "awards", {"award_type_codes": ["A", "IDV_A"]}, "one group", id="awards-mixed-types"
+        ),
+        pytest.param("awards", {"award_type_codes": ["Z"]}, "unknown award", id="awards-bad-type"),
+        pytest.param("awards", {"page_size": 500}, "100", id="awards-page-too-big"),
+        pytest.param("webpage", {}, "selector", id="webpage-needs-selector"),
+        pytest.param("bluesky", {}, "actor", id="bluesky-needs-actor"),
+        pytest.param("federal_register", {"per_page": 0}, "per_page", id="fr-per-page"),
+    ],
+)
+def test_bad_options_are_rejected(kind: str, options: dict[str, object], match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        registry()[kind].Options.model_validate(options)

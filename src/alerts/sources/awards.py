@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.errors import ParseError
 from alerts.model import JSON, Event, EventKind, Item, Observation
@@ -40,6 +40,16 @@ _TX_FIELDS = [
     "generated_internal_id",
 ]
 _REMEMBER_MAX = 5000
+_TYPE_GROUPS = {
+    **dict.fromkeys(["A", "B", "C", "D"], "contracts"),
+    **dict.fromkeys(
+        ["IDV_A", "IDV_B", "IDV_B_A", "IDV_B_B", "IDV_B_C", "IDV_C", "IDV_D", "IDV_E"], "idvs"
+    ),
+    **dict.fromkeys(["02", "03", "04", "05"], "grants"),
+    **dict.fromkeys(["06", "10"], "direct_payments"),
+    **dict.fromkeys(["07", "08"], "loans"),
+    **dict.fromkeys(["09", "11", "-1"], "other"),
+}
 _BASE_MODS = {"", "0", "00", "000", "0000", "00000", "P00000"}
 
 
@@ -56,6 +66,17 @@ class AwardsOptions(BaseModel):
     max_pages: int = Field(default=10, ge=1, le=100)
     modifications: bool = True
     follow: list[str] = Field(default_factory=list)
+
+    @field_validator("award_type_codes")
+    @classmethod
+    def _one_group(cls, codes: list[str]) -> list[str]:
+        groups = {_TYPE_GROUPS.get(code) for code in codes}
+        if None in groups:
+            unknown = [c for c in codes if c not in _TYPE_GROUPS]
+            raise ValueError(f"unknown award type codes {unknown}")
+        if len(groups) != 1:
+            raise ValueError("USAspending searches one group of award types at a time")
+        return codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +107,8 @@ class AwardsSource:
 
     Both searches are filtered by the awarding agency (``agency``, at ``agency_tier``
     ``subtier`` by default: U.S. Immigration and Customs Enforcement) and
-    ``award_type_codes`` (contracts A to D by default); pages are followed while
+    ``award_type_codes`` (contracts A to D by default; one group per source, e.g.
+    ``["IDV_A", "IDV_B", …]`` for indefinite-delivery vehicles); pages are followed while
     ``page_metadata.hasNext`` (at most ``max_pages`` of ``page_size``).
     ``recipients`` is a watchlist (case-insensitive substrings of the recipient name;
     empty = everyone); ``min_amount`` drops smaller awards and modifications.

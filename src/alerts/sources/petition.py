@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
@@ -76,6 +76,12 @@ class PetitionOptions(BaseModel):
     watch_companies: list[str] = Field(default_factory=list)
     watch_titles: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _json_needs_a_path(self) -> PetitionOptions:
+        if self.mode == "json" and not self.count_path:
+            raise ValueError("mode 'json' needs count_path")
+        return self
+
 
 class PetitionSource:
     """Petition: a signature count and, where the page lists them, named signatories.
@@ -122,8 +128,6 @@ class PetitionSource:
         self.url = url
         self.options = options
         self.http = http
-        if options.mode == "json" and not options.count_path:
-            raise ValueError("petition mode 'json' needs count_path")
 
     async def fetch(self, state: SourceState) -> Observation:
         if self.options.mode == "osdi":
@@ -182,6 +186,11 @@ class PetitionSource:
             people = self._json_people(_first_with(blobs, opts.signatories_path, resp.url))
         elif opts.signatory_selector:
             people = self._html_people(tree, opts.signatory_selector)
+            if not people and count > 0:
+                raise ParseError(
+                    f"signatory_selector {opts.signatory_selector!r} matches nothing "
+                    f"although the page counts {count:,} signatures"
+                )
         else:
             people = []
         return count, people

@@ -76,6 +76,11 @@ class WebpageSource:
         if not nodes:
             raise ParseError(f"selector {self.options.selector!r} matches nothing at {resp.url}")
         text = self.clean("\n".join(n.text(separator="\n") for n in nodes))
+        if not text:
+            raise ParseError(
+                f"selector {self.options.selector!r} matches only empty elements at {resp.url} "
+                "(is the region filled in by JavaScript?)"
+            )
         page_title = tree.css_first("title")
         title = self.options.title or (page_title.text(strip=True) if page_title else self.url)
         first_line = text.splitlines()[0] if text else ""
