@@ -204,15 +204,31 @@ async def test_osdi_without_embedded_signatures_is_parse_error(
         await make(server, http, "/p", mode="osdi").fetch(SourceState())
 
 
-async def test_redirect_and_conditional_get(server: FixtureServer, http: HttpClient) -> None:
+async def test_redirect_is_followed(server: FixtureServer, http: HttpClient) -> None:
     server.route("GET", "/old", Reply.redirect("/letter"))
     server.route("GET", "/letter", Reply.html(text("petition/letter.html"), etag='"v1"'))
-    source = make(server, http, "/old", **LETTER)
-    first = await source.fetch(SourceState())
-    assert first.values["signatures"] == 1234
-    assert first.validators.etag == '"v1"'
-    second = await source.fetch(SourceState(validators=first.validators))
-    assert second.not_modified
+    obs = await make(server, http, "/old", **LETTER).fetch(SourceState())
+    assert obs.values["signatures"] == 1234
+    assert len(obs.items) == 3
+
+
+async def test_pending_delta_goes_out_when_the_page_is_unchanged(
+    server: FixtureServer, http: HttpClient
+) -> None:
+    """No conditional GET: the poll after the period flushes what waited, page unchanged."""
+    pages = ["letter.html", "letter_more.html", "letter_more.html"]
+    server.route(
+        "GET", "/letter", *(Reply.html(text(f"petition/{p}"), etag='"same"') for p in pages)
+    )
+    source = make(server, http, **LETTER, delta_period="1h")
+    polls = Polls(source)
+    assert await polls.poll(T0) == []  # baseline
+    # as if a delta had just gone out at T0
+    polls.detector = {"adapter": {**polls.derived, "last_delta_at": T0.isoformat()}}
+    assert await polls.poll(T0 + timedelta(minutes=30)) == []  # 3 new, inside the period
+    (delta,) = await polls.poll(T0 + timedelta(minutes=61))
+    assert delta.fields["delta"] == 3
+    assert all("If-None-Match" not in r.headers for r in server.requests)
 
 
 async def test_events_across_polls(server: FixtureServer, http: HttpClient) -> None:

@@ -116,7 +116,8 @@ class AwardsSource:
     window (their transactions are read on every poll).
 
     Items are awards, keyed on ``generated_internal_id``, with fields ``recipient``,
-    ``amount`` (obligated, USD), ``agency``, ``award_id``, ``description`` and
+    ``amount`` (obligated, USD), ``agency``, ``award_id``, ``description``, ``action``
+    (``new award`` when signed in the window, else ``modification``) and
     ``modification`` (the latest modification number seen, if any), linking to
     ``https://www.usaspending.gov/award/<id>``. The fingerprint is the amount, so a
     modification that changes it is an ``updated`` event with ``amount`` old → new and
@@ -241,6 +242,7 @@ class AwardsSource:
             amount=amount,
             agency=str(row.get("Awarding Sub Agency") or row.get("Awarding Agency") or ""),
             description=str(row.get("Description") or ""),
+            action="new award",
             modification=None,
             mod_amount=None,
             published=row.get("Start Date"),
@@ -275,6 +277,7 @@ class AwardsSource:
                 or row.get("Transaction Description")
                 or ""
             ),
+            action="new award" if known is not None else "modification",
             modification=latest.mod,
             mod_amount=latest.amount,
             published=latest.action_date or None,
@@ -293,6 +296,7 @@ class AwardsSource:
             amount=total,
             agency="",
             description=str((rows[0].get("description") if rows else "") or ""),
+            action="followed",
             modification=str(latest.get("modification_number")) if latest else None,
             mod_amount=_money(latest.get("federal_action_obligation"), "federal_action_obligation")
             if latest
@@ -329,7 +333,7 @@ class AwardsSource:
         folded: set[str] = set()
         for item in new_items:
             mod_amount = item.fields.get("mod_amount")
-            if item.fields.get("modification") and mod_amount is not None:
+            if item.fields.get("action") == "modification" and mod_amount is not None:
                 old = float(item.fields["amount"]) - float(mod_amount)
                 events.append(self._mod_event(item, old, now))
                 folded.add(item.key)
@@ -374,6 +378,7 @@ def _item(
     amount: float,
     agency: str,
     description: str,
+    action: str,
     modification: str | None,
     mod_amount: float | None,
     published: Any,
@@ -390,6 +395,7 @@ def _item(
             "agency": agency,
             "award_id": award_id,
             "description": description,
+            "action": action,
             "modification": modification,
             "mod_amount": mod_amount,
         },
