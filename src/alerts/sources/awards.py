@@ -16,6 +16,7 @@ from alerts.sources._parse import normalise
 from alerts.sources.http import HttpClient
 
 DEFAULT_API = "https://api.usaspending.gov"
+ICE = "U.S. Immigration and Customs Enforcement"
 AWARD_PAGE = "https://www.usaspending.gov/award/"
 _AWARD_FIELDS = [
     "Award ID",
@@ -56,16 +57,24 @@ _BASE_MODS = {"", "0", "00", "000", "0000", "00000", "P00000"}
 class AwardsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agency: str = "U.S. Immigration and Customs Enforcement"
-    agency_tier: str = Field(default="subtier", pattern="^(subtier|toptier)$")
-    award_type_codes: list[str] = Field(default_factory=lambda: ["A", "B", "C", "D"])
-    recipients: list[str] = Field(default_factory=list)
-    min_amount: float = 0.0
-    window_days: int = Field(default=30, ge=1, le=3650)
-    page_size: int = Field(default=100, ge=1, le=100)
-    max_pages: int = Field(default=10, ge=1, le=100)
-    modifications: bool = True
-    follow: list[str] = Field(default_factory=list)
+    agency: str = Field(default=ICE, description="awarding agency name as USAspending spells it")
+    agency_tier: str = Field(
+        default="subtier", pattern="^(subtier|toptier)$", description="subtier or toptier"
+    )
+    award_type_codes: list[str] = Field(
+        default_factory=lambda: ["A", "B", "C", "D"], description="one USAspending type group"
+    )
+    recipients: list[str] = Field(
+        default_factory=list, description="recipient watchlist (substrings); empty = all"
+    )
+    min_amount: float = Field(default=0.0, description="drop awards and modifications below")
+    window_days: int = Field(default=30, ge=1, le=3650, description="sliding search window")
+    page_size: int = Field(default=100, ge=1, le=100, description="results per request")
+    max_pages: int = Field(default=10, ge=1, le=100, description="pages per search per poll")
+    modifications: bool = Field(default=True, description="also search modifications")
+    follow: list[str] = Field(
+        default_factory=list, description="generated_internal_ids of awards always read"
+    )
 
     @field_validator("award_type_codes")
     @classmethod

@@ -21,8 +21,8 @@ class BlueskyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     actor: str = Field(description="handle (example.bsky.social) or DID")
-    limit: int = Field(default=30, ge=1, le=100)
-    replies: bool = False
+    limit: int = Field(default=30, ge=1, le=100, description="newest posts per poll")
+    replies: bool = Field(default=False, description="include the account's replies")
 
 
 class BlueskySource:

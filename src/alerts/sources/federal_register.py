@@ -29,10 +29,14 @@ _REQUIRED = ("document_number", "title", "type", "publication_date", "html_url")
 class FederalRegisterOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agency: str = "u-s-immigration-and-customs-enforcement"
-    document_types: list[str] = Field(default_factory=list)
-    per_page: int = Field(default=20, ge=1, le=1000)
-    max_pages: int = Field(default=1, ge=1, le=20)
+    agency: str = Field(
+        default="u-s-immigration-and-customs-enforcement", description="agency slug"
+    )
+    document_types: list[str] = Field(
+        default_factory=list, description="RULE, PRORULE, NOTICE, PRESDOCU; empty = all"
+    )
+    per_page: int = Field(default=20, ge=1, le=1000, description="newest documents per page")
+    max_pages: int = Field(default=1, ge=1, le=20, description="pages per poll")
 
 
 class FederalRegisterSource:

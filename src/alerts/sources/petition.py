@@ -54,27 +54,49 @@ class Signatory(BaseModel):
 class PetitionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["html", "json", "osdi"] = "html"
-    count_path: str | None = None
-    count_selector: str | None = None
-    signatories_path: str | None = None
-    signatory_selector: str | None = None
-    name_selector: str = ".name"
-    title_selector: str | None = ".title"
-    company_selector: str | None = ".company"
-    name_key: str = "name"
-    title_key: str = "title"
-    company_key: str = "company"
-    osdi_title_field: str = "title"
-    osdi_company_field: str = "company"
-    max_pages: int = Field(default=10, ge=1, le=200)
-    milestones: list[int] = Field(default_factory=list)
-    delta_period: DurationS = Field(
-        default=3600.0, description="seconds (or 15m, 1h…) between delta alerts"
+    mode: Literal["html", "json", "osdi"] = Field(
+        default="html", description="html page, JSON endpoint, or Action Network OSDI API"
     )
-    delta_min: int = Field(default=1, ge=1)
-    watch_companies: list[str] = Field(default_factory=list)
-    watch_titles: list[str] = Field(default_factory=list)
+    count_path: str | None = Field(
+        default=None, description="dotted path to the count in embedded JSON / the JSON body"
+    )
+    count_selector: str | None = Field(
+        default=None, description="CSS selector of the element whose text holds the count"
+    )
+    signatories_path: str | None = Field(
+        default=None, description="dotted path to the list of signatories in JSON"
+    )
+    signatory_selector: str | None = Field(
+        default=None, description="CSS selector matching one element per signatory"
+    )
+    name_selector: str = Field(default=".name", description="name, inside a signatory element")
+    title_selector: str | None = Field(
+        default=".title", description="job title, inside a signatory element"
+    )
+    company_selector: str | None = Field(
+        default=".company", description="company, inside a signatory element"
+    )
+    name_key: str = Field(default="name", description="key of the name in JSON signatories")
+    title_key: str = Field(default="title", description="key of the title in JSON signatories")
+    company_key: str = Field(
+        default="company", description="key of the company in JSON signatories"
+    )
+    osdi_title_field: str = Field(default="title", description="OSDI person custom field")
+    osdi_company_field: str = Field(default="company", description="OSDI person custom field")
+    max_pages: int = Field(default=10, ge=1, le=200, description="OSDI signature pages per poll")
+    milestones: list[int] = Field(
+        default_factory=list, description="signature counts that each alert once"
+    )
+    delta_period: DurationS = Field(
+        default=3600.0, description="at most one delta alert per period (90, 15m, 1h)"
+    )
+    delta_min: int = Field(default=1, ge=1, description="smallest delta worth an alert")
+    watch_companies: list[str] = Field(
+        default_factory=list, description="a signatory from one of these gets its own alert"
+    )
+    watch_titles: list[str] = Field(
+        default_factory=list, description="…as does one whose title contains one of these"
+    )
 
     @model_validator(mode="after")
     def _json_needs_a_path(self) -> PetitionOptions:
@@ -113,8 +135,10 @@ class PetitionSource:
     when the count reaches it (never at the baseline; a jump over several fires the
     highest). ``new`` — only for signatories whose company is in
     ``watch_companies`` or whose title contains one of ``watch_titles``. A count that
-    goes down is recorded, not alerted. A page whose count can no longer be found
-    is an error, never a zero.
+    goes down is recorded, not alerted. A page whose count can no longer be found,
+    or whose signatory list vanished while the count is positive, is an error, never
+    a zero. Pages are fetched in full on every poll (no conditional GET) so that a
+    pending delta goes out when its period ends.
     """
 
     kind: ClassVar[str] = "petition"

@@ -23,11 +23,13 @@ _SUMMARY_CHARS = 1500
 class WebpageOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    selector: str
-    title: str | None = None
-    noise: list[str] = Field(default_factory=list)
-    max_diff_lines: int = Field(default=20, ge=1, le=500)
-    max_chars: int = Field(default=100_000, ge=100)
+    selector: str = Field(description="CSS selector of the region to watch")
+    title: str | None = Field(default=None, description="name in alerts (default: <title>)")
+    noise: list[str] = Field(
+        default_factory=list, description="regular expressions removed before comparing"
+    )
+    max_diff_lines: int = Field(default=20, ge=1, le=500, description="longest diff in alerts")
+    max_chars: int = Field(default=100_000, ge=100, description="longest region text kept")
 
     @field_validator("noise")
     @classmethod
