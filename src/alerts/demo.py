@@ -82,7 +82,7 @@ async def run_demo(
     *,
     step_s: float = 4.0,
     poll_s: float = 1.0,
-    settle_s: float = 20.0,
+    settle_s: float = 15.0,
     out: TextIO | None = None,
 ) -> DemoResult:
     """Play the timeline; return the alerts delivered to the console."""
