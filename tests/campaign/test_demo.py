@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import tomllib
 
 import pytest
 
 from alerts.cli import main
-from alerts.demo import EXPECTED, run_demo
+from alerts.demo import EXPECTED, DemoSettings, demo_config, run_demo
 from alerts.model import EventKind
 
 
@@ -32,3 +33,20 @@ def test_demo_command_is_wired(capsys: pytest.CaptureFixture[str]) -> None:
         main(["demo", "--help"])
     assert info.value.code == 0
     assert "--step" in capsys.readouterr().out
+
+
+def test_demo_config_adds_chat_rooms_when_named() -> None:
+    chat = DemoSettings(matrix_room="!room:example.org", discord_channel="1234")
+    parsed = tomllib.loads(demo_config("http://127.0.0.1:1", chat))
+    assert parsed["destinations"]["demo-matrix"] == {
+        "sink": "matrix",
+        "target": "!room:example.org",
+    }
+    assert parsed["destinations"]["demo-discord"] == {"sink": "discord", "target": "1234"}
+    assert {r["destination"] for r in parsed["routes"]} == {
+        "console",
+        "demo-matrix",
+        "demo-discord",
+    }
+    plain = tomllib.loads(demo_config("http://127.0.0.1:1", DemoSettings()))
+    assert set(plain["destinations"]) == {"console"}
