@@ -145,6 +145,10 @@ async def test_osdi_pages_and_token(
     ]
     assert {r.headers.get("OSDI-API-Token") for r in server.requests} == {"s3cret"}
     assert obs.items[0].url == "https://actionnetwork.org/petitions/tech-workers-ice-out"
+    assert obs.cursor == {"since": "2026-02-02T09:00:00Z"}
+    again = await source.fetch(SourceState(cursor=obs.cursor))
+    assert again.values["signatures"] == 2051
+    assert server.requests[-2].query == [("filter", "created_date gt '2026-02-02T09:00:00Z'")]
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -126,7 +128,10 @@ class PetitionSource:
       ``total_signatures``; signatories are read from the paged ``osdi:signatures``
       collection (up to ``max_pages``) where the person is embedded, with title and
       company from the custom fields ``osdi_title_field`` / ``osdi_company_field``.
-      The API key comes from ``ALERTS_PETITION_OSDI_TOKEN``.
+      After the first poll only signatures created since the newest one seen are
+      asked for (``filter=created_date gt '…'``). The API key comes from
+      ``ALERTS_PETITION_OSDI_TOKEN``; verify on a live petition that signatures
+      embed their person (else only the count is tracked).
 
     Events: ``delta`` — N new signatories (or N more signatures when the page names
     nobody) since the last delta, with a breakdown by company, at most one per
@@ -155,7 +160,7 @@ class PetitionSource:
 
     async def fetch(self, state: SourceState) -> Observation:
         if self.options.mode == "osdi":
-            return await self._fetch_osdi()
+            return await self._fetch_osdi(state)
         # No conditional GET: every poll reaches ``derive``, so a delta that waited
         # for its period goes out on time even when the page has not changed.
         resp = await self.http.get(self.url)
@@ -236,7 +241,7 @@ class PetitionSource:
 
     # --- Action Network OSDI -----------------------------------------------
 
-    async def _fetch_osdi(self) -> Observation:
+    async def _fetch_osdi(self, state: SourceState) -> Observation:
         token = PetitionSettings().osdi_token
         headers = {"OSDI-API-Token": token.get_secret_value()} if token else {}
         resp = await self.http.get(self.url, headers=headers)
@@ -244,17 +249,21 @@ class PetitionSource:
         if not isinstance(petition, dict) or "total_signatures" not in petition:
             raise ParseError(f"no total_signatures in the OSDI petition at {resp.url}")
         count = _as_count(petition["total_signatures"], resp.url)
+        since = state.cursor.get("since")
         link = _href(petition, "osdi:signatures") or self.url.rstrip("/") + "/signatures"
         people: list[Signatory] = []
-        page_url: str | None = link
+        newest = since if isinstance(since, str) else ""
+        page_url: str | None = _since(link, newest)
         for _ in range(self.options.max_pages):
             if page_url is None:
                 break
             page = (await self.http.get(page_url, headers=headers)).json()
             people += self._osdi_people(page, page_url)
+            newest = max([newest, *_created_dates(page)])
             page_url = _href(page, "next")
         browser = petition.get("browser_url")
-        return _observation(count, people, browser if isinstance(browser, str) else None, resp)
+        obs = _observation(count, people, browser if isinstance(browser, str) else None, resp)
+        return dataclasses.replace(obs, cursor={"since": newest} if newest else {})
 
     def _osdi_people(self, page: Any, where: str) -> list[Signatory]:
         embedded = page.get("_embedded") if isinstance(page, dict) else None
@@ -500,6 +509,24 @@ def _node_text(row: LexborNode, selector: str | None) -> str:
         return ""
     node = row.css_first(selector)
     return " ".join(node.text(separator=" ").split()) if node is not None else ""
+
+
+def _since(link: str, since: str) -> str:
+    """Only signatures created after ``since`` (Action Network's OData filter)."""
+    if not since:
+        return link
+    sep = "&" if "?" in link else "?"
+    query = urlencode({"filter": f"created_date gt '{since}'"})
+    return f"{link}{sep}{query}"
+
+
+def _created_dates(page: Any) -> list[str]:
+    signatures = (page.get("_embedded") or {}).get("osdi:signatures") or []
+    return [
+        s["created_date"]
+        for s in signatures
+        if isinstance(s, dict) and isinstance(s.get("created_date"), str)
+    ]
 
 
 def _href(doc: Any, rel: str) -> str | None:
