@@ -248,10 +248,13 @@ async def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
             count = await store.requeue_dead([int(i) for i in args.requeue_dead] or None)
             print(f"requeued {count} dead deliveries")
             return EXIT_OK
-        state = None if args.state == "all" else DeliveryState(args.state)
-        states = [state] if state else [None]
+        states: list[DeliveryState | None]
         if args.state == "default":
             states = [DeliveryState.PENDING, DeliveryState.DEAD]
+        elif args.state == "all":
+            states = [None]
+        else:
+            states = [DeliveryState(args.state)]
         stats = await store.outbox_stats()
         print(
             f"pending {stats.pending}, dead {stats.dead}, parked destinations {stats.parked_destinations}"
@@ -445,6 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alerts: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
+        return EXIT_RUNTIME
+    except Exception as exc:
+        log.exception("alerts %s failed", args.command)
+        print(f"alerts: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
 
 
