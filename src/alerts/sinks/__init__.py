@@ -14,6 +14,11 @@ A sink is a class with:
 destination at T, not counted as an attempt), ``RetryableSendError``,
 ``RejectedError`` (dead), ``DestinationUnavailable`` (park the destination).
 
+A sink class may also offer ``configured() -> bool`` (a classmethod: its credentials
+are in the environment, so the runtime starts it even before any destination uses
+it) and ``check_destination(destination)`` (a classmethod used by ``alerts check``;
+raises ``ConfigError``).
+
 A sink that also reads commands from its platform (Discord slash commands, Matrix
 ``!alerts``) implements ``ChatListener.listen``; the runtime runs it on the leader.
 

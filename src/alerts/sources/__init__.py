@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -108,7 +108,9 @@ class SourceFactory(Protocol):
 def _builtin() -> dict[str, SourceFactory]:
     from alerts.sources.feed import FeedSource
 
-    return {FeedSource.kind: FeedSource}
+    # mypy cannot match a class object against a protocol mixing ``__call__`` with
+    # class attributes (it checks the metaclass ``__call__``), hence the cast.
+    return {FeedSource.kind: cast("SourceFactory", FeedSource)}
 
 
 def registry() -> dict[str, SourceFactory]:

@@ -69,9 +69,10 @@ class RoutedEvent:
 class PollCommit:
     """Everything one poll writes, in one transaction.
 
-    On success (``error is None``): validators, cursor, detector state, item upserts,
-    events and their deliveries, ``failures`` reset. On failure: only ``error``,
-    ``failures + 1`` and ``next_due`` (the backoff) are written.
+    On success (``error is None``): validators, cursor and detector state (``None``
+    keeps the stored one), item upserts, events and their deliveries, ``failures``
+    reset. On failure: only ``error``, ``failures + 1`` and ``next_due`` (the backoff)
+    are written.
     """
 
     source_id: str
@@ -79,8 +80,8 @@ class PollCommit:
     next_due: datetime
     error: str | None = None
     validators: Validators = Validators()
-    cursor: Mapping[str, JSON] = field(default_factory=dict)
-    detector: Mapping[str, JSON] = field(default_factory=dict)
+    cursor: Mapping[str, JSON] | None = None
+    detector: Mapping[str, JSON] | None = None
     baselined: bool = True
     items: Mapping[str, ItemState] = field(default_factory=dict)
     events: Sequence[RoutedEvent] = ()
@@ -130,9 +131,9 @@ class Store(Protocol):
     # --- sources -----------------------------------------------------------------
 
     async def sync_sources(self, due: Mapping[str, datetime]) -> None:
-        """Register configured sources not yet known, first due at the given times.
-        Known sources keep their state. Unknown sources are never deleted (config
-        may come back)."""
+        """Make the given sources the active set: new ones are registered, first due
+        at the given times; known ones keep their state; sources not given are
+        deactivated (kept with their state, never claimed) in case they come back."""
         ...
 
     async def claim_due_sources(
@@ -144,8 +145,8 @@ class Store(Protocol):
         limit: int,
         only: Collection[str] | None = None,
     ) -> list[SourceRow]:
-        """Lease up to ``limit`` sources with ``next_due <= now`` whose lease is free
-        or expired, earliest due first; restrict to ``only`` when given."""
+        """Lease up to ``limit`` active sources with ``next_due <= now`` whose lease is
+        free or expired, earliest due first; restrict to ``only`` when given."""
         ...
 
     async def release_source(self, source_id: str, *, owner: str) -> None:
@@ -272,9 +273,11 @@ async def open_store(url: str) -> Store:
 
         return await SqliteStore.open(url)
     if url.startswith(("postgres://", "postgresql://")):
-        from alerts.store import postgres
+        import importlib
 
-        return await postgres.open_postgres(url)  # type: ignore[attr-defined,no-any-return]
+        postgres = importlib.import_module("alerts.store.postgres")
+        store: Store = await postgres.open_postgres(url)
+        return store
     from alerts.errors import ConfigError
 
     raise ConfigError(f"ALERTS_DATABASE_URL: unsupported scheme in {url!r}")

@@ -1,0 +1,251 @@
+"""The dispatcher: send what the outbox holds, exactly as often as it takes.
+
+Why this loses nothing and shows nothing twice:
+
+* Deliveries are created in the same transaction as the events and detector state
+  that caused them (``Store.commit_poll``), so after a crash either the poll is
+  redone from scratch or its deliveries exist and are pending.
+* A delivery leaves ``pending`` only after the sink returned (``mark_sent``) or it was
+  judged hopeless (``mark_dead``, surfaced by ``alerts deliveries``). A crash between
+  the platform accepting a message and ``mark_sent`` leaves it pending, so it is sent
+  again — with the same idempotency key, derived from the delivery id, which the
+  platform uses to return the first message instead of posting a second one (Matrix
+  transaction id on a persisted device, Discord ``nonce`` with ``enforce_nonce``, a key
+  column in the JSON-lines file).
+* Claims are leases, not locks: a dispatcher that dies mid-send stops renewing, its
+  lease runs out, and another (or the restarted one) takes the delivery over.
+* Per-destination order: a destination's deliveries are claimed only while no earlier
+  one of the same destination is leased, and a claimed group is sent in id order;
+  the first failure in a group blocks the destination (``blocked_until``) and gives
+  the rest back untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from alerts import metrics
+from alerts.errors import (
+    DestinationUnavailable,
+    RateLimitedError,
+    RejectedError,
+    RetryableSendError,
+)
+from alerts.model import Delivery, utcnow
+from alerts.sinks import Sink
+from alerts.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base_s: float = 5.0
+    cap_s: float = 900.0
+    missing_sink_s: float = 300.0
+
+    def backoff_s(self, attempts: int) -> float:
+        delay = min(self.cap_s, self.base_s * (2 ** max(0, attempts - 1)))
+        return float(delay * random.uniform(0.8, 1.2))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        owner: str,
+        policy: RetryPolicy | None = None,
+        concurrency: int = 50,
+        lease_s: float = 120.0,
+        idle_s: float = 1.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.sinks = dict(sinks)
+        self.owner = owner
+        self.policy = policy or RetryPolicy()
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.idle_s = idle_s
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._active: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """New deliveries were committed: look now rather than at the next tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and send until cancelled or ``stop`` is called."""
+        try:
+            while not self._stopping:
+                claimed = await self._claim_and_start()
+                if claimed == 0 or len(self._active) >= self.concurrency:
+                    await self._idle()
+        finally:
+            await self._finish()
+
+    def stop(self) -> None:
+        """Finish the sends in flight, give the rest back, and return from ``run``."""
+        self._stopping = True
+        self._wake.set()
+
+    async def drain(self, *, timeout_s: float = 30.0) -> None:
+        """Send everything claimable now, then return (for one-shot commands and tests)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            claimed = await self._claim_and_start()
+            if self._active:
+                await asyncio.wait(self._active, timeout=max(0.0, deadline - loop.time()))
+            elif claimed == 0:
+                return
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
+        waiters.update(self._active)
+        try:
+            await asyncio.wait(waiters, timeout=self.idle_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                if w not in self._active:
+                    w.cancel()
+
+    async def _claim_and_start(self) -> int:
+        capacity = self.concurrency - len(self._active)
+        if capacity <= 0 or self._stopping:
+            return 0
+        batch = await self.store.claim_deliveries(
+            self.clock(), owner=self.owner, lease_s=self.lease_s, limit=capacity * 4
+        )
+        groups: dict[str, list[Delivery]] = {}
+        for delivery in batch:
+            groups.setdefault(delivery.destination.id, []).append(delivery)
+        for group in groups.values():
+            task = asyncio.create_task(self._send_group(group))
+            self._active.add(task)
+            task.add_done_callback(self._active.discard)
+        return len(batch)
+
+    async def _finish(self) -> None:
+        self._stopping = True
+        if self._active:
+            await asyncio.gather(*self._active, return_exceptions=True)
+
+    async def _send_group(self, group: list[Delivery]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for index, delivery in enumerate(group):
+            rest = [d.id for d in group[index:]]
+            if self._stopping or loop.time() - started > self.lease_s / 2:
+                await self.store.release_deliveries(rest)
+                return
+            try:
+                go_on = await self._send_one(delivery)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.store.release_deliveries(rest))
+                raise
+            except Exception:
+                log.exception("dispatcher: unexpected error handling delivery %s", delivery.id)
+                go_on = False
+            if not go_on:
+                await self.store.release_deliveries(rest[1:])
+                return
+
+    async def _send_one(self, d: Delivery) -> bool:
+        """Send one delivery and record the outcome; False stops the group."""
+        platform = d.destination.sink
+        now = self.clock()
+        sink = self.sinks.get(platform)
+        if sink is None:
+            retry_at = now + timedelta(seconds=self.policy.missing_sink_s)
+            await self.store.mark_retry(
+                d.id,
+                error=f"sink {platform!r} is not configured",
+                retry_at=retry_at,
+                count_attempt=False,
+            )
+            log.warning("delivery %s: sink %r not configured; waiting", d.id, platform)
+            return False
+        try:
+            remote_id = await sink.send(d)
+        except RateLimitedError as exc:
+            wait = max(0.05, exc.retry_after_s or 1.0)
+            metrics.RATE_LIMIT_WAITS.labels(platform).inc()
+            metrics.RATE_LIMIT_SECONDS.labels(platform).inc(wait)
+            metrics.DELIVERIES.labels(platform, "rate_limited").inc()
+            await self.store.mark_retry(
+                d.id, error=str(exc), retry_at=now + timedelta(seconds=wait), count_attempt=False
+            )
+            return False
+        except RetryableSendError as exc:
+            return await self._retry_or_die(d, exc, now)
+        except DestinationUnavailable as exc:
+            metrics.DELIVERIES.labels(platform, "parked").inc()
+            log.error(
+                "destination %s parked: %s (alerts deliveries shows it; "
+                "`alerts destinations --unpark %s` resumes it)",
+                d.destination.id,
+                exc,
+                d.destination.id,
+            )
+            await self.store.park_destination(d.destination.id, reason=str(exc), now=now)
+            await self.store.release_deliveries([d.id])
+            return False
+        except RejectedError as exc:
+            metrics.DELIVERIES.labels(platform, "dead").inc()
+            log.error("delivery %s to %s rejected: %s", d.id, d.destination.id, exc)
+            await self.store.mark_dead(d.id, error=str(exc), now=now)
+            return True
+        except Exception as exc:
+            log.exception("delivery %s: sink %s failed unexpectedly", d.id, platform)
+            return await self._retry_or_die(d, exc, now)
+        metrics.DELIVERIES.labels(platform, "sent").inc()
+        await self.store.mark_sent(d.id, remote_id=remote_id, now=self.clock())
+        return True
+
+    async def _retry_or_die(self, d: Delivery, exc: Exception, now: datetime) -> bool:
+        platform = d.destination.sink
+        attempts = d.attempts + 1
+        error = f"{type(exc).__name__}: {exc}"
+        if attempts >= self.policy.max_attempts:
+            metrics.DELIVERIES.labels(platform, "dead").inc()
+            log.error(
+                "delivery %s to %s dead after %d attempts: %s",
+                d.id,
+                d.destination.id,
+                attempts,
+                error,
+            )
+            await self.store.mark_dead(d.id, error=error, now=now)
+            return True
+        wait = self.policy.backoff_s(attempts)
+        hinted = getattr(exc, "retry_after_s", None)
+        if isinstance(hinted, int | float):
+            wait = max(wait, float(hinted))
+        metrics.DELIVERIES.labels(platform, "retry").inc()
+        log.warning(
+            "delivery %s to %s failed (attempt %d), retry in %.0f s: %s",
+            d.id,
+            d.destination.id,
+            attempts,
+            wait,
+            error,
+        )
+        await self.store.mark_retry(
+            d.id, error=error, retry_at=now + timedelta(seconds=wait), count_attempt=True
+        )
+        return False

@@ -1,0 +1,270 @@
+"""The scheduler: poll each source when it is due, detect, route, commit.
+
+Due times live in the store, so they survive restarts and are shared by replicas:
+the loop claims due sources with a lease, polls them concurrently (the HTTP client
+limits each host), and commits each poll in one transaction that also releases the
+lease and sets the next due time — the interval with jitter after a success, an
+exponential backoff (never shorter than a server's ``Retry-After``) after a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from alerts import metrics
+from alerts.config import SourceSpec
+from alerts.detect import Detection, detect
+from alerts.errors import LeaseLostError, RetryAfterError, SourceError
+from alerts.model import Event, Observation, utcnow
+from alerts.route import Router
+from alerts.sources import Source, SourceState
+from alerts.store import PollCommit, RoutedEvent, SourceRow, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    jitter: float = 0.1
+    max_backoff_s: float = 6 * 3600.0
+    lease_s: float = 300.0
+    idle_s: float = 0.5
+    first_spread_s: float = 30.0
+
+    def next_success(self, now: datetime, interval_s: float) -> datetime:
+        spread = 1.0 + random.uniform(-self.jitter, self.jitter)
+        return now + timedelta(seconds=interval_s * spread)
+
+    def next_failure(
+        self, now: datetime, interval_s: float, failures: int, retry_after_s: float | None
+    ) -> datetime:
+        delay = min(self.max_backoff_s, interval_s * (2 ** min(failures, 20)))
+        if retry_after_s is not None:
+            delay = max(delay if failures else 0.0, retry_after_s)
+        return now + timedelta(seconds=max(delay, 1.0))
+
+    def first_due(self, now: datetime, interval_s: float) -> datetime:
+        return now + timedelta(seconds=random.uniform(0, min(interval_s, self.first_spread_s)))
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    source_id: str
+    ok: bool
+    events: tuple[Event, ...] = ()
+    error: str | None = None
+    not_modified: bool = False
+    baseline: bool = False
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        specs: Mapping[str, SourceSpec],
+        adapters: Mapping[str, Source],
+        router: Router,
+        owner: str,
+        concurrency: int = 100,
+        timing: Timing | None = None,
+        on_committed: Callable[[list[Event]], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.specs = dict(specs)
+        self.adapters = dict(adapters)
+        self.router = router
+        self.owner = owner
+        self.concurrency = concurrency
+        self.timing = timing or Timing()
+        self.on_committed = on_committed
+        self.clock = clock
+        self._active: set[asyncio.Task[PollReport]] = set()
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    def update(self, specs: Mapping[str, SourceSpec], adapters: Mapping[str, Source]) -> None:
+        """Swap in a reloaded config; polls in flight finish with the old one."""
+        self.specs = dict(specs)
+        self.adapters = dict(adapters)
+
+    async def register(self) -> None:
+        """Make the configured sources the store's active set."""
+        now = self.clock()
+        await self.store.sync_sources(
+            {sid: self.timing.first_due(now, spec.interval_s) for sid, spec in self.specs.items()}
+        )
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while not self._stopping:
+                capacity = self.concurrency - len(self._active)
+                claimed: list[SourceRow] = []
+                if capacity > 0:
+                    claimed = await self.store.claim_due_sources(
+                        self.clock(), owner=self.owner, lease_s=self.timing.lease_s, limit=capacity
+                    )
+                for row in claimed:
+                    self._start(row)
+                if capacity <= 0 or len(claimed) < capacity:
+                    await self._idle()
+        finally:
+            self._stopping = True
+            if self._active:
+                await asyncio.gather(*self._active, return_exceptions=True)
+
+    def _start(self, row: SourceRow) -> None:
+        task = asyncio.create_task(self.poll(row), name=f"poll:{row.source_id}")
+        self._active.add(task)
+        task.add_done_callback(self._active.discard)
+        task.add_done_callback(self._poll_done)
+
+    def _poll_done(self, _task: asyncio.Task[PollReport]) -> None:
+        if len(self._active) <= self.concurrency * 3 // 4 or self._stopping:
+            self._wake.set()
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self.timing.idle_s)
+
+    async def poll_now(self, source_id: str) -> PollReport:
+        """Claim one source regardless of its due time and poll it (``alerts poll``)."""
+        await self.store.set_next_due(source_id, self.clock())
+        rows = await self.store.claim_due_sources(
+            self.clock(), owner=self.owner, lease_s=self.timing.lease_s, limit=1, only=[source_id]
+        )
+        if not rows:
+            return PollReport(source_id, ok=False, error="source is being polled elsewhere")
+        return await self.poll(rows[0])
+
+    async def poll(self, row: SourceRow) -> PollReport:
+        """Fetch, detect, route and commit one claimed source; never raises."""
+        spec = self.specs.get(row.source_id)
+        adapter = self.adapters.get(row.source_id)
+        if spec is None or adapter is None:
+            await self.store.release_source(row.source_id, owner=self.owner)
+            return PollReport(row.source_id, ok=False, error="source no longer configured")
+        started = asyncio.get_running_loop().time()
+        try:
+            return await self._poll(spec, adapter, row)
+        except LeaseLostError as exc:
+            log.warning("source %s: %s", spec.id, exc)
+            return PollReport(spec.id, ok=False, error=str(exc))
+        except asyncio.CancelledError:
+            await asyncio.shield(self.store.release_source(spec.id, owner=self.owner))
+            raise
+        finally:
+            metrics.POLL_SECONDS.observe(asyncio.get_running_loop().time() - started)
+
+    async def _poll(self, spec: SourceSpec, adapter: Source, row: SourceRow) -> PollReport:
+        try:
+            observation = await adapter.fetch(SourceState(row.validators, row.cursor))
+        except SourceError as exc:
+            return await self._failed(spec, row, str(exc), exc)
+        except Exception as exc:
+            log.exception("source %s: adapter %s crashed", spec.id, spec.kind)
+            return await self._failed(
+                spec, row, f"internal error: {type(exc).__name__}: {exc}", exc
+            )
+        now = self.clock()
+        if observation.not_modified:
+            await self.store.commit_poll(
+                PollCommit(
+                    source_id=spec.id,
+                    now=now,
+                    next_due=self.timing.next_success(now, spec.interval_s),
+                    validators=observation.validators,
+                    baselined=row.baselined,
+                ),
+                owner=self.owner,
+            )
+            metrics.POLLS.labels(spec.id, "not_modified").inc()
+            metrics.FAILURE_STREAK.labels(spec.id).set(0)
+            return PollReport(spec.id, ok=True, not_modified=True)
+        return await self._detect_and_commit(spec, adapter, row, observation, now)
+
+    async def _detect_and_commit(
+        self, spec: SourceSpec, adapter: Source, row: SourceRow, obs: Observation, now: datetime
+    ) -> PollReport:
+        known = await self.store.load_items(spec.id, [it.key for it in obs.items])
+        found = detect(
+            spec=spec,
+            observation=obs,
+            known=known,
+            baselined=row.baselined,
+            detector_state=row.detector,
+            adapter=adapter,
+            now=now,
+        )
+        routed = await self._route(found)
+        stored = await self.store.commit_poll(
+            PollCommit(
+                source_id=spec.id,
+                now=now,
+                next_due=self.timing.next_success(now, spec.interval_s),
+                validators=obs.validators,
+                cursor=obs.cursor,
+                detector=found.detector,
+                baselined=True,
+                items=found.items,
+                events=routed,
+                saw_new=found.saw_new,
+            ),
+            owner=self.owner,
+        )
+        self._count(spec, found)
+        if found.baseline:
+            log.info("source %s: baseline of %d items recorded", spec.id, len(found.items))
+        if stored and self.on_committed is not None:
+            self.on_committed(stored)
+        return PollReport(spec.id, ok=True, events=tuple(stored), baseline=found.baseline)
+
+    async def _route(self, found: Detection) -> list[RoutedEvent]:
+        if not found.events:
+            return []
+        version = await self.store.subscriptions_version()
+        if version != self.router.version:
+            self.router.set_dynamic(await self.store.list_subscriptions(), version)
+        return [RoutedEvent(e, self.router.route(e)) for e in found.events]
+
+    def _count(self, spec: SourceSpec, found: Detection) -> None:
+        metrics.POLLS.labels(spec.id, "ok").inc()
+        metrics.FAILURE_STREAK.labels(spec.id).set(0)
+        for change, n in found.counts.items():
+            if n:
+                metrics.ITEMS.labels(change).inc(n)
+        for event in found.events:
+            metrics.EVENTS.labels(event.kind.value).inc()
+
+    async def _failed(
+        self, spec: SourceSpec, row: SourceRow, reason: str, exc: Exception
+    ) -> PollReport:
+        now = self.clock()
+        retry_after = exc.retry_after_s if isinstance(exc, RetryAfterError) else None
+        next_due = self.timing.next_failure(now, spec.interval_s, row.failures, retry_after)
+        log.warning(
+            "source %s failing (%d in a row), next try %s: %s",
+            spec.id,
+            row.failures + 1,
+            f"{next_due:%H:%M:%S}",
+            reason,
+        )
+        await self.store.commit_poll(
+            PollCommit(source_id=spec.id, now=now, next_due=next_due, error=reason),
+            owner=self.owner,
+        )
+        metrics.POLLS.labels(spec.id, "error").inc()
+        metrics.FAILURE_STREAK.labels(spec.id).set(row.failures + 1)
+        return PollReport(spec.id, ok=False, error=reason)

@@ -1,0 +1,139 @@
+"""Sinks that need no chat platform: the console and a JSON-lines file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import ClassVar, TextIO
+
+from pydantic import BaseModel, ConfigDict
+
+from alerts.errors import ConfigError, RetryableSendError
+from alerts.model import Delivery, Destination
+from alerts.render.text import render_text
+from alerts.sinks import SinkContext
+
+
+class _NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConsoleSink:
+    """Print each alert as plain text on standard output.
+
+    ``[destinations.console] sink = "console"``: no options. Useful to watch what the
+    service would post, and for the offline demo.
+    """
+
+    kind: ClassVar[str] = "console"
+    Options: ClassVar[type[BaseModel]] = _NoOptions
+
+    def __init__(self, *, context: SinkContext, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def validate_destination(self, destination: Destination) -> None:
+        return None
+
+    async def send(self, delivery: Delivery) -> str | None:
+        stream = self._stream or sys.stdout
+        stream.write(render_text(delivery.event) + "\n\n")
+        stream.flush()
+        return None
+
+
+class JsonlOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fsync: bool = True
+
+
+class JsonlSink:
+    """Append each alert as one JSON object per line to a file.
+
+    ``[destinations.archive] sink = "jsonl"`` with ``target = "data/alerts.jsonl"``
+    (relative paths are under the data directory). Each line carries the delivery's
+    idempotency key; a delivery whose key is already in the file is not written
+    again, so a retry after a crash never duplicates a line. Option ``fsync``
+    (default true) flushes each line to disk before the delivery counts as sent.
+    """
+
+    kind: ClassVar[str] = "jsonl"
+    Options: ClassVar[type[BaseModel]] = JsonlOptions
+
+    def __init__(self, *, context: SinkContext) -> None:
+        self._data_dir = Path(context.data_dir)
+        self._seen: dict[Path, set[str]] = {}
+        self._lock = asyncio.Lock()
+
+    def _path(self, destination: Destination) -> Path:
+        path = Path(destination.target)
+        return path if path.is_absolute() else self._data_dir / path
+
+    def validate_destination(self, destination: Destination) -> None:
+        if not destination.target:
+            raise ConfigError(f"destinations.{destination.id}.target: a file path is required")
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _keys(self, path: Path) -> set[str]:
+        if path not in self._seen:
+            keys: set[str] = set()
+            if path.exists():
+                with path.open("rb") as fh:
+                    for line in fh:
+                        try:
+                            keys.add(json.loads(line)["key"])
+                        except (ValueError, KeyError, TypeError):
+                            continue  # a torn last line from a crash
+            self._seen[path] = keys
+        return self._seen[path]
+
+    async def send(self, delivery: Delivery) -> str | None:
+        path = self._path(delivery.destination)
+        fsync = bool(delivery.destination.options.get("fsync", True))
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(self._append, path, delivery, fsync)
+            except OSError as exc:
+                raise RetryableSendError(f"cannot write {path}: {exc}") from exc
+
+    def _append(self, path: Path, delivery: Delivery, fsync: bool) -> str:
+        keys = self._keys(path)
+        if delivery.idempotency_key in keys:
+            return delivery.idempotency_key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "key": delivery.idempotency_key,
+            "delivery_id": delivery.id,
+            "destination": delivery.destination.id,
+            "event": delivery.event.to_json(),
+        }
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if _ends_torn(fd):
+                line = b"\n" + line
+            os.write(fd, line)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        keys.add(delivery.idempotency_key)
+        return delivery.idempotency_key
+
+
+def _ends_torn(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
