@@ -570,7 +570,9 @@ class FakeDiscord:
                     "type": command.get("type", 1),
                     "name": command["name"],
                     "description": command.get("description", ""),
-                    "default_member_permissions": command.get("default_member_permissions"),
+                    "default_member_permissions": _str_or_none(
+                        command.get("default_member_permissions")
+                    ),
                     "options": command.get("options", []),
                     "dm_permission": command.get("dm_permission", True),
                     "nsfw": command.get("nsfw", False),
@@ -782,3 +784,7 @@ class FakeDiscord:
 
     def count_429(self) -> Counter[str]:
         return Counter(h.bucket or h.scope or "?" for h in self.hits if h.status == 429)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)

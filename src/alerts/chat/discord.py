@@ -16,6 +16,7 @@ unsubscribe it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Sequence
@@ -139,7 +140,10 @@ class DiscordCommands:
         self.service = service
         self.guilds = list(guilds)
         self.global_commands = global_commands
-        self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+        self.tree: app_commands.CommandTree[Any] = getattr(client, "_connection")._command_tree
+        if self.tree is None:
+            self.tree = app_commands.CommandTree(client)
+        self.tree.remove_command("alerts")
         self.tree.add_command(AlertsGroup(self))
 
     async def sync(self) -> None:
@@ -162,6 +166,9 @@ class DiscordCommands:
             await self.client.connect(reconnect=True)
         finally:
             self.client.guild_left.remove(self.forget_guild)
+            if self.client.ws is not None:  # leadership lost: leave the gateway too
+                with contextlib.suppress(Exception):
+                    await self.client.ws.close(code=1000)
 
     def topic_choices(self, current: str) -> list[app_commands.Choice[str]]:
         return [

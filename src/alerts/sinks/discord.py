@@ -228,6 +228,13 @@ class DiscordSink:
         self.settings = settings or DiscordSettings()
         self.limiter = GlobalLimiter(self.settings.global_rate_per_s)
         self._client: AlertsClient | None = None
+        self._front: Any = None
+
+    @classmethod
+    def configured(cls) -> bool:
+        """A bot token is in the environment: start the bot even with no destination
+        in config yet (channels subscribe with slash commands)."""
+        return DiscordSettings().token is not None
 
     @property
     def client(self) -> AlertsClient:
@@ -289,13 +296,14 @@ class DiscordSink:
         """Connect to the gateway and answer ``/alerts`` until cancelled."""
         from alerts.chat.discord import DiscordCommands
 
-        front = DiscordCommands(
-            self.client,
-            commands,
-            guilds=self.settings.guilds,
-            global_commands=self.settings.global_commands,
-        )
-        await front.run()
+        if self._front is None or self._front.service is not commands:
+            self._front = DiscordCommands(
+                self.client,
+                commands,
+                guilds=self.settings.guilds,
+                global_commands=self.settings.global_commands,
+            )
+        await self._front.run()
 
 
 class WebhookOptions(BaseModel):
@@ -333,6 +341,11 @@ class DiscordWebhookSink:
         self.settings = settings or DiscordSettings()
         self._session: aiohttp.ClientSession | None = None
         self._webhooks: dict[str, discord.Webhook] = {}
+
+    @classmethod
+    def configured(cls) -> bool:
+        """Webhook URLs are in the environment."""
+        return bool(DiscordSettings().webhook_urls())
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
