@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import yarl
+from discord_helpers import TOPICS
 from discord_openapi import OpenApi, load, locate_spec
 from fake_discord import FakeDiscord, Limits
 
+from alerts.chat.commands import CommandService
 from alerts.sinks import SinkContext
 from alerts.sinks.discord import DiscordSettings, DiscordSink
+from alerts.store import Store
+from alerts.store.sqlite import SqliteStore
 
 with warnings.catch_warnings():  # discord.py imports audioop, deprecated since Python 3.11
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
@@ -78,3 +85,37 @@ async def sink(settings: DiscordSettings, tmp_path: object) -> AsyncIterator[Dis
         yield bot
     finally:
         await bot.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await SqliteStore.open(f"sqlite:///{tmp_path / 'alerts.db'}")
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def service(store: Store) -> CommandService:
+    return CommandService(store=store, topics=TOPICS)
+
+
+@pytest.fixture
+async def bot(
+    fake: FakeDiscord, guild: int, store: Store, service: CommandService, tmp_path: Path
+) -> AsyncIterator[DiscordSink]:
+    settings = DiscordSettings(token=fake.token, guilds=[guild], guild_ready_timeout_s=0.1)
+    context = SinkContext(settings=None, store=store, data_dir=str(tmp_path))  # type: ignore[arg-type]
+    sink = DiscordSink(context=context, settings=settings)
+    await sink.start()
+    listener = asyncio.create_task(sink.listen(service))
+    try:
+        await fake.wait_identified()
+        await asyncio.wait_for(sink.client.wait_until_ready(), 10)
+        yield sink
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await sink.close()

@@ -6,6 +6,13 @@ from datetime import UTC, datetime
 
 from alerts.model import Delivery, Destination, Event, EventKind
 
+TOPICS = {
+    "contracts": "Federal contract awards and modifications to ICE vendors",
+    "letter": "The ICEout.tech open letter and its signatories",
+}
+MEMBER = 1 << 10  # View Channel only
+EPHEMERAL = 1 << 6
+
 
 def make_event(**overrides: object) -> Event:
     values: dict[str, object] = {

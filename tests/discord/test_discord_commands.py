@@ -3,61 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from discord_helpers import EPHEMERAL, MEMBER
 from fake_discord import MANAGE_CHANNELS, FakeDiscord
 
 from alerts.chat.commands import CommandService
 from alerts.model import Destination, EventKind, Subscription
-from alerts.sinks import SinkContext
-from alerts.sinks.discord import DiscordSettings, DiscordSink
+from alerts.sinks.discord import DiscordSink
 from alerts.store import Store
-from alerts.store.sqlite import SqliteStore
-
-TOPICS = {
-    "contracts": "Federal contract awards and modifications to ICE vendors",
-    "letter": "The ICEout.tech open letter and its signatories",
-}
-MEMBER = 1 << 10  # View Channel only
-EPHEMERAL = 1 << 6
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await SqliteStore.open(f"sqlite:///{tmp_path / 'alerts.db'}")
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-def service(store: Store) -> CommandService:
-    return CommandService(store=store, topics=TOPICS)
-
-
-@pytest.fixture
-async def bot(
-    fake: FakeDiscord, guild: int, store: Store, service: CommandService, tmp_path: Path
-) -> AsyncIterator[DiscordSink]:
-    settings = DiscordSettings(token=fake.token, guilds=[guild], guild_ready_timeout_s=0.1)
-    context = SinkContext(settings=None, store=store, data_dir=str(tmp_path))  # type: ignore[arg-type]
-    sink = DiscordSink(context=context, settings=settings)
-    await sink.start()
-    listener = asyncio.create_task(sink.listen(service))
-    try:
-        await fake.wait_identified()
-        await asyncio.wait_for(sink.client.wait_until_ready(), 10)
-        yield sink
-    finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await sink.close()
 
 
 async def run(
