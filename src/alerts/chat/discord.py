@@ -140,10 +140,7 @@ class DiscordCommands:
         self.service = service
         self.guilds = list(guilds)
         self.global_commands = global_commands
-        self.tree: app_commands.CommandTree[Any] = getattr(client, "_connection")._command_tree
-        if self.tree is None:
-            self.tree = app_commands.CommandTree(client)
-        self.tree.remove_command("alerts")
+        self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
         self.tree.add_command(AlertsGroup(self))
 
     async def sync(self) -> None:

@@ -296,13 +296,14 @@ class DiscordSink:
         """Connect to the gateway and answer ``/alerts`` until cancelled."""
         from alerts.chat.discord import DiscordCommands
 
-        if self._front is None or self._front.service is not commands:
+        if self._front is None:  # one command tree per client, kept across restarts
             self._front = DiscordCommands(
                 self.client,
                 commands,
                 guilds=self.settings.guilds,
                 global_commands=self.settings.global_commands,
             )
+        self._front.service = commands
         await self._front.run()
 
 
