@@ -10,11 +10,12 @@ the dispatcher retries that channel later while the others keep moving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import warnings
-from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -78,52 +79,75 @@ class DiscordSettings(BaseSettings):
         return urls
 
 
+@dataclass(slots=True)
+class _Slot:
+    at: float
+    done: bool = False
+
+
 class GlobalLimiter:
-    """At most ``rate_per_s`` requests in any sliding second (plus a margin), and
-    never faster than twice that rate even in a burst.
+    """At most ``rate_per_s`` bot requests per sliding second, never faster than
+    twice that rate even in a burst.
 
     discord.py only reacts to the global limit after a 429; this keeps the bot
-    under it. Spacing bursts keeps network and server queueing jitter from packing
-    two windows' worth of requests into one of Discord's. It runs as an aiohttp
-    trace hook, i.e. after discord.py's own per-route bucket wait, right before a
-    request leaves.
+    under it. A request holds its slot from the moment it leaves until one window
+    after its response arrived: Discord counted it somewhere in between, so a slow
+    connection or a busy event loop cannot pack two windows' worth of requests into
+    one of Discord's. It runs as an aiohttp trace hook, i.e. after discord.py's own
+    per-route bucket wait, right before a request leaves.
     """
 
-    def __init__(self, rate_per_s: float, *, window_s: float = 1.0, margin_s: float = 0.03):
+    def __init__(self, rate_per_s: float, *, window_s: float = 1.0, margin_s: float = 0.02):
         self.capacity = max(int(rate_per_s * window_s), 1)
         self.span_s = window_s + margin_s
         self.spacing_s = window_s / (self.capacity * 2)
-        self._sent: deque[float] = deque()
+        self._slots: list[_Slot] = []
+        self._last = -1e9
         self._lock = asyncio.Lock()
+        self._ended = asyncio.Event()
 
     def _wait_s(self, now: float) -> float:
-        while self._sent and self._sent[0] <= now - self.span_s:
-            self._sent.popleft()
-        wait = self._sent[-1] + self.spacing_s - now if self._sent else 0.0
-        if len(self._sent) >= self.capacity:
-            wait = max(wait, self._sent[0] + self.span_s - now)
+        self._slots = [s for s in self._slots if not s.done or s.at > now - self.span_s]
+        wait = self._last + self.spacing_s - now
+        if len(self._slots) >= self.capacity:
+            expiries = [s.at + self.span_s - now for s in self._slots if s.done]
+            wait = max(wait, min(expiries) if expiries else self.span_s)
         return wait
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> _Slot:
+        """Wait for a slot; ``release`` it when the response (or an error) arrives."""
         loop = asyncio.get_running_loop()
         async with self._lock:
-            for _ in range(3):  # a sleep ends at the computed time; re-check for float slop
-                wait = self._wait_s(loop.time())
-                if wait <= 0:
-                    break
-                await asyncio.sleep(wait)
-            self._sent.append(loop.time())
+            while (wait := self._wait_s(loop.time())) > 0:
+                self._ended.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), wait)
+            self._last = loop.time()
+            slot = _Slot(self._last)
+            self._slots.append(slot)
+            return slot
+
+    def release(self, slot: _Slot) -> None:
+        slot.at, slot.done = asyncio.get_running_loop().time(), True
+        self._ended.set()
 
     def trace(self) -> aiohttp.TraceConfig:
-        """A trace config that waits for a slot before each bot request."""
+        """A trace config that holds a slot for each bot request."""
 
-        async def on_start(_: Any, __: SimpleNamespace, params: Any) -> None:
+        async def on_start(_: Any, ctx: SimpleNamespace, params: Any) -> None:
             path = params.url.path
             if "/interactions/" not in path and "/webhooks/" not in path:
-                await self.acquire()
+                ctx.slot = await self.acquire()
+
+        async def on_end(_: Any, ctx: SimpleNamespace, __: Any) -> None:
+            slot = getattr(ctx, "slot", None)
+            if slot is not None:
+                self.release(slot)
 
         config = aiohttp.TraceConfig()
         config.on_request_start.append(on_start)
+        config.on_request_end.append(on_end)
+        config.on_request_exception.append(on_end)
         return config
 
 
