@@ -94,8 +94,14 @@ class SinkFactory(Protocol):
 
 def _builtin() -> dict[str, Any]:
     from alerts.sinks.console import ConsoleSink, JsonlSink
+    from alerts.sinks.discord import DiscordSink, DiscordWebhookSink
 
-    return {ConsoleSink.kind: ConsoleSink, JsonlSink.kind: JsonlSink}
+    return {
+        ConsoleSink.kind: ConsoleSink,
+        JsonlSink.kind: JsonlSink,
+        DiscordSink.kind: DiscordSink,
+        DiscordWebhookSink.kind: DiscordWebhookSink,
+    }
 
 
 def registry() -> dict[str, SinkFactory]:
