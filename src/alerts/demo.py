@@ -286,6 +286,7 @@ class Campaign:
         server.route("POST", "/api/v2/search/spending_by_award/", self.awards)
         server.route("POST", "/api/v2/search/spending_by_transaction/", self.transactions_search)
         server.route("POST", "/api/v2/transactions/", self.transactions)
+        server.route("GET", f"/api/v2/awards/{PALANTIR}/", lambda _r: Reply.json(self.award()))
         server.route("GET", "/api/v1/documents.json", lambda _r: Reply.json(self.documents()))
         server.route("GET", "/newsroom", lambda _r: Reply.html(self.statement()))
         server.route("GET", "/xrpc/app.bsky.feed.getAuthorFeed", lambda _r: Reply.json(self.feed()))
@@ -337,6 +338,15 @@ class Campaign:
         if self.stage >= 3:
             rows.insert(0, _tx("P00011", "2026-01-28", 29_854_750.0))
         return Reply.json({"page_metadata": _last_page(), "results": rows})
+
+    def award(self) -> dict[str, Any]:
+        return {
+            "generated_unique_award_id": PALANTIR,
+            "piid": "70CMSD22FR0000170",
+            "description": "INVESTIGATIVE CASE MANAGEMENT",
+            "awarding_agency": {"subtier_agency": {"name": ICE, "code": "7012"}},
+            "recipient": {"recipient_name": "PALANTIR USG INC"},
+        }
 
     def documents(self) -> dict[str, Any]:
         docs = [_doc("2026-00987", "Privacy Act of 1974; System of Records", "Notice")]
