@@ -101,8 +101,27 @@ async def test_html_modes(
     assert all(i.key == i.key.casefold() and "|" in i.key for i in obs.items)
 
 
-async def test_json_endpoint_with_path(server: FixtureServer, http: HttpClient) -> None:
-    server.route("GET", "/api", Reply.json(data("petition/api.json")))
+@pytest.mark.parametrize(
+    ("body", "count", "keys"),
+    [
+        pytest.param(
+            data("petition/api.json"),
+            2345,
+            ["ada lovelace|palantir", "grace hopper|microsoft"],
+            id="signatories",
+        ),
+        pytest.param(
+            {"data": {"petition": {"counts": [{"signatures": 0}]}, "recent": []}},
+            0,
+            [],
+            id="empty-petition",
+        ),
+    ],
+)
+async def test_json_endpoint_with_path(
+    server: FixtureServer, http: HttpClient, body: Any, count: int, keys: list[str]
+) -> None:
+    server.route("GET", "/api", Reply.json(body))
     source = make(
         server,
         http,
@@ -112,8 +131,8 @@ async def test_json_endpoint_with_path(server: FixtureServer, http: HttpClient) 
         signatories_path="data.recent",
     )
     obs = await source.fetch(SourceState())
-    assert obs.values["signatures"] == 2345
-    assert [i.key for i in obs.items] == ["ada lovelace|palantir", "grace hopper|microsoft"]
+    assert obs.values["signatures"] == count
+    assert [i.key for i in obs.items] == keys
 
 
 async def test_osdi_pages_and_token(
