@@ -139,8 +139,9 @@ class PetitionSource:
     ``delta_period`` (default 1h; pending signatories accumulate in between) and
     only when N ≥ ``delta_min``. ``milestone`` — each of ``milestones`` fires once
     when the count reaches it (never at the baseline; a jump over several fires the
-    highest). ``new`` — only for signatories whose company is in
-    ``watch_companies`` or whose title contains one of ``watch_titles``. A count that
+    highest). ``new`` — only for signatories whose company contains one
+    of ``watch_companies`` or whose title one of ``watch_titles``, as whole words
+    ("Palantir" matches "Palantir Technologies"; "CTO" does not match "Director"). A count that
     goes down is recorded, not alerted. A page whose count can no longer be found,
     or whose signatory list vanished while the count is positive, is an error, never
     a zero. Pages are fetched in full on every poll (no conditional GET) so that a
