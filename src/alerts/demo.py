@@ -125,6 +125,7 @@ async def _play(
             return {(e.source_id, e.kind) for e in delivered} >= EXPECTED
 
         await _until(all_there, timeout_s=settle_s)
+        await _until(lambda: _outbox_empty(runtime), timeout_s=settle_s)  # chat rooms too
     finally:
         runtime.stop()
         await asyncio.gather(task, return_exceptions=True)
@@ -150,6 +151,11 @@ async def _baselined(runtime: Any, config: Config) -> bool:
     rows = await runtime.store.list_sources()
     done = {r.source_id for r in rows if r.baselined}
     return set(config.sources) <= done
+
+
+async def _outbox_empty(runtime: Any) -> bool:
+    stats = await runtime.store.outbox_stats()
+    return bool(stats.pending == 0)
 
 
 async def _delivered(runtime: Any) -> list[Event]:
