@@ -125,7 +125,7 @@ async def _play(
             return {(e.source_id, e.kind) for e in delivered} >= EXPECTED
 
         await _until(all_there, timeout_s=settle_s)
-        await _until(lambda: _outbox_empty(runtime), timeout_s=settle_s)  # chat rooms too
+        await _until(lambda: _outbox_empty(runtime), timeout_s=min(settle_s, 10.0))  # chat rooms
     finally:
         runtime.stop()
         await asyncio.gather(task, return_exceptions=True)
