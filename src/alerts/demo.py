@@ -125,6 +125,7 @@ async def _play(
             return {(e.source_id, e.kind) for e in delivered} >= EXPECTED
 
         await _until(all_there, timeout_s=settle_s)
+        await _until(lambda: _outbox_empty(runtime), timeout_s=min(settle_s, 10.0))  # chat rooms
     finally:
         runtime.stop()
         await asyncio.gather(task, return_exceptions=True)
@@ -150,6 +151,11 @@ async def _baselined(runtime: Any, config: Config) -> bool:
     rows = await runtime.store.list_sources()
     done = {r.source_id for r in rows if r.baselined}
     return set(config.sources) <= done
+
+
+async def _outbox_empty(runtime: Any) -> bool:
+    stats = await runtime.store.outbox_stats()
+    return bool(stats.pending == 0)
 
 
 async def _delivered(runtime: Any) -> list[Event]:
@@ -286,6 +292,7 @@ class Campaign:
         server.route("POST", "/api/v2/search/spending_by_award/", self.awards)
         server.route("POST", "/api/v2/search/spending_by_transaction/", self.transactions_search)
         server.route("POST", "/api/v2/transactions/", self.transactions)
+        server.route("GET", f"/api/v2/awards/{PALANTIR}/", lambda _r: Reply.json(self.award()))
         server.route("GET", "/api/v1/documents.json", lambda _r: Reply.json(self.documents()))
         server.route("GET", "/newsroom", lambda _r: Reply.html(self.statement()))
         server.route("GET", "/xrpc/app.bsky.feed.getAuthorFeed", lambda _r: Reply.json(self.feed()))
@@ -337,6 +344,15 @@ class Campaign:
         if self.stage >= 3:
             rows.insert(0, _tx("P00011", "2026-01-28", 29_854_750.0))
         return Reply.json({"page_metadata": _last_page(), "results": rows})
+
+    def award(self) -> dict[str, Any]:
+        return {
+            "generated_unique_award_id": PALANTIR,
+            "piid": "70CMSD22FR0000170",
+            "description": "INVESTIGATIVE CASE MANAGEMENT",
+            "awarding_agency": {"subtier_agency": {"name": ICE, "code": "7012"}},
+            "recipient": {"recipient_name": "PALANTIR USG INC"},
+        }
 
     def documents(self) -> dict[str, Any]:
         docs = [_doc("2026-00987", "Privacy Act of 1974; System of Records", "Notice")]

@@ -220,16 +220,34 @@ async def test_palantir_modification_of_a_followed_award(
         Reply.json(data("awards/palantir_transactions_before.json")),
         Reply.json(data("awards/palantir_transactions.json")),
     )
+    server.route(
+        "GET", f"/api/v2/awards/{PALANTIR}/", Reply.json(data("awards/palantir_award.json"))
+    )
     polls = Polls(make(server, http, follow=[PALANTIR], recipients=["Palantir"]))
     assert await polls.poll(T0) == []
-    assert polls.items[PALANTIR].fields["amount"] == 95_900_000.0
+    followed = polls.items[PALANTIR]
+    assert followed.fields["amount"] == 95_900_000.0
+    assert followed.fields["recipient"] == "PALANTIR USG INC"
+    assert followed.fields["award_id"] == "70CMSD22FR0000170"
+    assert followed.fields["agency"] == "U.S. Immigration and Customs Enforcement"
 
     server.route("POST", TX_SEARCH, Reply.json(data("awards/palantir_mod.json")))
     (event,) = await polls.poll(T0 + timedelta(hours=1))
     assert event.kind is EventKind.UPDATED
     assert event.changes == {"amount": (95_900_000.0, 125_754_750.0)}
     assert event.fields["delta"] == 29_854_750.0
-    assert "modification P00011 +$29,854,750" in event.title
+    assert event.title == "PALANTIR USG INC: modification P00011 +$29,854,750 (70CMSD22FR0000170)"
+    assert len(server.calls(f"/api/v2/awards/{PALANTIR}/")) == 1  # who it is: asked once
+
+
+async def test_followed_award_without_recipient_is_parse_error(
+    server: FixtureServer, http: HttpClient
+) -> None:
+    routes(server)
+    server.route("POST", TRANSACTIONS, Reply.json(data("awards/palantir_transactions.json")))
+    server.route("GET", f"/api/v2/awards/{PALANTIR}/", Reply.json({"id": 1, "piid": "X"}))
+    with pytest.raises(ParseError, match="recipient_name"):
+        await make(server, http, follow=[PALANTIR]).fetch(SourceState())
 
 
 async def test_new_award_is_new(server: FixtureServer, http: HttpClient) -> None:

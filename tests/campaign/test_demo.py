@@ -12,6 +12,7 @@ from alerts.demo import EXPECTED, DemoSettings, demo_config, run_demo
 from alerts.model import EventKind
 
 
+@pytest.mark.slow
 async def test_demo_delivers_the_timeline(capsys: pytest.CaptureFixture[str]) -> None:
     result = await run_demo(step_s=1.5, poll_s=0.4, settle_s=15.0, out=io.StringIO())
     assert result.missing == set()

@@ -106,6 +106,24 @@ async def test_federal_register_redirect_and_304(server: FixtureServer, http: Ht
     assert again.not_modified
 
 
+async def test_federal_register_new_and_corrected_documents(
+    server: FixtureServer, http: HttpClient
+) -> None:
+    docs = data("federal_register/documents.json")
+    corrected = {**docs, "results": [dict(r) for r in docs["results"]]}
+    corrected["results"][1]["title"] = "Privacy Act of 1974; System of Records (correction)"
+    fewer = {**docs, "count": 1, "results": docs["results"][1:]}
+    server.route("GET", FR, Reply.json(fewer), Reply.json(docs), Reply.json(corrected))
+    polls = Polls(federal_register(server, http))
+    assert await polls.poll(T0) == []
+    (new,) = await polls.poll(T0 + timedelta(hours=3))
+    assert (new.kind, new.key) == (EventKind.NEW, "2026-01234")
+    assert new.fields["type"] == "Proposed Rule"
+    (fixed,) = await polls.poll(T0 + timedelta(hours=6))
+    assert (fixed.kind, fixed.key) == (EventKind.UPDATED, "2026-00987")
+    assert fixed.changes["title"][1].endswith("(correction)")
+
+
 @pytest.mark.parametrize(
     ("reply", "error", "match"),
     [

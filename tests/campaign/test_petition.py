@@ -9,7 +9,7 @@ import pytest
 
 from alerts.errors import ParseError, RetryAfterError
 from alerts.fixture_server import FixtureServer, Reply
-from alerts.model import EventKind
+from alerts.model import EventKind, Item
 from alerts.sources import SourceState
 from alerts.sources._parse import parse_count
 from alerts.sources.http import HttpClient
@@ -101,8 +101,27 @@ async def test_html_modes(
     assert all(i.key == i.key.casefold() and "|" in i.key for i in obs.items)
 
 
-async def test_json_endpoint_with_path(server: FixtureServer, http: HttpClient) -> None:
-    server.route("GET", "/api", Reply.json(data("petition/api.json")))
+@pytest.mark.parametrize(
+    ("body", "count", "keys"),
+    [
+        pytest.param(
+            data("petition/api.json"),
+            2345,
+            ["ada lovelace|palantir", "grace hopper|microsoft"],
+            id="signatories",
+        ),
+        pytest.param(
+            {"data": {"petition": {"counts": [{"signatures": 0}]}, "recent": []}},
+            0,
+            [],
+            id="empty-petition",
+        ),
+    ],
+)
+async def test_json_endpoint_with_path(
+    server: FixtureServer, http: HttpClient, body: Any, count: int, keys: list[str]
+) -> None:
+    server.route("GET", "/api", Reply.json(body))
     source = make(
         server,
         http,
@@ -112,8 +131,8 @@ async def test_json_endpoint_with_path(server: FixtureServer, http: HttpClient) 
         signatories_path="data.recent",
     )
     obs = await source.fetch(SourceState())
-    assert obs.values["signatures"] == 2345
-    assert [i.key for i in obs.items] == ["ada lovelace|palantir", "grace hopper|microsoft"]
+    assert obs.values["signatures"] == count
+    assert [i.key for i in obs.items] == keys
 
 
 async def test_osdi_pages_and_token(
@@ -302,3 +321,69 @@ async def test_count_only_delta(server: FixtureServer, http: HttpClient) -> None
     assert event.kind is EventKind.DELTA
     assert event.fields["delta"] == 30
     assert "+30 more signatures (130 total)" in event.title
+
+
+@pytest.mark.parametrize(
+    ("title", "company", "watch", "expected"),
+    [
+        pytest.param("CTO", "Acme", {"watch_titles": ["CTO"]}, True, id="title-word"),
+        pytest.param(
+            "Director of Engineering",
+            "Acme",
+            {"watch_titles": ["CTO"]},
+            False,
+            id="cto-not-in-director",
+        ),
+        pytest.param(
+            "VP, Engineering", "Acme", {"watch_titles": ["VP"]}, True, id="title-with-punctuation"
+        ),
+        pytest.param(
+            "Engineer",
+            "Palantir Technologies",
+            {"watch_companies": ["Palantir"]},
+            True,
+            id="company-prefix",
+        ),
+        pytest.param(
+            "Engineer",
+            "Palantir",
+            {"watch_companies": ["Palantir Technologies"]},
+            False,
+            id="longer-name-no-match",
+        ),
+        pytest.param(
+            "Engineer",
+            "Amazon Web Services",
+            {"watch_companies": ["AWS"]},
+            False,
+            id="no-alias-magic",
+        ),
+        pytest.param("Engineer", "", {"watch_companies": ["Palantir"]}, False, id="no-company"),
+    ],
+)
+def test_watched_signatories(
+    title: str, company: str, watch: dict[str, Any], expected: bool
+) -> None:
+    source = PetitionSource(
+        source_id="x", url="http://127.0.0.1/", options=PetitionOptions(**watch), http=HttpClient()
+    )
+    item = Item(key="k", title="Someone", fields={"title": title, "company": company})
+    assert source._watched(item) is expected
+
+
+async def test_pending_list_is_bounded(
+    server: FixtureServer, http: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("alerts.sources.petition._PENDING_MAX", 2)
+    server.route(
+        "GET",
+        "/letter",
+        Reply.html(text("petition/letter.html")),
+        Reply.html(text("petition/letter_more.html")),
+    )
+    polls = Polls(make(server, http, **LETTER))
+    await polls.poll(T0)
+    (delta,) = [e for e in await polls.poll(T0 + timedelta(hours=1)) if e.kind is EventKind.DELTA]
+    assert delta.fields["delta"] == 3
+    assert len(delta.fields["names"]) == 2
+    assert delta.summary.endswith("and 1 more")

@@ -122,7 +122,8 @@ class AwardsSource:
     ``recipients`` is a watchlist (case-insensitive substrings of the recipient name;
     empty = everyone); ``min_amount`` drops smaller awards and modifications.
     ``follow`` lists ``generated_internal_id``s of awards to watch whatever the
-    window (their transactions are read on every poll).
+    window: their transactions are read on every poll, and their recipient once
+    from ``GET /api/v2/awards/<id>/``.
 
     Items are awards, keyed on ``generated_internal_id``, with fields ``recipient``,
     ``amount`` (obligated, USD), ``agency``, ``award_id``, ``description``, ``action``
@@ -159,9 +160,9 @@ class AwardsSource:
         items = {i.key: i for i in await self._new_awards()}
         if self.options.modifications:
             for award_key, mods in _by_award(await self._modifications()).items():
-                item = await self._modified(award_key, mods, items.get(award_key), ledger)
-                if item is not None:
-                    items[award_key] = item
+                items[award_key] = await self._modified(
+                    award_key, mods, items.get(award_key), ledger
+                )
         for award_key in self.options.follow:
             if award_key not in items:
                 items[award_key] = await self._followed(award_key, ledger)
@@ -263,7 +264,7 @@ class AwardsSource:
         mods: list[_Mod],
         known: Item | None,
         ledger: dict[str, Any],
-    ) -> Item | None:
+    ) -> Item:
         latest = max(mods, key=lambda m: (m.action_date, m.mod))
         entry = ledger.get(award_key)
         seen = set(entry["mods"]) if entry else set()
@@ -273,7 +274,11 @@ class AwardsSource:
             total = float(entry["amount"])
         else:
             total = _sum_obligations(await self._transactions(award_key))
-        ledger[award_key] = {"amount": total, "mods": sorted(seen | {m.mod for m in mods})}
+        ledger[award_key] = {
+            **(entry or {}),
+            "amount": total,
+            "mods": sorted(seen | {m.mod for m in mods}),
+        }
         row = latest.row
         return _item(
             award_key,
@@ -295,16 +300,14 @@ class AwardsSource:
     async def _followed(self, award_key: str, ledger: dict[str, Any]) -> Item:
         rows = await self._transactions(award_key)
         total = _sum_obligations(rows)
-        mods = [str(r.get("modification_number") or "") for r in rows]
+        mods = {str(r.get("modification_number") or "") for r in rows} - {""}
         latest = next((r for r in rows if str(r.get("modification_number") or "0") != "0"), None)
-        ledger[award_key] = {"amount": total, "mods": sorted(m for m in mods if m)}
+        about = ledger.get(award_key, {}).get("about") or await self._about(award_key)
+        ledger[award_key] = {"amount": total, "mods": sorted(mods), "about": about}
         return _item(
             award_key,
-            award_id=award_key,
-            recipient="",
+            **about,
             amount=total,
-            agency="",
-            description=str((rows[0].get("description") if rows else "") or ""),
             action="followed",
             modification=str(latest.get("modification_number")) if latest else None,
             mod_amount=_money(latest.get("federal_action_obligation"), "federal_action_obligation")
@@ -312,6 +315,21 @@ class AwardsSource:
             else None,
             published=str(rows[0].get("action_date")) if rows else None,
         )
+
+    async def _about(self, award_key: str) -> dict[str, str]:
+        """Who and what a followed award is, from ``GET /api/v2/awards/<id>/`` (once)."""
+        resp = await self.http.get(f"{self.api}/api/v2/awards/{award_key}/")
+        data = resp.json()
+        recipient = data.get("recipient") if isinstance(data, dict) else None
+        if not isinstance(recipient, dict) or "recipient_name" not in recipient:
+            raise ParseError(f"USAspending award {award_key}: no recipient.recipient_name")
+        agency = (data.get("awarding_agency") or {}).get("subtier_agency") or {}
+        return {
+            "award_id": str(data.get("piid") or data.get("fain") or award_key),
+            "recipient": str(recipient.get("recipient_name") or ""),
+            "agency": str(agency.get("name") or ""),
+            "description": str(data.get("description") or ""),
+        }
 
     def _wanted(self, recipient: Any, amount: float) -> bool:
         if amount < self.options.min_amount:

@@ -22,6 +22,7 @@ from alerts.sources._parse import json_path, normalise, parse_count
 from alerts.sources.http import HttpClient, HttpResponse
 
 _JSON_SCRIPTS = 'script[type="application/ld+json"], script[type="application/json"]'
+_PENDING_MAX = 500  # named signatories kept for the next delta; beyond, only counted
 _LD_COUNT_PATHS = ("interactionStatistic.userInteractionCount", "userInteractionCount")
 
 
@@ -138,8 +139,9 @@ class PetitionSource:
     ``delta_period`` (default 1h; pending signatories accumulate in between) and
     only when N ≥ ``delta_min``. ``milestone`` — each of ``milestones`` fires once
     when the count reaches it (never at the baseline; a jump over several fires the
-    highest). ``new`` — only for signatories whose company is in
-    ``watch_companies`` or whose title contains one of ``watch_titles``. A count that
+    highest). ``new`` — only for signatories whose company contains one
+    of ``watch_companies`` or whose title one of ``watch_titles``, as whole words
+    ("Palantir" matches "Palantir Technologies"; "CTO" does not match "Director"). A count that
     goes down is recorded, not alerted. A page whose count can no longer be found,
     or whose signatory list vanished while the count is positive, is an error, never
     a zero. Pages are fetched in full on every poll (no conditional GET) so that a
@@ -346,19 +348,19 @@ class PetitionSource:
         if tally.last_delta_at is not None and now - tally.last_delta_at < period:
             return None
         named = tally.pending
-        n = len(named) if named else max(0, count - tally.delta_base)
+        n = len(named) + tally.more if named else max(0, count - tally.delta_base)
         if n < self.options.delta_min:
             return None
         by_company = Counter(p.get("company") or "(no company)" for p in named)
         names = [p["name"] for p in named[:10]]
-        summary = ", ".join(names) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+        summary = ", ".join(names) + (f" and {n - len(names)} more" if n > len(names) else "")
         fields: dict[str, JSON] = {
             "count": count,
             "delta": n,
             "by_company": dict(by_company.most_common()),
             "names": names,
         }
-        tally.pending = []
+        tally.pending, tally.more = [], 0
         tally.delta_base = count
         noun = "new signatories" if named else "more signatures"
         return self._event(
@@ -371,10 +373,10 @@ class PetitionSource:
         )
 
     def _watched(self, item: Item) -> bool:
-        company = normalise(item.fields.get("company"))
-        title = normalise(item.fields.get("title"))
-        return any(normalise(c) == company for c in self.options.watch_companies if company) or any(
-            normalise(t) in title for t in self.options.watch_titles if title
+        company = item.fields.get("company")
+        title = item.fields.get("title")
+        return any(_has_words(company, c) for c in self.options.watch_companies) or any(
+            _has_words(title, t) for t in self.options.watch_titles
         )
 
     def _event(
@@ -398,22 +400,16 @@ class PetitionSource:
         )
 
 
+@dataclasses.dataclass
 class _Tally:
     """The petition's detector state, kept between polls in ``Derived.state``."""
 
-    def __init__(
-        self,
-        fired: set[int],
-        pending: list[dict[str, str]],
-        last_delta_at: datetime | None,
-        delta_base: int,
-        last_count: int | None,
-    ) -> None:
-        self.fired = fired
-        self.pending = pending
-        self.last_delta_at = last_delta_at
-        self.delta_base = delta_base
-        self.last_count = last_count
+    fired: set[int]
+    pending: list[dict[str, str]]
+    last_delta_at: datetime | None
+    delta_base: int
+    last_count: int | None
+    more: int = 0
 
     @classmethod
     def load(cls, state: Mapping[str, JSON], count: int) -> _Tally:
@@ -424,12 +420,15 @@ class _Tally:
             last_delta_at=datetime.fromisoformat(at) if at else None,
             delta_base=int(state.get("delta_base", count)),
             last_count=state.get("last_count"),
+            more=int(state.get("more", 0)),
         )
 
     def add_pending(self, items: Sequence[Item]) -> None:
         known = {p["key"] for p in self.pending}
         for item in items:
-            if item.key not in known:
+            if len(self.pending) >= _PENDING_MAX:
+                self.more += 1
+            elif item.key not in known:
                 known.add(item.key)
                 self.pending.append(
                     {
@@ -444,10 +443,17 @@ class _Tally:
         return {
             "fired": sorted(self.fired),
             "pending": self.pending,
+            "more": self.more,
             "last_delta_at": now.isoformat() if now else None,
             "delta_base": min(self.delta_base, count),
             "last_count": count,
         }
+
+
+def _has_words(text: Any, phrase: str) -> bool:
+    """``phrase`` occurs in ``text`` as whole words ("CTO" is not in "Director")."""
+    words, wanted = normalise(str(text or "")), normalise(phrase)
+    return bool(wanted) and f" {wanted} " in f" {words} "
 
 
 def _observation(

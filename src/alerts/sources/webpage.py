@@ -67,7 +67,7 @@ class WebpageSource:
         self.url = url
         self.options = options
         self.http = http
-        self._noise = [re.compile(p) for p in options.noise]
+        self._noise = [re.compile(p, re.MULTILINE) for p in options.noise]
 
     async def fetch(self, state: SourceState) -> Observation:
         resp = await self.http.get(self.url, validators=state.validators)
