@@ -27,7 +27,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,6 +134,7 @@ class Bucket:
     hash: str
     limit: int
     window_s: float
+    key: str = ""
     used: int = 0
     reset_at: float = 0.0
 
@@ -174,6 +175,7 @@ class Hit:
     bucket: str | None
     scope: str | None
     at: float
+    key: str | None = None
 
 
 @dataclass
@@ -352,8 +354,17 @@ class FakeDiscord:
             self.violations += self.api.check_response(request.method, path, status, body)
         all_headers = {"Via": "1.1 google", **(bucket.headers(time.monotonic()) if bucket else {})}
         all_headers |= headers or {}
+        key = "global" if scope == "global" else (bucket.key if bucket else None)
         self.hits.append(
-            Hit(request.method, path, status, bucket.hash if bucket else None, scope, time.time())
+            Hit(
+                request.method,
+                path,
+                status,
+                bucket.hash if bucket else None,
+                scope,
+                time.time(),
+                key,
+            )
         )
         if body is None:
             return web.Response(status=status, headers=all_headers)
@@ -393,7 +404,7 @@ class FakeDiscord:
         bucket = self._buckets.get(key)
         if bucket is None:
             route = key.split(":", 1)[0]
-            bucket = Bucket(f"{abs(hash(route)):x}"[:10], limit, window_s)
+            bucket = Bucket(f"{abs(hash(route)):x}"[:10], limit, window_s, key)
             self._buckets[key] = bucket
         return bucket
 
@@ -782,8 +793,11 @@ class FakeDiscord:
 
     # --- what tests look at -------------------------------------------------------
 
-    def count_429(self) -> Counter[str]:
-        return Counter(h.bucket or h.scope or "?" for h in self.hits if h.status == 429)
+    def invalid_beyond_first_429(self) -> int:
+        """4xx answers, not counting the first 429 of each bucket (the global one included)."""
+        errors = [h for h in self.hits if 400 <= h.status < 500]
+        first_429 = {h.key for h in errors if h.status == 429}
+        return len(errors) - len(first_429)
 
 
 def _str_or_none(value: Any) -> str | None:
