@@ -318,6 +318,9 @@ class FakeDiscord:
             return self._error(request, 401, 0, "401: Unauthorized")
         fault = self._take_fault(path)
         if fault is not None:
+            if fault.scope == "cloudflare":  # an HTML page, no Via header: an IP ban
+                self.hits.append(Hit(request.method, path, 429, None, "cloudflare", time.time()))
+                return web.Response(status=429, text="<html>error 1015</html>")
             if fault.status == 429:
                 return self._too_many(request, fault.retry_after_s, scope=fault.scope)
             return self._error(request, fault.status, 0, "injected failure")
@@ -552,6 +555,15 @@ class FakeDiscord:
             return self._too_many(request, retry, scope="shared", bucket=bucket)
         payload = json.loads(request[RAW_BODY])
         channel_id = known[1]
+        is_forum = self.channels[channel_id].type == FORUM
+        if is_forum and "thread_id" not in request.query and "thread_name" not in payload:
+            return self._error(
+                request,
+                400,
+                220001,
+                "Webhooks posted to forum channels must have a thread_name or thread_id",
+                bucket,
+            )
         if "thread_id" in request.query:
             channel_id = int(request.query["thread_id"])
         elif "thread_name" in payload:

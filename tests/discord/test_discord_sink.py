@@ -90,6 +90,7 @@ async def test_long_text_fits_discord(fake: FakeDiscord, sink: DiscordSink, chan
         pytest.param("forum-as-text", RejectedError, id="400-message-into-forum"),
         pytest.param("503", RetryableSendError, id="503-retryable"),
         pytest.param("long-429", RateLimitedError, id="429-longer-than-max-wait"),
+        pytest.param("cloudflare", RateLimitedError, id="429-cloudflare-ban"),
     ],
 )
 async def test_failures_map_to_error_tree(
@@ -106,6 +107,8 @@ async def test_failures_map_to_error_tree(
         fake.faults.append(Fault(503))
     elif setup == "long-429":
         fake.faults.append(Fault(429, retry_after_s=120.0))
+    elif setup == "cloudflare":
+        fake.faults.append(Fault(429, scope="cloudflare"))
     with pytest.raises(error) as caught:
         await sink.send(make_delivery(target))
     if setup == "long-429":
@@ -258,6 +261,41 @@ def test_validate_destination_rejects(factory: type, destination: Destination) -
         sink.validate_destination(destination)
 
 
+@pytest.mark.parametrize(
+    ("factory", "destination"),
+    [
+        pytest.param(DiscordSink, Destination("d", "discord", "#general"), id="bot-channel-name"),
+        pytest.param(
+            DiscordWebhookSink,
+            Destination("d", "discord_webhook", "news", {"thread_id": "abc"}),
+            id="webhook-bad-thread-id",
+        ),
+    ],
+)
+def test_check_destination_without_settings(factory: type, destination: Destination) -> None:
+    with pytest.raises(ConfigError, match=r"destinations\.d"):
+        factory.check_destination(destination)
+
+
+async def test_webhook_forum_post(fake: FakeDiscord, guild: int) -> None:
+    forum = fake.add_channel(guild, "forum", type=FORUM)
+    settings = DiscordSettings(webhook_url=fake.add_webhook(forum))
+    sink = DiscordWebhookSink(context=CONTEXT, settings=settings)
+    await sink.start()
+    try:
+        options = {"forum": True}
+        event = make_event(title="Palantir: new award")
+        remote = await sink.send(
+            make_delivery("default", sink="discord_webhook", event=event, options=options)
+        )
+    finally:
+        await sink.close()
+    [message] = fake.messages
+    assert remote == str(message.id)
+    thread = fake.channels[message.channel_id]
+    assert (thread.parent_id, thread.name) == (forum, "Palantir: new award")
+
+
 async def test_start_without_token_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="ALERTS_DISCORD_TOKEN"):
         await DiscordSink(context=CONTEXT, settings=DiscordSettings()).start()
@@ -287,3 +325,18 @@ def test_registry_has_both_discord_kinds() -> None:
     for factory in (DiscordSink, DiscordWebhookSink):
         assert factory.__doc__
         assert factory.Options.model_config.get("extra") == "forbid"
+
+
+async def test_webhook_into_forum_without_forum_option_is_rejected(
+    fake: FakeDiscord, guild: int
+) -> None:
+    forum = fake.add_channel(guild, "forum", type=FORUM)
+    sink = DiscordWebhookSink(
+        context=CONTEXT, settings=DiscordSettings(webhook_url=fake.add_webhook(forum))
+    )
+    await sink.start()
+    try:
+        with pytest.raises(RejectedError, match="thread_name"):
+            await sink.send(make_delivery("default", sink="discord_webhook"))
+    finally:
+        await sink.close()

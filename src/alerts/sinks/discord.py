@@ -280,9 +280,14 @@ class DiscordSink:
         if self._client is not None:
             await self._client.close()
 
-    def validate_destination(self, destination: Destination) -> None:
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Static checks for ``alerts check``: a channel id and known options."""
         _channel_id(destination)
         _options(DiscordOptions, destination)
+
+    def validate_destination(self, destination: Destination) -> None:
+        self.check_destination(destination)
 
     async def send(self, delivery: Delivery) -> str | None:
         destination = delivery.destination
@@ -385,6 +390,12 @@ class DiscordWebhookSink:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Static checks for ``alerts check``: known options (URLs are secrets, checked
+        at start)."""
+        _options(WebhookOptions, destination)
 
     def validate_destination(self, destination: Destination) -> None:
         if destination.target not in self.settings.webhook_urls():
