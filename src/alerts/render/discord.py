@@ -41,14 +41,6 @@ COLOURS: Mapping[EventKind, int] = {
     EventKind.SUMMARY: 0x95A5A6,
 }
 
-KIND_LABELS: Mapping[EventKind, str] = {
-    EventKind.NEW: "New",
-    EventKind.UPDATED: "Updated",
-    EventKind.MILESTONE: "Milestone",
-    EventKind.DELTA: "More",
-    EventKind.SUMMARY: "Summary",
-}
-
 # Key facts first, in this order; any other scalar field follows.
 KEY_FIELDS = ("recipient", "amount", "count", "delta", "threshold", "agency", "award_id")
 _URL = re.compile(r"^https?://[^\s<>]+$")
@@ -115,7 +107,7 @@ def safe_url(url: str | None) -> str | None:
 
 
 def render_title(event: Event) -> str:
-    prefix = f"{KIND_LABELS[event.kind]}: " if event.kind is not EventKind.NEW else ""
+    prefix = "Updated: " if event.kind is EventKind.UPDATED else ""
     return cut(prefix + escape(event.title or event.key), TITLE_MAX)
 
 

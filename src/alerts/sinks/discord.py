@@ -194,6 +194,7 @@ class AlertsClient(discord.Client):
     """A discord.py client that tells listeners when the bot leaves a guild."""
 
     def __init__(self, settings: DiscordSettings, limiter: GlobalLimiter) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here
         super().__init__(
             intents=discord.Intents(guilds=True),
             max_ratelimit_timeout=settings.max_ratelimit_timeout_s,
