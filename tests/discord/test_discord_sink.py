@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,7 +19,12 @@ from alerts.errors import (
 )
 from alerts.model import Destination
 from alerts.sinks import SinkContext, registry
-from alerts.sinks.discord import DiscordSettings, DiscordSink, DiscordWebhookSink
+from alerts.sinks.discord import (
+    DiscordSettings,
+    DiscordSink,
+    DiscordWebhookSink,
+    GlobalLimiter,
+)
 
 CONTEXT = SinkContext(settings=None, store=None, data_dir=".")  # type: ignore[arg-type]
 
@@ -346,3 +352,19 @@ async def test_webhook_into_forum_without_forum_option_is_rejected(
             await sink.send(make_delivery("default", sink="discord_webhook"))
     finally:
         await sink.close()
+
+
+async def test_global_limiter_window_counts_from_the_response() -> None:
+    limiter = GlobalLimiter(10)
+    loop = asyncio.get_running_loop()
+    released: list[float] = []
+    granted: list[float] = []
+    for _ in range(12):
+        slot = await limiter.acquire()
+        granted.append(loop.time())
+        limiter.release(slot)
+        released.append(slot.at)
+    spacing = [b - a for a, b in itertools.pairwise(granted)]
+    assert min(spacing[:9]) >= limiter.spacing_s * 0.99
+    assert granted[10] >= released[0] + limiter.span_s
+    assert granted[11] >= released[1] + limiter.span_s

@@ -79,6 +79,9 @@ class DiscordSettings(BaseSettings):
         return urls
 
 
+STALE_SLOT_S = 120.0  # a request that never reported back stops holding its slot
+
+
 @dataclass(slots=True)
 class _Slot:
     at: float
@@ -107,7 +110,11 @@ class GlobalLimiter:
         self._ended = asyncio.Event()
 
     def _wait_s(self, now: float) -> float:
-        self._slots = [s for s in self._slots if not s.done or s.at > now - self.span_s]
+        self._slots = [
+            s
+            for s in self._slots
+            if (s.at > now - self.span_s) or (not s.done and s.at > now - STALE_SLOT_S)
+        ]
         wait = self._last + self.spacing_s - now
         if len(self._slots) >= self.capacity:
             expiries = [s.at + self.span_s - now for s in self._slots if s.done]
