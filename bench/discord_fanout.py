@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import sys
 import tempfile
 import time
 import warnings
 from datetime import timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,47 +47,87 @@ with warnings.catch_warnings():  # discord.py imports audioop, deprecated since 
 RATE_FLOOR = 0.90
 
 
-async def fan_out(channels: int, *, validate: bool) -> dict[str, float]:
-    limits = Limits()
+def _serve(conn: Connection, channels: int, validate: bool) -> None:
+    """The fake Discord in its own process, as the real one would be."""
+    asyncio.run(_serve_async(conn, channels, validate))
+
+
+async def _serve_async(conn: Connection, channels: int, validate: bool) -> None:
     spec = locate_spec() if validate else None
+    limits = Limits()
     fake = FakeDiscord(api=load(spec) if spec else None, limits=limits)
     base = await fake.start()
-    original_base, discord.http.Route.BASE = discord.http.Route.BASE, base + "/api/v10"
     guild = fake.add_guild()
     channel_ids = [fake.add_channel(guild, f"c{i}") for i in range(channels)]
+    conn.send((base, channel_ids, fake.token, limits.global_per_s, spec is not None))
+    await asyncio.to_thread(conn.recv)
+    await fake.close()
+    sends = sorted(h.at for h in fake.hits if h.path.endswith("/messages") and h.status == 200)
+    delivered = {m.channel_id for m in fake.messages}
+    conn.send(
+        {
+            "sends": sends,
+            "lost": len(set(channel_ids) - delivered),
+            "duplicates": len(fake.messages) - len(delivered),
+            "invalid_4xx": fake.invalid_beyond_first_429(),
+            "status_429": sum(1 for h in fake.hits if h.status == 429),
+            "spec_violations": len(fake.violations),
+        }
+    )
+
+
+async def fan_out(channels: int, *, validate: bool) -> dict[str, float]:
+    """Start the fake in a child process, fan one event out to ``channels`` channels."""
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(theirs, channels, validate), daemon=True
+    )
+    server.start()
+    try:
+        base, channel_ids, token, global_per_s, validated = await asyncio.to_thread(ours.recv)
+        elapsed, deliveries, round_trips = await _dispatch(base, token, channel_ids)
+        ours.send("stop")
+        result = await asyncio.to_thread(ours.recv)
+    finally:
+        server.join(timeout=10)
+        if server.is_alive():
+            server.kill()
+    sends = result.pop("sends")
+    window = sends[-1] - sends[0] if len(sends) > 1 else float("inf")
+    return {
+        "deliveries": deliveries,
+        "elapsed_s": elapsed,
+        "rate_per_s": (len(sends) - 1) / window,
+        "global_limit_per_s": global_per_s,
+        "validated": float(validated),
+        "rtt_median_ms": 1000 * round_trips[len(round_trips) // 2],
+        "rtt_p95_ms": 1000 * round_trips[int(len(round_trips) * 0.95)],
+        **result,
+    }
+
+
+async def _dispatch(
+    base: str, token: str, channel_ids: list[int]
+) -> tuple[float, int, list[float]]:
+    original_base, discord.http.Route.BASE = discord.http.Route.BASE, base + "/api/v10"
     with tempfile.TemporaryDirectory(prefix="alerts-bench-") as tmp:
         store = await SqliteStore.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
         sink = DiscordSink(
             context=SinkContext(settings=None, store=store, data_dir=tmp),  # type: ignore[arg-type]
-            settings=DiscordSettings(token=fake.token),
+            settings=DiscordSettings(token=token),
         )
         try:
             await sink.start()
             ids = await _commit_one_event(store, channel_ids)
             dispatcher = Dispatcher(store=store, sinks={"discord": sink}, owner="bench")
             started = time.time()
-            await dispatcher.drain(timeout_s=channels / limits.global_per_s * 3 + 30)
-            elapsed = time.time() - started
+            await dispatcher.drain(timeout_s=len(channel_ids) / 50 * 3 + 30)
+            round_trips = sorted(sink.limiter.round_trips_s)
+            return time.time() - started, len(ids), round_trips
         finally:
             await sink.close()
             await store.close()
-            await fake.close()
             discord.http.Route.BASE = original_base
-    sends = sorted(h.at for h in fake.hits if h.path.endswith("/messages") and h.status == 200)
-    window = sends[-1] - sends[0] if len(sends) > 1 else float("inf")
-    delivered = {m.channel_id for m in fake.messages}
-    return {
-        "deliveries": len(ids),
-        "elapsed_s": elapsed,
-        "rate_per_s": (len(sends) - 1) / window,
-        "global_limit_per_s": limits.global_per_s,
-        "lost": len(set(channel_ids) - delivered),
-        "duplicates": len(fake.messages) - len(delivered),
-        "invalid_4xx": fake.invalid_beyond_first_429(),
-        "status_429": sum(1 for h in fake.hits if h.status == 429),
-        "spec_violations": len(fake.violations),
-        "validated": float(spec is not None),
-    }
 
 
 async def _commit_one_event(store: SqliteStore, channel_ids: list[int]) -> tuple[str, ...]:
@@ -122,6 +164,10 @@ def report(figures: dict[str, float]) -> bool:
     print(
         f"sustained rate        {figures['rate_per_s']:.1f}/s "
         f"= {share:.1%} of {figures['global_limit_per_s']:.0f}/s"
+    )
+    print(
+        f"round trip            median {figures['rtt_median_ms']:.0f} ms, "
+        f"p95 {figures['rtt_p95_ms']:.0f} ms (the limiter holds a slot 1 s past each response)"
     )
     print(f"lost / duplicates     {figures['lost']:.0f} / {figures['duplicates']:.0f}")
     print(f"429 answers           {figures['status_429']:.0f}")

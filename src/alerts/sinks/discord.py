@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 import warnings
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -96,11 +97,12 @@ class GlobalLimiter:
     under it. A request holds its slot from the moment it leaves until one window
     after its response arrived: Discord counted it somewhere in between, so a slow
     connection or a busy event loop cannot pack two windows' worth of requests into
-    one of Discord's. It runs as an aiohttp trace hook, i.e. after discord.py's own
+    one of Discord's. The price is the round trip: the sustained rate is
+    ``rate_per_s / (1 s + round trip)``, e.g. 95 % of the limit at 50 ms. It runs as an aiohttp trace hook, i.e. after discord.py's own
     per-route bucket wait, right before a request leaves.
     """
 
-    def __init__(self, rate_per_s: float, *, window_s: float = 1.0, margin_s: float = 0.02):
+    def __init__(self, rate_per_s: float, *, window_s: float = 1.0, margin_s: float = 0.005):
         self.capacity = max(int(rate_per_s * window_s), 1)
         self.span_s = window_s + margin_s
         self.spacing_s = window_s / (self.capacity * 2)
@@ -108,6 +110,7 @@ class GlobalLimiter:
         self._last = -1e9
         self._lock = asyncio.Lock()
         self._ended = asyncio.Event()
+        self.round_trips_s: deque[float] = deque(maxlen=1024)
 
     def _wait_s(self, now: float) -> float:
         self._slots = [
@@ -135,7 +138,9 @@ class GlobalLimiter:
             return slot
 
     def release(self, slot: _Slot) -> None:
-        slot.at, slot.done = asyncio.get_running_loop().time(), True
+        now = asyncio.get_running_loop().time()
+        self.round_trips_s.append(now - slot.at)
+        slot.at, slot.done = now, True
         self._ended.set()
 
     def trace(self) -> aiohttp.TraceConfig:
