@@ -95,6 +95,7 @@ async def test_long_text_fits_discord(fake: FakeDiscord, sink: DiscordSink, chan
         pytest.param("unknown", DestinationUnavailable, id="404-unknown-channel"),
         pytest.param("forum-as-text", RejectedError, id="400-message-into-forum"),
         pytest.param("503", RetryableSendError, id="503-retryable"),
+        pytest.param("401", RetryableSendError, id="401-token-revoked-waits"),
         pytest.param("long-429", RateLimitedError, id="429-longer-than-max-wait"),
         pytest.param("cloudflare", RateLimitedError, id="429-cloudflare-ban"),
     ],
@@ -111,6 +112,8 @@ async def test_failures_map_to_error_tree(
         target = fake.add_channel(guild, "forum", type=FORUM)
     elif setup == "503":
         fake.faults.append(Fault(503))
+    elif setup == "401":
+        fake.token = "revoked"
     elif setup == "long-429":
         fake.faults.append(Fault(429, retry_after_s=120.0))
     elif setup == "cloudflare":

@@ -2,9 +2,10 @@
 
 Both send over discord.py and render with ``alerts.render.discord``. Failures map
 onto the error tree with one table (``ERRORS``): 403/404 park the destination,
-other 4xx reject the delivery, 5xx and connection errors are retried, and a rate
-limit longer than ``max_ratelimit_timeout`` comes back as ``RateLimitedError`` so
-the dispatcher retries that channel later while the others keep moving.
+401 (revoked token) and 5xx and connection errors are retried, other 4xx reject the
+delivery, and a rate limit longer than ``max_ratelimit_timeout`` comes back as
+``RateLimitedError`` so the dispatcher retries that channel later while the others
+keep moving.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import re
 import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -163,15 +164,21 @@ class GlobalLimiter:
         return config
 
 
+# HTTP status → error class; anything else: 5xx retryable, other 4xx rejected.
+ERRORS: Mapping[int, type[SendError]] = {
+    401: RetryableSendError,  # the token was revoked: not the delivery's fault; wait for a fix
+    403: DestinationUnavailable,  # 50001 Missing Access, 50013 Missing Permissions
+    404: DestinationUnavailable,  # 10003 Unknown Channel, 10015 Unknown Webhook
+}
+CLOUDFLARE_BAN_RETRY_S = 60.0
+
+
 def _http_error(exc: discord.HTTPException) -> SendError:
     detail = f"Discord {exc.status} (code {exc.code}): {exc.text or exc}"
-    if exc.status in (403, 404):
-        return DestinationUnavailable(detail)
-    if exc.status == 429:
-        return RateLimitedError(detail, retry_after_s=60.0)
-    if exc.status >= 500:
-        return RetryableSendError(detail)
-    return RejectedError(detail)
+    if exc.status == 429:  # discord.py raises this only for a Cloudflare ban (no Via header)
+        return RateLimitedError(detail, retry_after_s=CLOUDFLARE_BAN_RETRY_S)
+    default = RetryableSendError if exc.status >= 500 else RejectedError
+    return ERRORS.get(exc.status, default)(detail)
 
 
 async def _guarded(call: Callable[[], Awaitable[str]]) -> str:
