@@ -41,9 +41,9 @@ async def test_send_posts_embed_with_nonce(
     assert "content" not in message.payload
     [embed] = message.embeds
     assert embed["title"].startswith("Updated: Palantir Technologies")
-    assert {"name": "Amount", "value": "$95,900,000 → $125,900,000", "inline": True} in embed[
-        "fields"
-    ]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Amount"] == "$95,900,000 → $125,900,000 (+$30,000,000)"
+    assert fields["Recipient"] == "Palantir Technologies Inc."
 
 
 async def test_same_delivery_twice_is_one_message(
