@@ -220,3 +220,11 @@ async def test_command_sync_targets(
     targets = {"guild" if g == guild else g for g in fake.commands}
     assert targets == expected
     assert all(cmds[0]["name"] == "alerts" for cmds in fake.commands.values())
+
+
+async def test_store_failure_gets_a_polite_reply(
+    fake: FakeDiscord, bot: DiscordSink, store: Store, channel: int
+) -> None:
+    await store.close()  # the database went away
+    reply = await run(fake, channel, "list")
+    assert reply["content"].startswith("Sorry, that failed on our side")
