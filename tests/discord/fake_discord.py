@@ -27,7 +27,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,6 +134,7 @@ class Bucket:
     hash: str
     limit: int
     window_s: float
+    key: str = ""
     used: int = 0
     reset_at: float = 0.0
 
@@ -174,6 +175,7 @@ class Hit:
     bucket: str | None
     scope: str | None
     at: float
+    key: str | None = None
 
 
 @dataclass
@@ -316,6 +318,9 @@ class FakeDiscord:
             return self._error(request, 401, 0, "401: Unauthorized")
         fault = self._take_fault(path)
         if fault is not None:
+            if fault.scope == "cloudflare":  # an HTML page, no Via header: an IP ban
+                self.hits.append(Hit(request.method, path, 429, None, "cloudflare", time.time()))
+                return web.Response(status=429, text="<html>error 1015</html>")
             if fault.status == 429:
                 return self._too_many(request, fault.retry_after_s, scope=fault.scope)
             return self._error(request, fault.status, 0, "injected failure")
@@ -352,8 +357,17 @@ class FakeDiscord:
             self.violations += self.api.check_response(request.method, path, status, body)
         all_headers = {"Via": "1.1 google", **(bucket.headers(time.monotonic()) if bucket else {})}
         all_headers |= headers or {}
+        key = "global" if scope == "global" else (bucket.key if bucket else None)
         self.hits.append(
-            Hit(request.method, path, status, bucket.hash if bucket else None, scope, time.time())
+            Hit(
+                request.method,
+                path,
+                status,
+                bucket.hash if bucket else None,
+                scope,
+                time.time(),
+                key,
+            )
         )
         if body is None:
             return web.Response(status=status, headers=all_headers)
@@ -393,7 +407,7 @@ class FakeDiscord:
         bucket = self._buckets.get(key)
         if bucket is None:
             route = key.split(":", 1)[0]
-            bucket = Bucket(f"{abs(hash(route)):x}"[:10], limit, window_s)
+            bucket = Bucket(f"{abs(hash(route)):x}"[:10], limit, window_s, key)
             self._buckets[key] = bucket
         return bucket
 
@@ -541,6 +555,15 @@ class FakeDiscord:
             return self._too_many(request, retry, scope="shared", bucket=bucket)
         payload = json.loads(request[RAW_BODY])
         channel_id = known[1]
+        is_forum = self.channels[channel_id].type == FORUM
+        if is_forum and "thread_id" not in request.query and "thread_name" not in payload:
+            return self._error(
+                request,
+                400,
+                220001,
+                "Webhooks posted to forum channels must have a thread_name or thread_id",
+                bucket,
+            )
         if "thread_id" in request.query:
             channel_id = int(request.query["thread_id"])
         elif "thread_name" in payload:
@@ -782,8 +805,11 @@ class FakeDiscord:
 
     # --- what tests look at -------------------------------------------------------
 
-    def count_429(self) -> Counter[str]:
-        return Counter(h.bucket or h.scope or "?" for h in self.hits if h.status == 429)
+    def invalid_beyond_first_429(self) -> int:
+        """4xx answers, not counting the first 429 of each bucket (the global one included)."""
+        errors = [h for h in self.hits if 400 <= h.status < 500]
+        first_429 = {h.key for h in errors if h.status == 429}
+        return len(errors) - len(first_429)
 
 
 def _str_or_none(value: Any) -> str | None:

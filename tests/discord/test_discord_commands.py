@@ -10,9 +10,13 @@ from discord_helpers import EPHEMERAL, MEMBER
 from fake_discord import MANAGE_CHANNELS, FakeDiscord
 
 from alerts.chat.commands import CommandService
+from alerts.chat.discord import DiscordCommands
 from alerts.model import Destination, EventKind, Subscription
-from alerts.sinks.discord import DiscordSink
+from alerts.sinks import SinkContext
+from alerts.sinks.discord import DiscordSettings, DiscordSink
 from alerts.store import Store
+
+CONTEXT = SinkContext(settings=None, store=None, data_dir=".")  # type: ignore[arg-type]
 
 
 async def run(
@@ -183,3 +187,44 @@ async def test_leaving_a_guild_drops_its_subscriptions(
         await asyncio.sleep(0.02)
     assert await store.list_subscriptions(f"discord:{channel}") == []
     assert [s.topic for s in await store.list_subscriptions()] == ["letter"]
+
+
+@pytest.mark.parametrize(
+    ("guilds", "global_commands", "expected"),
+    [
+        pytest.param(True, True, {None}, id="global-option"),
+        pytest.param(False, False, {None}, id="no-guilds-means-global"),
+        pytest.param(True, False, {"guild"}, id="configured-guilds"),
+    ],
+)
+async def test_command_sync_targets(
+    fake: FakeDiscord,
+    guild: int,
+    service: CommandService,
+    guilds: bool,
+    global_commands: bool,
+    expected: set[object],
+) -> None:
+    settings = DiscordSettings(
+        token=fake.token, guilds=[guild] if guilds else [], global_commands=global_commands
+    )
+    sink = DiscordSink(context=CONTEXT, settings=settings)
+    await sink.start()
+    try:
+        front = DiscordCommands(
+            sink.client, service, guilds=settings.guilds, global_commands=global_commands
+        )
+        await front.sync()
+    finally:
+        await sink.close()
+    targets = {"guild" if g == guild else g for g in fake.commands}
+    assert targets == expected
+    assert all(cmds[0]["name"] == "alerts" for cmds in fake.commands.values())
+
+
+async def test_store_failure_gets_a_polite_reply(
+    fake: FakeDiscord, bot: DiscordSink, store: Store, channel: int
+) -> None:
+    await store.close()  # the database went away
+    reply = await run(fake, channel, "list")
+    assert reply["content"].startswith("Sorry, that failed on our side")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from discord_helpers import make_event
-from fake_discord import MANAGE_CHANNELS, FakeDiscord
+from fake_discord import MANAGE_CHANNELS, FakeDiscord, Fault
 
 from alerts.chat.commands import CommandService
 from alerts.dispatch import Dispatcher
-from alerts.model import Event, utcnow
+from alerts.model import Destination, Event, Subscription, utcnow
 from alerts.route import Router
 from alerts.sinks.discord import DiscordSink
 from alerts.store import PollCommit, RoutedEvent, Store
@@ -84,3 +84,31 @@ async def test_forbidden_channel_is_parked(
     assert row.parked_reason is not None
     assert "Missing Access" in row.parked_reason
     assert fake.messages == []
+
+
+async def test_long_rate_limit_reschedules_one_channel_others_move(
+    fake: FakeDiscord, sink: DiscordSink, store: Store, guild: int
+) -> None:
+    channels = [fake.add_channel(guild, f"c{i}") for i in range(3)]
+    for channel_id in channels:
+        await store.upsert_destination(
+            Destination(f"discord:{channel_id}", "discord", str(channel_id))
+        )
+        await store.add_subscription(Subscription(f"discord:{channel_id}", topic="contracts"))
+    router = Router()
+    for n in range(3):
+        event = make_event(key=f"award-{n}", title=f"Award {n}", topics=("contracts",), id=None)
+        await commit(store, router, event)
+    now = [utcnow()]
+    dispatcher = Dispatcher(store=store, sinks={"discord": sink}, owner="t", clock=lambda: now[0])
+    fake.faults.append(Fault(429, retry_after_s=45.0))
+
+    await dispatcher.drain(timeout_s=10)
+    counts = sorted(len(fake.messages_in(c)) for c in channels)
+    assert counts == [0, 3, 3]  # the limited channel waits; the others are done
+
+    now[0] += timedelta(seconds=46)
+    await dispatcher.drain(timeout_s=10)
+    for channel_id in channels:
+        titles = [m.embeds[0]["title"] for m in fake.messages_in(channel_id)]
+        assert titles == ["Updated: Award 0", "Updated: Award 1", "Updated: Award 2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,7 +19,12 @@ from alerts.errors import (
 )
 from alerts.model import Destination
 from alerts.sinks import SinkContext, registry
-from alerts.sinks.discord import DiscordSettings, DiscordSink, DiscordWebhookSink
+from alerts.sinks.discord import (
+    DiscordSettings,
+    DiscordSink,
+    DiscordWebhookSink,
+    GlobalLimiter,
+)
 
 CONTEXT = SinkContext(settings=None, store=None, data_dir=".")  # type: ignore[arg-type]
 
@@ -35,9 +41,9 @@ async def test_send_posts_embed_with_nonce(
     assert "content" not in message.payload
     [embed] = message.embeds
     assert embed["title"].startswith("Updated: Palantir Technologies")
-    assert {"name": "Amount", "value": "$95,900,000 → $125,900,000", "inline": True} in embed[
-        "fields"
-    ]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Amount"] == "$95,900,000 → $125,900,000 (+$30,000,000)"
+    assert fields["Recipient"] == "Palantir Technologies Inc."
 
 
 async def test_same_delivery_twice_is_one_message(
@@ -89,7 +95,9 @@ async def test_long_text_fits_discord(fake: FakeDiscord, sink: DiscordSink, chan
         pytest.param("unknown", DestinationUnavailable, id="404-unknown-channel"),
         pytest.param("forum-as-text", RejectedError, id="400-message-into-forum"),
         pytest.param("503", RetryableSendError, id="503-retryable"),
+        pytest.param("401", RetryableSendError, id="401-token-revoked-waits"),
         pytest.param("long-429", RateLimitedError, id="429-longer-than-max-wait"),
+        pytest.param("cloudflare", RateLimitedError, id="429-cloudflare-ban"),
     ],
 )
 async def test_failures_map_to_error_tree(
@@ -104,8 +112,12 @@ async def test_failures_map_to_error_tree(
         target = fake.add_channel(guild, "forum", type=FORUM)
     elif setup == "503":
         fake.faults.append(Fault(503))
+    elif setup == "401":
+        fake.token = "revoked"
     elif setup == "long-429":
         fake.faults.append(Fault(429, retry_after_s=120.0))
+    elif setup == "cloudflare":
+        fake.faults.append(Fault(429, scope="cloudflare"))
     with pytest.raises(error) as caught:
         await sink.send(make_delivery(target))
     if setup == "long-429":
@@ -258,6 +270,41 @@ def test_validate_destination_rejects(factory: type, destination: Destination) -
         sink.validate_destination(destination)
 
 
+@pytest.mark.parametrize(
+    ("factory", "destination"),
+    [
+        pytest.param(DiscordSink, Destination("d", "discord", "#general"), id="bot-channel-name"),
+        pytest.param(
+            DiscordWebhookSink,
+            Destination("d", "discord_webhook", "news", {"thread_id": "abc"}),
+            id="webhook-bad-thread-id",
+        ),
+    ],
+)
+def test_check_destination_without_settings(factory: type, destination: Destination) -> None:
+    with pytest.raises(ConfigError, match=r"destinations\.d"):
+        factory.check_destination(destination)
+
+
+async def test_webhook_forum_post(fake: FakeDiscord, guild: int) -> None:
+    forum = fake.add_channel(guild, "forum", type=FORUM)
+    settings = DiscordSettings(webhook_url=fake.add_webhook(forum))
+    sink = DiscordWebhookSink(context=CONTEXT, settings=settings)
+    await sink.start()
+    try:
+        options = {"forum": True}
+        event = make_event(title="Palantir: new award")
+        remote = await sink.send(
+            make_delivery("default", sink="discord_webhook", event=event, options=options)
+        )
+    finally:
+        await sink.close()
+    [message] = fake.messages
+    assert remote == str(message.id)
+    thread = fake.channels[message.channel_id]
+    assert (thread.parent_id, thread.name) == (forum, "Palantir: new award")
+
+
 async def test_start_without_token_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="ALERTS_DISCORD_TOKEN"):
         await DiscordSink(context=CONTEXT, settings=DiscordSettings()).start()
@@ -277,13 +324,50 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(settings.webhook_urls()) == ["news"]
 
 
+def test_configured_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not DiscordSink.configured()
+    assert not DiscordWebhookSink.configured()
+    monkeypatch.setenv("ALERTS_DISCORD_TOKEN", "secret")
+    monkeypatch.setenv("ALERTS_DISCORD_WEBHOOK_URL", "https://discord.com/api/webhooks/1/x")
+    assert DiscordSink.configured()
+    assert DiscordWebhookSink.configured()
+
+
 def test_registry_has_both_discord_kinds() -> None:
-    try:
-        found = registry()
-    except ImportError:
-        pytest.skip("the console sink is not on this branch yet")
+    found = registry()
     assert found["discord"] is DiscordSink
     assert found["discord_webhook"] is DiscordWebhookSink
     for factory in (DiscordSink, DiscordWebhookSink):
         assert factory.__doc__
         assert factory.Options.model_config.get("extra") == "forbid"
+
+
+async def test_webhook_into_forum_without_forum_option_is_rejected(
+    fake: FakeDiscord, guild: int
+) -> None:
+    forum = fake.add_channel(guild, "forum", type=FORUM)
+    sink = DiscordWebhookSink(
+        context=CONTEXT, settings=DiscordSettings(webhook_url=fake.add_webhook(forum))
+    )
+    await sink.start()
+    try:
+        with pytest.raises(RejectedError, match="thread_name"):
+            await sink.send(make_delivery("default", sink="discord_webhook"))
+    finally:
+        await sink.close()
+
+
+async def test_global_limiter_window_counts_from_the_response() -> None:
+    limiter = GlobalLimiter(10)
+    loop = asyncio.get_running_loop()
+    released: list[float] = []
+    granted: list[float] = []
+    for _ in range(12):
+        slot = await limiter.acquire()
+        granted.append(loop.time())
+        limiter.release(slot)
+        released.append(slot.at)
+    spacing = [b - a for a, b in itertools.pairwise(granted)]
+    assert min(spacing[:9]) >= limiter.spacing_s * 0.99
+    assert granted[10] >= released[0] + limiter.span_s
+    assert granted[11] >= released[1] + limiter.span_s

@@ -20,7 +20,10 @@ def _fields(payload: dict[str, Any]) -> dict[str, str]:
     [
         pytest.param(
             {},
-            {"Recipient": "Palantir Technologies Inc.", "Amount": "$95,900,000 → $125,900,000"},
+            {
+                "Recipient": "Palantir Technologies Inc.",
+                "Amount": "$95,900,000 → $125,900,000 (+$30,000,000)",
+            },
             id="award-modification",
         ),
         pytest.param(
@@ -30,7 +33,7 @@ def _fields(payload: dict[str, Any]) -> dict[str, str]:
                 "fields": {"count": 1234, "delta": 56},
                 "changes": {},
             },
-            {"Count": "1,234", "Delta": "+56"},
+            {"Count": "1,234", "Change": "+56"},
             id="petition-delta",
         ),
         pytest.param(
@@ -39,7 +42,7 @@ def _fields(payload: dict[str, Any]) -> dict[str, str]:
                 "fields": {"count": 10_000, "threshold": 10_000},
                 "changes": {},
             },
-            {"Count": "10,000", "Threshold": "10,000"},
+            {"Count": "10,000", "Milestone": "10,000"},
             id="petition-milestone",
         ),
         pytest.param(

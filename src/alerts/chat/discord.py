@@ -184,7 +184,11 @@ class DiscordCommands:
         )
 
     async def run_command(self, interaction: discord.Interaction, command: Command) -> None:
-        reply = await self.service.execute(command, self.context(interaction))
+        try:
+            reply = await self.service.execute(command, self.context(interaction))
+        except Exception:
+            log.exception("/alerts %s failed in channel %s", command.verb, interaction.channel_id)
+            reply = Reply("Sorry, that failed on our side; the operator has the details.", ok=False)
         await self.reply(interaction, reply)
 
     async def reply(self, interaction: discord.Interaction, reply: Reply) -> None:

@@ -1,8 +1,9 @@
 """Render an ``Event`` as a Discord embed.
 
 The embed carries the title (linked to the item), the summary, one field per key
-fact (``recipient``, ``amount`` and its old → new change for an award, ``count``
-and ``delta`` for a petition…), a colour per event kind, the event's time and the
+fact (``alerts.render.text.facts``, shared with every platform: recipient, amount
+and its old → new change for an award, count and delta for a petition…), a colour
+per event kind, the event's time and the
 source in the footer. Every text that comes from a source is markdown-escaped and
 has its mentions defused, and every Discord limit is respected: title 256,
 description 4096, 25 fields of name 256 / value 1024, footer 2048 and 6000
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from alerts.model import JSON, Event, EventKind
+from alerts.model import Event, EventKind
+from alerts.render.text import facts
 
 with warnings.catch_warnings():  # discord.py imports audioop, deprecated since Python 3.11
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
@@ -41,16 +43,6 @@ COLOURS: Mapping[EventKind, int] = {
     EventKind.SUMMARY: 0x95A5A6,
 }
 
-KIND_LABELS: Mapping[EventKind, str] = {
-    EventKind.NEW: "New",
-    EventKind.UPDATED: "Updated",
-    EventKind.MILESTONE: "Milestone",
-    EventKind.DELTA: "More",
-    EventKind.SUMMARY: "Summary",
-}
-
-# Key facts first, in this order; any other scalar field follows.
-KEY_FIELDS = ("recipient", "amount", "count", "delta", "threshold", "agency", "award_id")
 _URL = re.compile(r"^https?://[^\s<>]+$")
 
 
@@ -73,41 +65,6 @@ def cut(text: str, limit: int) -> str:
     return head.rstrip() + ELLIPSIS
 
 
-def label(name: str) -> str:
-    return name.replace("_", " ").strip().capitalize() or "?"
-
-
-def format_value(name: str, value: JSON) -> str:
-    """A field value for humans: money for amounts, thousands separators for counts."""
-    if isinstance(value, bool) or value is None:
-        return "—" if value is None else ("yes" if value else "no")
-    if isinstance(value, int | float):
-        if "amount" in name or name in ("obligation", "value", "total"):
-            return f"${value:,.0f}" if float(value).is_integer() else f"${value:,.2f}"
-        if name == "delta":
-            return f"{value:+,}" if isinstance(value, int) else f"{value:+,.2f}"
-        return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
-    return str(value)
-
-
-def _facts(event: Event) -> Iterator[tuple[str, str]]:
-    seen: set[str] = set()
-    names = [k for k in KEY_FIELDS if k in event.fields or k in event.changes]
-    names += [k for k in event.changes if k not in names]
-    names += [k for k in event.fields if k not in names]
-    for name in names:
-        seen.add(name)
-        if name in event.changes:
-            old, new = event.changes[name]
-            text = f"{format_value(name, old)} → {format_value(name, new)}"
-        else:
-            value = event.fields[name]
-            if isinstance(value, dict | list | tuple):
-                continue
-            text = format_value(name, value)
-        yield label(name), text
-
-
 def safe_url(url: str | None) -> str | None:
     if url and len(url) <= URL_MAX and _URL.match(url):
         return url
@@ -115,7 +72,7 @@ def safe_url(url: str | None) -> str | None:
 
 
 def render_title(event: Event) -> str:
-    prefix = f"{KIND_LABELS[event.kind]}: " if event.kind is not EventKind.NEW else ""
+    prefix = "Updated: " if event.kind is EventKind.UPDATED else ""
     return cut(prefix + escape(event.title or event.key), TITLE_MAX)
 
 
@@ -134,7 +91,7 @@ def render_embed(event: Event) -> discord.Embed:
         colour=COLOURS[event.kind],
         timestamp=event.occurred_at or event.detected_at,
     )
-    for name, value in list(_facts(event))[:FIELDS_MAX]:
+    for name, value in facts(event, limit=FIELDS_MAX):
         embed.add_field(
             name=cut(escape(name), FIELD_NAME_MAX),
             value=cut(escape(value), FIELD_VALUE_MAX) or "—",

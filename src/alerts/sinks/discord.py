@@ -2,9 +2,10 @@
 
 Both send over discord.py and render with ``alerts.render.discord``. Failures map
 onto the error tree with one table (``ERRORS``): 403/404 park the destination,
-other 4xx reject the delivery, 5xx and connection errors are retried, and a rate
-limit longer than ``max_ratelimit_timeout`` comes back as ``RateLimitedError`` so
-the dispatcher retries that channel later while the others keep moving.
+401 (revoked token) and 5xx and connection errors are retried, other 4xx reject the
+delivery, and a rate limit longer than ``max_ratelimit_timeout`` comes back as
+``RateLimitedError`` so the dispatcher retries that channel later while the others
+keep moving.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import contextlib
 import logging
 import re
 import warnings
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -79,6 +81,9 @@ class DiscordSettings(BaseSettings):
         return urls
 
 
+STALE_SLOT_S = 120.0  # a request that never reported back stops holding its slot
+
+
 @dataclass(slots=True)
 class _Slot:
     at: float
@@ -93,11 +98,12 @@ class GlobalLimiter:
     under it. A request holds its slot from the moment it leaves until one window
     after its response arrived: Discord counted it somewhere in between, so a slow
     connection or a busy event loop cannot pack two windows' worth of requests into
-    one of Discord's. It runs as an aiohttp trace hook, i.e. after discord.py's own
+    one of Discord's. The price is the round trip: the sustained rate is
+    ``rate_per_s / (1 s + round trip)``, e.g. 95 % of the limit at 50 ms. It runs as an aiohttp trace hook, i.e. after discord.py's own
     per-route bucket wait, right before a request leaves.
     """
 
-    def __init__(self, rate_per_s: float, *, window_s: float = 1.0, margin_s: float = 0.02):
+    def __init__(self, rate_per_s: float, *, window_s: float = 1.0, margin_s: float = 0.005):
         self.capacity = max(int(rate_per_s * window_s), 1)
         self.span_s = window_s + margin_s
         self.spacing_s = window_s / (self.capacity * 2)
@@ -105,9 +111,14 @@ class GlobalLimiter:
         self._last = -1e9
         self._lock = asyncio.Lock()
         self._ended = asyncio.Event()
+        self.round_trips_s: deque[float] = deque(maxlen=1024)
 
     def _wait_s(self, now: float) -> float:
-        self._slots = [s for s in self._slots if not s.done or s.at > now - self.span_s]
+        self._slots = [
+            s
+            for s in self._slots
+            if (s.at > now - self.span_s) or (not s.done and s.at > now - STALE_SLOT_S)
+        ]
         wait = self._last + self.spacing_s - now
         if len(self._slots) >= self.capacity:
             expiries = [s.at + self.span_s - now for s in self._slots if s.done]
@@ -128,7 +139,9 @@ class GlobalLimiter:
             return slot
 
     def release(self, slot: _Slot) -> None:
-        slot.at, slot.done = asyncio.get_running_loop().time(), True
+        now = asyncio.get_running_loop().time()
+        self.round_trips_s.append(now - slot.at)
+        slot.at, slot.done = now, True
         self._ended.set()
 
     def trace(self) -> aiohttp.TraceConfig:
@@ -151,15 +164,21 @@ class GlobalLimiter:
         return config
 
 
+# HTTP status → error class; anything else: 5xx retryable, other 4xx rejected.
+ERRORS: Mapping[int, type[SendError]] = {
+    401: RetryableSendError,  # the token was revoked: not the delivery's fault; wait for a fix
+    403: DestinationUnavailable,  # 50001 Missing Access, 50013 Missing Permissions
+    404: DestinationUnavailable,  # 10003 Unknown Channel, 10015 Unknown Webhook
+}
+CLOUDFLARE_BAN_RETRY_S = 60.0
+
+
 def _http_error(exc: discord.HTTPException) -> SendError:
     detail = f"Discord {exc.status} (code {exc.code}): {exc.text or exc}"
-    if exc.status in (403, 404):
-        return DestinationUnavailable(detail)
-    if exc.status == 429:
-        return RateLimitedError(detail, retry_after_s=60.0)
-    if exc.status >= 500:
-        return RetryableSendError(detail)
-    return RejectedError(detail)
+    if exc.status == 429:  # discord.py raises this only for a Cloudflare ban (no Via header)
+        return RateLimitedError(detail, retry_after_s=CLOUDFLARE_BAN_RETRY_S)
+    default = RetryableSendError if exc.status >= 500 else RejectedError
+    return ERRORS.get(exc.status, default)(detail)
 
 
 async def _guarded(call: Callable[[], Awaitable[str]]) -> str:
@@ -194,6 +213,7 @@ class AlertsClient(discord.Client):
     """A discord.py client that tells listeners when the bot leaves a guild."""
 
     def __init__(self, settings: DiscordSettings, limiter: GlobalLimiter) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here
         super().__init__(
             intents=discord.Intents(guilds=True),
             max_ratelimit_timeout=settings.max_ratelimit_timeout_s,
@@ -280,9 +300,14 @@ class DiscordSink:
         if self._client is not None:
             await self._client.close()
 
-    def validate_destination(self, destination: Destination) -> None:
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Static checks for ``alerts check``: a channel id and known options."""
         _channel_id(destination)
         _options(DiscordOptions, destination)
+
+    def validate_destination(self, destination: Destination) -> None:
+        self.check_destination(destination)
 
     async def send(self, delivery: Delivery) -> str | None:
         destination = delivery.destination
@@ -385,6 +410,12 @@ class DiscordWebhookSink:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Static checks for ``alerts check``: known options (URLs are secrets, checked
+        at start)."""
+        _options(WebhookOptions, destination)
 
     def validate_destination(self, destination: Destination) -> None:
         if destination.target not in self.settings.webhook_urls():
