@@ -248,10 +248,13 @@ async def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
             count = await store.requeue_dead([int(i) for i in args.requeue_dead] or None)
             print(f"requeued {count} dead deliveries")
             return EXIT_OK
-        state = None if args.state == "all" else DeliveryState(args.state)
-        states = [state] if state else [None]
+        states: list[DeliveryState | None]
         if args.state == "default":
             states = [DeliveryState.PENDING, DeliveryState.DEAD]
+        elif args.state == "all":
+            states = [None]
+        else:
+            states = [DeliveryState(args.state)]
         stats = await store.outbox_stats()
         print(
             f"pending {stats.pending}, dead {stats.dead}, parked destinations {stats.parked_destinations}"
@@ -332,6 +335,17 @@ async def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Play a short offline campaign timeline through the real service (no network)."""
+    from alerts.demo import run_demo
+
+    result = await run_demo(step_s=args.step)
+    print(f"demo finished: {len(result.delivered)} alerts delivered to the console")
+    for source_id, kind in sorted(result.missing):
+        print(f"missing: {kind.value} from {source_id}", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_RUNTIME
+
+
 # --- helpers -------------------------------------------------------------------------
 
 
@@ -370,6 +384,7 @@ COMMANDS: dict[str, Handler] = {
     "deliveries": cmd_deliveries,
     "destinations": cmd_destinations,
     "adapters": cmd_adapters,
+    "demo": cmd_demo,
 }
 
 
@@ -404,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="ID",
                 help="make dead deliveries pending again (all without ids)",
             )
+        elif name == "demo":
+            p.add_argument("--step", type=float, default=4.0, help="seconds between steps")
         elif name == "destinations":
             p.add_argument("--unpark", metavar="ID", help="resume a parked destination")
     return parser
@@ -431,6 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alerts: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
+        return EXIT_RUNTIME
+    except Exception as exc:
+        log.exception("alerts %s failed", args.command)
+        print(f"alerts: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
 
 

@@ -121,7 +121,7 @@ class JsonlSink:
             "event": delivery.event.to_json(),
         }
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             if _ends_torn(fd):
                 line = b"\n" + line
