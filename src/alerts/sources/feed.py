@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import email.utils
 import hashlib
@@ -239,11 +238,9 @@ def _parse_json_feed(body: bytes, url: str) -> Mapping[str, Any]:
 
 # --- dates ------------------------------------------------------------------------------
 
-_ENTRY_OPEN = re.compile(r"<(?:[A-Za-z_][\w.\-]*:)?(?:item|entry)[\s>]")
-_ENTRY_CLOSE = re.compile(r"</(?:[A-Za-z_][\w.\-]*:)?(?:item|entry)\s*>")
-_DATE_TAG = re.compile(
-    r"<((?:[A-Za-z_][\w.\-]*:)?(pubDate|published|date|issued|created|updated|modified))\b[^>]*>"
-    r"\s*(?:<!\[CDATA\[)?([^<]{0,200}?)(?:\]\]>)?\s*</\1\s*>"
+_MARKS = re.compile(
+    r"<(/?)(?:[A-Za-z][\w.\-]{0,15}:)?"
+    r"(item|entry|pubDate|published|date|issued|created|updated|modified)[\s>]"
 )
 _DATE_PRIORITY = ("pubDate", "published", "date", "issued", "created", "updated", "modified")
 _ZONES = {
@@ -268,17 +265,32 @@ _YEAR = re.compile(r"(?<!\d)(1[89]\d\d|2\d\d\d)(?!\d)")
 
 
 def _raw_dates(text: str, count: int) -> list[str | None] | None:
-    """The date text of each entry, in order; None when entries cannot be matched up."""
-    opens = [m.start() for m in _ENTRY_OPEN.finditer(text)]
-    closes = [m.start() for m in _ENTRY_CLOSE.finditer(text)]
-    if len(opens) != count or len(closes) != count:
+    """The date text of each entry, in order; None when entries cannot be matched up.
+
+    One regex pass over the document marks entry boundaries and date elements.
+    """
+    entries: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for mark in _MARKS.finditer(text):
+        closing, name = mark.group(1), mark.group(2)
+        if name in ("item", "entry"):
+            current = None if closing else {}
+            if current is not None:
+                entries.append(current)
+        elif current is not None and not closing and name not in current:
+            current[name] = _element_text(text, mark.end() - 1)
+    if len(entries) != count:
         return None
-    found: list[dict[str, str]] = [{} for _ in opens]
-    for match in _DATE_TAG.finditer(text, opens[0] if opens else len(text)):
-        index = bisect.bisect(opens, match.start()) - 1
-        if index >= 0 and match.start() < closes[index]:
-            found[index].setdefault(match.group(2), match.group(3))
-    return [next((f[k] for k in _DATE_PRIORITY if f.get(k)), None) for f in found]
+    return [next((e[k] for k in _DATE_PRIORITY if e.get(k)), None) for e in entries]
+
+
+def _element_text(text: str, pos: int) -> str:
+    start = text.find(">", pos) + 1
+    end = text.find("<", start)
+    if text.startswith("<![CDATA[", end):
+        close = text.find("]]>", end)
+        return text[end + 9 : close] if close > 0 else ""
+    return text[start:end] if end > 0 else ""
 
 
 def parse_date(value: str | None) -> datetime | None:
