@@ -25,6 +25,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import random
 import shutil
 import tempfile
@@ -290,7 +291,8 @@ class ServiceBench:
         seen = set(new)
         sent: list[tuple[str, str]] = []
         sends: list[str] = []
-        with open(self.root / "events.jsonl", encoding="utf-8") as fh:
+        jsonl = self.root / "events.jsonl"
+        with open(jsonl if jsonl.exists() else os.devnull, encoding="utf-8") as fh:
             for line in fh:
                 record = json.loads(line)
                 sends.append(record["key"])
