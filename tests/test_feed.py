@@ -149,7 +149,7 @@ PARSES = [
             {
                 "key": "https://mastodon.social/@twc/113520000000000001",
                 "title": "Workers at three more companies have signed on. #ICEout",
-                "summary": "Workers at three more companies have signed on. #ICEout\n"
+                "summary": "Workers at three more companies have signed on. #ICEout\n\n"
                 "Full list: https://iceout.tech",
                 "published": utc(2024, 11, 21, 10, 0, 43),
                 "fields": {"categories": ["iceout"]},
@@ -416,7 +416,7 @@ async def test_oversized_declared_body_is_refused(server: FeedServer, http: Http
 async def test_options_limit_items_and_summary(server: FeedServer, http: HttpClient) -> None:
     url = server.serve("/h.xml", "html_content.xml")
     [item] = (await make_source(url, http, summary_chars=60).fetch(SourceState())).items
-    assert item.summary.startswith("Café & bar — <tag>\nword0 word1")
+    assert item.summary.startswith("Café & bar — <tag>\n\nword0 word1")
     assert len(item.summary) <= 60
     assert item.summary.endswith("…")
     assert "alert" not in item.summary
@@ -480,7 +480,7 @@ def test_parse_date(text: str, expected: datetime | None) -> None:
     [
         pytest.param("<b>A</b>: <i>b</i> &amp; c", False, "A: b & c", id="inline"),
         pytest.param(
-            "<p>one\ntwo</p><p>three<br>four</p>", True, "one two\nthree\nfour", id="lines"
+            "<p>one\ntwo</p><p>three<br>four</p>", True, "one two\n\nthree\nfour", id="lines"
         ),
         pytest.param("AT&amp;T &#8211; x", False, "AT&T \u2013 x", id="entities-only"),
         pytest.param("<script>x()</script>ok", False, "ok", id="script-dropped"),

@@ -17,7 +17,6 @@ from urllib.parse import urljoin, urlsplit
 import fastfeedparser
 from dateutil import parser as dateutil_parser
 from pydantic import BaseModel, ConfigDict, Field
-from selectolax.lexbor import LexborHTMLParser
 
 from alerts.errors import ParseError
 from alerts.model import Item, Observation
@@ -30,6 +29,7 @@ ACCEPT = (
 )
 TITLE_CHARS = 120
 MAX_CATEGORIES = 20
+MAX_HTML_CHARS = 20_000
 
 
 class FeedSource:
@@ -238,13 +238,9 @@ def _parse_json_feed(body: bytes, url: str) -> Mapping[str, Any]:
 
 # --- dates ------------------------------------------------------------------------------
 
-_ENTRY_SPLIT = re.compile(
-    r"<((?:[A-Za-z_][\w.\-]*:)?(?:item|entry))\b[^>]*>(.*?)</\1\s*>", re.DOTALL
-)
-_DATE_TAG = re.compile(
-    r"<((?:[A-Za-z_][\w.\-]*:)?(pubDate|published|date|issued|created|updated|modified))\b[^>]*>"
-    r"\s*(?:<!\[CDATA\[)?(.*?)(?:\]\]>)?\s*</\1\s*>",
-    re.DOTALL,
+_MARKS = re.compile(
+    r"<(/?)(?:[A-Za-z][\w.\-]{0,15}:)?"
+    r"(item|entry|pubDate|published|date|issued|created|updated|modified)[\s>]"
 )
 _DATE_PRIORITY = ("pubDate", "published", "date", "issued", "created", "updated", "modified")
 _ZONES = {
@@ -258,19 +254,43 @@ _RFC822 = re.compile(
     r"^(?:[A-Za-z]{3,9},?\s*)?\d{1,2}[\s-][A-Za-z]{3,9}[\s-]\d{2,4}\s+\d{1,2}:\d\d(?::\d\d)?"
     r"(?:\s*(?:[A-Za-z]{1,5}|[+-]\d{4}))?$"
 )
+_RFC822_COMMON = re.compile(
+    r"^(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d\d)(?::(\d\d))?"
+    r"\s+(GMT|UTC|UT|Z|[+-]\d{4})$"
+)
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+)}  # fmt: skip
 _YEAR = re.compile(r"(?<!\d)(1[89]\d\d|2\d\d\d)(?!\d)")
 
 
 def _raw_dates(text: str, count: int) -> list[str | None] | None:
-    """The date text of each entry, in order; None when entries cannot be matched up."""
-    chunks = _ENTRY_SPLIT.findall(text)
-    if len(chunks) != count:
+    """The date text of each entry, in order; None when entries cannot be matched up.
+
+    One regex pass over the document marks entry boundaries and date elements.
+    """
+    entries: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for mark in _MARKS.finditer(text):
+        closing, name = mark.group(1), mark.group(2)
+        if name in ("item", "entry"):
+            current = None if closing else {}
+            if current is not None:
+                entries.append(current)
+        elif current is not None and not closing and name not in current:
+            current[name] = _element_text(text, mark.end() - 1)
+    if len(entries) != count:
         return None
-    dates: list[str | None] = []
-    for _tag, inner in chunks:
-        found = {m.group(2): m.group(3) for m in _DATE_TAG.finditer(inner)}
-        dates.append(next((found[k] for k in _DATE_PRIORITY if found.get(k)), None))
-    return dates
+    return [next((e[k] for k in _DATE_PRIORITY if e.get(k)), None) for e in entries]
+
+
+def _element_text(text: str, pos: int) -> str:
+    start = text.find(">", pos) + 1
+    end = text.find("<", start)
+    if text.startswith("<![CDATA[", end):
+        close = text.find("]]>", end)
+        return text[end + 9 : close] if close > 0 else ""
+    return text[start:end] if end > 0 else ""
 
 
 def parse_date(value: str | None) -> datetime | None:
@@ -287,6 +307,25 @@ def parse_date(value: str | None) -> datetime | None:
 
 
 def _parse_date_strict(value: str) -> datetime | None:
+    common = _RFC822_COMMON.match(value)
+    if common is not None:
+        day, month, year, hour, minute, second, zone = common.groups()
+        try:
+            when = datetime(
+                int(year),
+                _MONTHS[month.lower()],
+                int(day),
+                int(hour),
+                int(minute),
+                int(second or 0),
+                tzinfo=UTC,
+            )
+        except (ValueError, KeyError):
+            return None
+        if zone[0] in "+-":
+            sign = -1 if zone[0] == "+" else 1
+            when += sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+        return when
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -319,29 +358,38 @@ def _as_utc(when: datetime, text: str) -> datetime:
 
 # --- text -------------------------------------------------------------------------------
 
-_BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(?:p|div|li|h[1-6]|blockquote|pre|tr)\s*>")
-_WHITESPACE = re.compile(r"\s+")
-_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
-_BLANK_LINES = re.compile(r"\n\s*\n+")
+_ATTRS = r"""(?:[^>"']|"[^"]*"|'[^']*')*"""
+_BLOCK_TAG = re.compile(
+    r"(?i)</?(?:p|div|br|hr|li|ul|ol|dl|dt|dd|h[1-6]|blockquote|pre|tr|table|section|article"
+    r"|header|footer|aside|figure|figcaption)(?=[\s/>])" + _ATTRS + ">"
+)
+_ANY_TAG = re.compile(r"</?[A-Za-z][^\s/>]*" + _ATTRS + ">")
+_HIDDEN = re.compile(r"(?is)<(script|style|template)\b.*?</\1\s*>|<!--.*?-->")
 _AUTHOR_EMAIL = re.compile(r"^\S+@\S+\s*\((.+)\)$")
 
 
 def html_to_text(value: str, *, keep_lines: bool = False) -> str:
-    """Plain text of an HTML fragment (tags dropped, entities decoded, spaces collapsed)."""
+    """Plain text of an HTML fragment (tags dropped, entities decoded, spaces collapsed).
+
+    With ``keep_lines``, paragraphs and line breaks become new lines.
+    """
     if not value:
         return ""
     if "<" in value:
-        value = _BLOCK_END.sub("\n", _WHITESPACE.sub(" ", value))
-        tree = LexborHTMLParser(value)
-        for node in tree.css("script, style"):
-            node.decompose()
-        value = tree.text()
-    elif "&" in value:
+        value = " ".join(value[:MAX_HTML_CHARS].split())
+        if "<!--" in value or "<script" in value or "<style" in value:
+            value = _HIDDEN.sub(" ", value)
+        value = _ANY_TAG.sub("", _BLOCK_TAG.sub("\n", value))
+    if "&" in value:
         value = html.unescape(value)
-    if keep_lines:
-        lines = (_SPACES.sub(" ", line).strip() for line in value.split("\n"))
-        return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
-    return " ".join(value.split())
+    if not keep_lines:
+        return " ".join(value.split())
+    out: list[str] = []
+    for line in value.split("\n"):
+        line = " ".join(line.split())
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()
 
 
 def shorten(text: str, limit: int) -> str:
@@ -406,10 +454,13 @@ class _ItemBuilder:
                 return str(content["value"])
         return ""
 
-    def _absolute(self, link: Any) -> str | None:
-        if not isinstance(link, str) or not link.strip():
+    def _absolute(self, raw: Any) -> str | None:
+        if not isinstance(raw, str) or not raw.strip():
             return None
-        url = urljoin(self.base, html.unescape(link.strip()))
+        link: str = raw.strip()
+        if link.startswith(("https://", "http://")) and "&" not in link:
+            return link
+        url = urljoin(self.base, html.unescape(link))
         return url if urlsplit(url).scheme in ("http", "https") else None
 
 

@@ -1,0 +1,1 @@
+"""Benchmark harness: a local feed farm, baseline clients and the service (``python -m bench``)."""

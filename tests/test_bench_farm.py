@@ -1,0 +1,107 @@
+"""The benchmark farm keeps its promises: ETags, 304s and ground truth (tiny N, in-process)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+try:
+    import bench  # noqa: F401  (found when pytest runs from the repository root)
+except ImportError:  # pragma: no cover - plain `pytest` from elsewhere
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.baseline import AdapterPoller, BarePoller, FeedparserPoller, drive
+from bench.farm import FarmSpec, FarmState, make_app, render_feed
+
+from alerts.sources.feed import parse_feed
+
+N = 8
+
+
+@pytest.fixture
+async def farm() -> AsyncIterator[tuple[FarmState, str]]:
+    state = FarmState(FarmSpec(n_feeds=N))
+    runner = web.AppRunner(make_app(state))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield state, f"http://{host}:{port}"
+    await runner.cleanup()
+
+
+def test_schedule_and_truth_are_consistent() -> None:
+    spec = FarmSpec(n_feeds=2000, fractions=(0.0, 0.0, 1.0, 0.1))
+    assert spec.changed_feeds(0) == []
+    assert spec.changed_feeds(1) == []
+    assert len(spec.changed_feeds(2)) == 2000
+    assert 150 <= len(spec.changed_feeds(3)) <= 250
+    feed = spec.changed_feeds(3)[0]
+    before, after = spec.keys(feed, 2), spec.keys(feed, 3)
+    assert len(after) == spec.items_per_feed
+    assert set(after) - set(before) == spec.new_keys(feed, 2, 3)
+    assert len(spec.new_keys(feed, 0, 3)) == 2 * spec.new_per_change
+    assert spec.etag(feed, 2) != spec.etag(feed, 3)
+
+
+def test_feed_is_about_60_kb_and_parses_to_the_truth() -> None:
+    spec = FarmSpec(n_feeds=1)
+    body = render_feed(spec, 0, 0)
+    assert 55_000 <= len(body) <= 70_000
+    items = parse_feed(body, base_url="http://127.0.0.1/feed/0.xml")
+    assert [it.key for it in items] == spec.keys(0, 0)
+
+
+async def test_serves_etags_304s_and_changes(farm: tuple[FarmState, str]) -> None:
+    state, base = farm
+    spec = state.spec
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/feed/3.xml") as resp:
+            assert resp.status == 200
+            etag = resp.headers["ETag"]
+            first = parse_feed(await resp.read(), base_url=base)
+        assert etag == spec.etag(3, 0)
+        assert [it.key for it in first] == spec.keys(3, 0)
+        assert state.all_served(0, [3])
+        assert not state.all_served(0)
+
+        async with session.get(f"{base}/feed/3.xml", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304
+
+        state.set_round(2)  # every feed changes in round 2
+        async with session.get(f"{base}/feed/3.xml", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 200
+            assert resp.headers["ETag"] == spec.etag(3, 2)
+            second = parse_feed(await resp.read(), base_url=base)
+        new = {it.key for it in second} - {it.key for it in first}
+        assert new == spec.new_keys(3, 0, 2)
+        assert len(new) == spec.new_per_change
+
+        async with session.get(f"{base}/feed/{N}.xml") as resp:
+            assert resp.status == 404
+    assert state.hit_count() == 3  # the 404 is not a feed
+
+
+@pytest.mark.parametrize("poller", [BarePoller, FeedparserPoller, AdapterPoller])
+async def test_clients_find_exactly_the_truth(farm: tuple[FarmState, str], poller: type) -> None:
+    state, base = farm
+    client = poller(lambda i: f"{base}/feed/{i}.xml", 4)
+    try:
+        rounds = await drive(client, state, concurrency=4, rounds=range(4))
+    finally:
+        await client.close()
+    assert [r.kind for r in rounds] == ["baseline", "unchanged", "changed", "mixed"]
+    assert [r.status_200 for r in rounds[:3]] == [N, 0, N]
+    assert rounds[1].status_304 == N
+    assert all(r.errors == 0 and r.polls == N for r in rounds)
+    if client.detects:
+        changed = rounds[2]
+        assert changed.checked
+        assert changed.events == changed.expected == N * state.spec.new_per_change
+        assert (changed.missed, changed.duplicates, changed.unexpected) == (0, 0, 0)
+        assert rounds[3].missed == rounds[3].duplicates == 0
