@@ -24,9 +24,11 @@ from alerts.errors import LeaseLostError, RetryAfterError, SourceError
 from alerts.model import Event, Observation, utcnow
 from alerts.route import Router
 from alerts.sources import Source, SourceState
-from alerts.store import PollCommit, RoutedEvent, SourceRow, Store
+from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
 
 log = logging.getLogger(__name__)
+
+UNCHANGED_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,9 @@ class Scheduler:
         self.clock = clock
         self._active: set[asyncio.Task[PollReport]] = set()
         self._stopping = False
+        self._full = False
         self._wake = asyncio.Event()
+        self._unchanged: list[NotModified] = []
 
     def update(self, specs: Mapping[str, SourceSpec], adapters: Mapping[str, Source]) -> None:
         """Swap in a reloaded config; polls in flight finish with the old one."""
@@ -109,7 +113,9 @@ class Scheduler:
     async def run(self) -> None:
         try:
             while not self._stopping:
+                await self._flush_unchanged()
                 capacity = self.concurrency - len(self._active)
+                self._full = capacity <= 0
                 claimed: list[SourceRow] = []
                 if capacity > 0:
                     claimed = await self.store.claim_due_sources(
@@ -123,6 +129,19 @@ class Scheduler:
             self._stopping = True
             if self._active:
                 await asyncio.gather(*self._active, return_exceptions=True)
+            await self._flush_unchanged()
+
+    async def _flush_unchanged(self) -> None:
+        """Commit buffered unchanged polls in one transaction (see ``NotModified``)."""
+        if not self._unchanged:
+            return
+        batch, self._unchanged = self._unchanged, []
+        try:
+            await self.store.commit_not_modified(batch)
+        except Exception:
+            log.exception(
+                "recording %d unchanged polls failed; they will be polled again", len(batch)
+            )
 
     def _start(self, row: SourceRow) -> None:
         task = asyncio.create_task(self.poll(row), name=f"poll:{row.source_id}")
@@ -131,7 +150,7 @@ class Scheduler:
         task.add_done_callback(self._poll_done)
 
     def _poll_done(self, _task: asyncio.Task[PollReport]) -> None:
-        if len(self._active) <= self.concurrency * 3 // 4 or self._stopping:
+        if self._full or self._stopping:
             self._wake.set()
 
     async def _idle(self) -> None:
@@ -147,7 +166,9 @@ class Scheduler:
         )
         if not rows:
             return PollReport(source_id, ok=False, error="source is being polled elsewhere")
-        return await self.poll(rows[0])
+        report = await self.poll(rows[0])
+        await self._flush_unchanged()
+        return report
 
     async def poll(self, row: SourceRow) -> PollReport:
         """Fetch, detect, route and commit one claimed source; never raises."""
@@ -180,16 +201,17 @@ class Scheduler:
             )
         now = self.clock()
         if observation.not_modified:
-            await self.store.commit_poll(
-                PollCommit(
+            self._unchanged.append(
+                NotModified(
                     source_id=spec.id,
+                    owner=self.owner,
                     now=now,
                     next_due=self.timing.next_success(now, spec.interval_s),
                     validators=observation.validators,
-                    baselined=row.baselined,
-                ),
-                owner=self.owner,
+                )
             )
+            if len(self._unchanged) >= UNCHANGED_BATCH:
+                await self._flush_unchanged()
             metrics.POLLS.labels(spec.id, "not_modified").inc()
             metrics.FAILURE_STREAK.labels(spec.id).set(0)
             return PollReport(spec.id, ok=True, not_modified=True)

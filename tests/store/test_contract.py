@@ -339,3 +339,28 @@ async def test_claims_of_a_dead_worker_can_be_released(store_factory: StoreFacto
     assert "host:1:dead" not in await b.lease_owners()
     assert len(await b.claim_deliveries(at(5001), owner="host:2:alive", lease_s=60, limit=10)) == 1
     assert await b.try_lead("chat", owner="host:2:alive", lease_s=60, now=at(5001))
+
+
+async def test_unchanged_polls_are_recorded_in_one_batch(store_factory: StoreFactory) -> None:
+    from alerts.store import NotModified
+
+    a, b = await store_factory(), await store_factory()
+    await seed(a)
+    await a.claim_due_sources(at(20), owner="w1", lease_s=10, limit=2)  # s1, s2
+    await b.claim_due_sources(at(31), owner="w2", lease_s=10, limit=1, only=["s2"])  # w1 lost s2
+    recorded = await a.commit_not_modified(
+        [
+            NotModified("s1", "w1", at(32), at(600), Validators(etag='"e1"')),
+            NotModified("s2", "w1", at(32), at(600), Validators(etag='"stale"')),
+        ]
+    )
+    assert recorded == 1
+    s1, s2 = await a.get_source("s1"), await a.get_source("s2")
+    assert s1 is not None
+    assert s2 is not None
+    assert (s1.validators.etag, s1.next_due, s1.last_success_at) == ('"e1"', at(600), at(32))
+    assert s2.validators.etag is None  # the lost lease was not written
+    assert [
+        r.source_id
+        for r in await b.claim_due_sources(at(601), owner="w3", lease_s=10, limit=5, only=["s1"])
+    ] == ["s1"]

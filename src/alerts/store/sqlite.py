@@ -13,7 +13,7 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from importlib import resources
@@ -28,6 +28,7 @@ from alerts.store import (
     DeliveryRow,
     DestinationRow,
     ItemState,
+    NotModified,
     OutboxStats,
     PollCommit,
     SourceRow,
@@ -296,6 +297,30 @@ class SqliteStore:
                     [(event_id, dest, now) for dest in dict.fromkeys(routed.destination_ids)],
                 )
         return stored
+
+    async def commit_not_modified(self, polls: Sequence[NotModified]) -> int:
+        if not polls:
+            return 0
+        async with self._tx() as db:
+            before = db.total_changes
+            await db.executemany(
+                "UPDATE sources SET etag = ?, last_modified = ?, failures = 0, last_error = NULL, "
+                "last_attempt_at = ?, last_success_at = ?, next_due = ?, lease_owner = NULL, "
+                "lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                [
+                    (
+                        p.validators.etag,
+                        p.validators.last_modified,
+                        ts(p.now),
+                        ts(p.now),
+                        ts(p.next_due),
+                        p.source_id,
+                        p.owner,
+                    )
+                    for p in polls
+                ],
+            )
+            return db.total_changes - before
 
     # --- destinations and subscriptions ---------------------------------------------
 
