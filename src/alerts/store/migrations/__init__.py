@@ -77,4 +77,5 @@ async def migrate(url: str) -> list[Migration]:
     before = await status(url)
     store = await open_store(url)
     await store.close()
-    return before.pending
+    after = set((await status(url)).applied)
+    return [m for m in before.pending if m.version in after]
