@@ -81,7 +81,14 @@ async def open_postgres(url: str, *, max_connections: int = 10) -> PostgresStore
     """Connect, migrate and return a store on the database named by ``url``."""
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=max_connections, command_timeout=60
+            url,
+            min_size=1,
+            max_size=max_connections,
+            command_timeout=60,
+            reset=_keep_session,
+            # claims depend on the data (due rows, heads of queues): a generic plan
+            # cached after a few runs can turn an index probe into a scan per row
+            server_settings={"plan_cache_mode": "force_custom_plan"},
         )
     except (OSError, asyncpg.PostgresError) as exc:
         raise StoreError(f"cannot connect to {redact(url)}: {exc}") from exc
@@ -92,6 +99,12 @@ async def open_postgres(url: str, *, max_connections: int = 10) -> PostgresStore
         await pool.close()
         raise
     return PostgresStore(pool, install_id, url)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pooled connections keep no session state (advisory locks live on their own
+    connection, transaction locks end with the transaction): skip asyncpg's reset
+    round trip on every release."""
 
 
 async def _migrate(conn: asyncpg.Connection) -> str:
@@ -612,13 +625,23 @@ _LOCK_FREE_DESTINATIONS = (
     " ORDER BY h.id LIMIT $2 FOR NO KEY UPDATE OF t SKIP LOCKED"
 )
 
+# Within the locked destinations: pending, free deliveries in id order, each queue cut
+# at its first delivery someone still holds (SQLite's rule, without a per-row anti-join).
 _CLAIM_DELIVERIES = (
-    "WITH claimed AS (UPDATE deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN ("
-    " SELECT d.id FROM deliveries d WHERE d.destination_id = ANY($3::text[])"
-    " AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until < $4)"
-    " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination_id = d.destination_id"
-    "  AND e.state = 'pending' AND e.id < d.id AND e.lease_until >= $4)"
-    " ORDER BY d.id LIMIT $5 FOR UPDATE SKIP LOCKED)"
+    "WITH heads AS ("
+    " SELECT q.dest, (SELECT min(e.id) FROM deliveries e WHERE e.destination_id = q.dest"
+    "  AND e.state = 'pending' AND e.lease_until >= $4) AS stop"
+    " FROM unnest($3::text[]) AS q(dest)),"
+    " picked AS ("
+    " SELECT c.id FROM heads h CROSS JOIN LATERAL ("
+    "  SELECT d.id FROM deliveries d WHERE d.destination_id = h.dest AND d.state = 'pending'"
+    "  AND (h.stop IS NULL OR d.id < h.stop) AND (d.lease_until IS NULL OR d.lease_until < $4)"
+    "  ORDER BY d.id LIMIT $5) c"
+    " ORDER BY c.id LIMIT $5),"
+    " claimed AS ("
+    " UPDATE deliveries SET lease_owner = $1, lease_until = $2"
+    " WHERE id IN (SELECT id FROM picked) AND state = 'pending'"
+    " AND (lease_until IS NULL OR lease_until < $4)"
     " RETURNING id, event_id, destination_id, attempts)"
     " SELECT c.id, c.attempts, e.payload, t.id AS dest_id, t.sink, t.target, t.options"
     " FROM claimed c JOIN events e ON e.id = c.event_id"
