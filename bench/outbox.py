@@ -73,6 +73,12 @@ async def commit_rate(store: Store, *, polls: int, events: int, rooms: list[str]
     return polls * events * len(rooms) / (time.perf_counter() - started)
 
 
+async def send_in_order(store: Store, ids: list[int], now: datetime) -> None:
+    """Like the dispatcher: destinations in parallel, each one's deliveries in order."""
+    for delivery_id in ids:
+        await store.mark_sent(delivery_id, remote_id=None, now=now)
+
+
 async def claim_rate(stores: list[Store], total: int, batch: int) -> float:
     done = 0
 
@@ -84,8 +90,10 @@ async def claim_rate(stores: list[Store], total: int, batch: int) -> float:
             if not claimed:
                 await asyncio.sleep(0.001)
                 continue
+            groups: dict[str, list[int]] = {}
             for d in claimed:
-                await store.mark_sent(d.id, remote_id=None, now=now)
+                groups.setdefault(d.destination.id, []).append(d.id)
+            await asyncio.gather(*(send_in_order(store, ids, now) for ids in groups.values()))
             done += len(claimed)
 
     started = time.perf_counter()
@@ -117,7 +125,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Outbox throughput per store backend")
     parser.add_argument("--polls", type=int, default=100)
     parser.add_argument("--events", type=int, default=20)
-    parser.add_argument("--rooms", type=int, default=10)
+    parser.add_argument("--rooms", type=int, default=20)
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args(argv)
     print(
