@@ -19,8 +19,8 @@ run: venv
 	$(VENV)/bin/alerts --config $(CONFIG) run
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check $(wildcard src tests bench)
+	$(VENV)/bin/ruff format --check $(wildcard src tests bench)
 	$(VENV)/bin/mypy
 
 test: venv

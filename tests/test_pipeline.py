@@ -12,7 +12,7 @@ import pytest
 
 from alerts.config import Settings, load_config
 from alerts.model import Destination, EventKind, Subscription, utcnow
-from alerts.runtime import Runtime
+from alerts.runtime import Runtime, dead_local_owners
 from alerts.scheduler import Timing
 
 from .support import FeedServer, RecordingSink, feed_server, write_config
@@ -235,3 +235,29 @@ async def test_the_running_service_polls_on_its_own_and_stops_cleanly(
     rt.stop()
     await asyncio.wait_for(task, timeout=10)
     assert sink.titles() == ["Item b"]
+
+
+def test_dead_local_owners_are_recognised() -> None:
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(gone.stdout)
+    me = f"box:{os.getpid()}:aaaaaa"
+    owners = {
+        me,
+        f"box:{dead_pid}:bbbbbb",  # exited
+        f"box:{os.getpid()}:cccccc",  # our pid, another incarnation (container restart)
+        f"box:{os.getppid()}:dddddd",  # alive
+        f"other-host:{dead_pid}:eeeeee",  # not ours to judge
+        "garbage",
+    }
+    assert sorted(dead_local_owners(owners, me)) == sorted(
+        [f"box:{dead_pid}:bbbbbb", f"box:{os.getpid()}:cccccc"]
+    )

@@ -360,6 +360,17 @@ async def cmd_migrate_store(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Play a short offline campaign timeline through the real service (no network)."""
+    from alerts.demo import run_demo
+
+    result = await run_demo(step_s=args.step)
+    print(f"demo finished: {len(result.delivered)} alerts delivered to the console")
+    for source_id, kind in sorted(result.missing):
+        print(f"missing: {kind.value} from {source_id}", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_RUNTIME
+
+
 # --- helpers -------------------------------------------------------------------------
 
 
@@ -400,6 +411,7 @@ COMMANDS: dict[str, Handler] = {
     "adapters": cmd_adapters,
     "db": cmd_db,
     "migrate-store": cmd_migrate_store,
+    "demo": cmd_demo,
 }
 
 
@@ -434,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="ID",
                 help="make dead deliveries pending again (all without ids)",
             )
+        elif name == "demo":
+            p.add_argument("--step", type=float, default=4.0, help="seconds between steps")
         elif name == "destinations":
             p.add_argument("--unpark", metavar="ID", help="resume a parked destination")
         elif name == "db":

@@ -47,6 +47,34 @@ def make_owner(settings: Settings) -> str:
     return f"{name}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_owners(owners: set[str], me: str) -> list[str]:
+    """Claim owners that were processes of this host and are gone (a crash, kill -9).
+
+    An owner is ``name:pid:random``. Same name and a pid that no longer runs — or our
+    own pid with another random part (a container restarted as pid 1) — is dead.
+    Owners of other hosts are left to their leases' expiry.
+    """
+    name, pid, _ = me.rsplit(":", 2)
+    dead = []
+    for owner in owners:
+        parts = owner.rsplit(":", 2)
+        if owner == me or len(parts) != 3 or parts[0] != name or not parts[1].isdigit():
+            continue
+        if parts[1] == pid or not _pid_alive(int(parts[1])):
+            dead.append(owner)
+    return dead
+
+
 def build_adapters(config: Config, http: HttpClient) -> dict[str, Source]:
     """One adapter instance per configured source."""
     factories = source_registry()
@@ -143,7 +171,18 @@ class Runtime:
             raise
         return runtime
 
+    async def reclaim_dead_claims(self) -> int:
+        """Release what crashed processes of this host still hold, instead of waiting
+        for their leases to run out."""
+        released = 0
+        for owner in dead_local_owners(await self.store.lease_owners(), self.owner):
+            count = await self.store.release_owner(owner)
+            released += count
+            log.info("released %d claims of %s, a process of this host that is gone", count, owner)
+        return released
+
     async def _prepare(self, overrides: Mapping[str, Sink]) -> None:
+        await self.reclaim_dead_claims()
         for destination in self.config.destinations.values():
             await self.store.upsert_destination(destination)
         await self.scheduler.register()
@@ -263,8 +302,12 @@ class Runtime:
         self._listeners = []
 
     async def _gauges_loop(self) -> None:
+        ticks = 0
         while True:
+            ticks += 1
             try:
+                if ticks % 12 == 0:
+                    await self.reclaim_dead_claims()
                 stats = await self.store.outbox_stats()
                 metrics.OUTBOX_PENDING.set(stats.pending)
                 metrics.OUTBOX_DEAD.set(stats.dead)

@@ -324,3 +324,18 @@ async def test_state_and_install_id_survive_reopening(store_factory: StoreFactor
     second = await store_factory()
     assert second.install_id == first.install_id
     assert (await second.outbox_stats()).pending == 1
+
+
+async def test_claims_of_a_dead_worker_can_be_released(store_factory: StoreFactory) -> None:
+    a, b = await store_factory(), await store_factory()
+    await seed(a)
+    await commit_events(a, {"k1": ["room-a"]})
+    await a.claim_due_sources(at(5000), owner="host:1:dead", lease_s=600, limit=10)
+    await a.claim_deliveries(at(5000), owner="host:1:dead", lease_s=600, limit=10)
+    await a.try_lead("chat", owner="host:1:dead", lease_s=600, now=at(5000))
+    await b.claim_due_sources(at(5000), owner="host:2:alive", lease_s=600, limit=10)
+    assert await b.lease_owners() >= {"host:1:dead"}
+    assert await b.release_owner("host:1:dead") >= 3
+    assert "host:1:dead" not in await b.lease_owners()
+    assert len(await b.claim_deliveries(at(5001), owner="host:2:alive", lease_s=60, limit=10)) == 1
+    assert await b.try_lead("chat", owner="host:2:alive", lease_s=60, now=at(5001))

@@ -41,10 +41,10 @@ def _is_money(name: str) -> bool:
     return any(m in name for m in _MONEY)
 
 
-def format_value(name: str, value: Any) -> str:
+def format_value(name: str, value: Any, *, money: bool = False) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int | float) and _is_money(name):
+    if isinstance(value, int | float) and (money or _is_money(name)):
         sign = "-" if value < 0 else ""
         return f"{sign}${abs(value):,.2f}".replace(".00", "")
     if isinstance(value, int | float):
@@ -74,7 +74,13 @@ def facts(event: Event, *, limit: int = 20) -> list[tuple[str, str]]:
             old, new = changed.pop(name)
             out.append((label, _change(name, old, new)))
         elif name in event.fields and event.fields[name] not in (None, "", [], {}):
-            out.append((label, format_value(name, event.fields[name])))
+            value = event.fields[name]
+            if name == "delta" and isinstance(value, int | float):
+                money = "amount" in event.fields or "amount" in event.changes
+                sign = "+" if value >= 0 else "-"
+                out.append((label, sign + format_value(name, abs(value), money=money)))
+                continue
+            out.append((label, format_value(name, value)))
     for name, (old, new) in changed.items():
         if name in ("summary",):
             continue

@@ -94,8 +94,16 @@ class SinkFactory(Protocol):
 
 def _builtin() -> dict[str, Any]:
     from alerts.sinks.console import ConsoleSink, JsonlSink
+    from alerts.sinks.discord import DiscordSink, DiscordWebhookSink
+    from alerts.sinks.matrix import MatrixSink
 
-    return {ConsoleSink.kind: ConsoleSink, JsonlSink.kind: JsonlSink}
+    return {
+        ConsoleSink.kind: ConsoleSink,
+        JsonlSink.kind: JsonlSink,
+        DiscordSink.kind: DiscordSink,
+        DiscordWebhookSink.kind: DiscordWebhookSink,
+        MatrixSink.kind: MatrixSink,
+    }
 
 
 def registry() -> dict[str, SinkFactory]:

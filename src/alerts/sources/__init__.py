@@ -106,11 +106,25 @@ class SourceFactory(Protocol):
 
 
 def _builtin() -> dict[str, SourceFactory]:
+    from alerts.sources.awards import AwardsSource
+    from alerts.sources.bluesky import BlueskySource
+    from alerts.sources.federal_register import FederalRegisterSource
     from alerts.sources.feed import FeedSource
+    from alerts.sources.petition import PetitionSource
+    from alerts.sources.webpage import WebpageSource
 
     # mypy cannot match a class object against a protocol mixing ``__call__`` with
-    # class attributes (it checks the metaclass ``__call__``), hence the cast.
-    return {FeedSource.kind: cast("SourceFactory", FeedSource)}
+    # class attributes (it checks the metaclass ``__call__``), hence the cast; the
+    # registry invariant test checks each adapter instead.
+    adapters = (
+        FeedSource,
+        PetitionSource,
+        AwardsSource,
+        FederalRegisterSource,
+        WebpageSource,
+        BlueskySource,
+    )
+    return {a.kind: cast("SourceFactory", a) for a in adapters}
 
 
 def registry() -> dict[str, SourceFactory]:

@@ -256,6 +256,16 @@ class Store(Protocol):
 
     async def kv_set(self, namespace: str, key: str, value: str) -> None: ...
 
+    # --- claims of workers that died ------------------------------------------------
+
+    async def lease_owners(self) -> set[str]:
+        """Owners holding any unexpired-or-not claim (sources, deliveries, leadership)."""
+        ...
+
+    async def release_owner(self, owner: str) -> int:
+        """Drop every claim of ``owner`` (a worker known to be dead); returns how many."""
+        ...
+
     # --- leadership (chat listeners run on exactly one replica) -------------------
 
     async def try_lead(self, name: str, *, owner: str, lease_s: float, now: datetime) -> bool:

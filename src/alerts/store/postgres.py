@@ -539,6 +539,30 @@ class PostgresStore:
             value,
         )
 
+    # --- claims of workers that died ----------------------------------------------------
+
+    async def lease_owners(self) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT lease_owner FROM sources WHERE lease_owner IS NOT NULL UNION "
+            "SELECT lease_owner FROM deliveries WHERE lease_owner IS NOT NULL "
+            "AND state = 'pending' UNION SELECT owner FROM leaders"
+        )
+        return {str(r[0]) for r in rows}
+
+    async def release_owner(self, owner: str) -> int:
+        async with self._tx() as conn:
+            a = await conn.execute(
+                "UPDATE sources SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+                owner,
+            )
+            b = await conn.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL "
+                "WHERE lease_owner = $1 AND state = 'pending'",
+                owner,
+            )
+            c = await conn.execute("DELETE FROM leaders WHERE owner = $1", owner)
+        return _count(a) + _count(b) + _count(c)
+
     # --- leadership ----------------------------------------------------------------------
 
     async def try_lead(self, name: str, *, owner: str, lease_s: float, now: datetime) -> bool:

@@ -555,6 +555,28 @@ class SqliteStore:
                 (namespace, key, value),
             )
 
+    async def lease_owners(self) -> set[str]:
+        rows = await self._all(
+            "SELECT lease_owner FROM sources WHERE lease_owner IS NOT NULL UNION "
+            "SELECT lease_owner FROM deliveries WHERE lease_owner IS NOT NULL "
+            "AND state = 'pending' UNION SELECT owner FROM leaders"
+        )
+        return {str(r[0]) for r in rows}
+
+    async def release_owner(self, owner: str) -> int:
+        async with self._tx() as db:
+            a = await db.execute(
+                "UPDATE sources SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                (owner,),
+            )
+            b = await db.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL "
+                "WHERE lease_owner = ? AND state = 'pending'",
+                (owner,),
+            )
+            c = await db.execute("DELETE FROM leaders WHERE owner = ?", (owner,))
+            return a.rowcount + b.rowcount + c.rowcount
+
     async def try_lead(self, name: str, *, owner: str, lease_s: float, now: datetime) -> bool:
         t = ts(now)
         assert t is not None

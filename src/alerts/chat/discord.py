@@ -1,0 +1,210 @@
+"""``/alerts`` slash commands: Discord's front end to the one command grammar.
+
+Discord users fill the fields of ``/alerts subscribe topic:… kinds:… keywords:…``;
+this module only translates an interaction into an ``alerts.chat.commands.Command``
+and a ``CommandContext`` (the channel is the room: ``discord:<channel id>``, with
+the guild id in the destination options), runs ``CommandService.execute`` and
+answers with an ephemeral reply. The grammar and every rule live in
+``alerts.chat.commands``.
+
+Access: the command is registered with ``default_member_permissions`` = Manage
+Channels (server admins may widen or narrow it under Server Settings →
+Integrations) and the member's resolved permissions in the channel are checked
+again at run time: only a member who can manage the channel may subscribe or
+unsubscribe it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from alerts.chat.commands import (
+    Command,
+    CommandContext,
+    CommandError,
+    CommandService,
+    Reply,
+    build_subscribe,
+)
+from alerts.render.discord import cut
+
+with warnings.catch_warnings():  # discord.py imports audioop, deprecated since Python 3.11
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    import discord
+    from discord import app_commands
+
+log = logging.getLogger(__name__)
+
+SINK = "discord"
+REPLY_MAX = 2000
+CHOICES_MAX = 25
+
+
+class AlertsGroup(app_commands.Group):
+    """The ``/alerts`` command group; every subcommand replies ephemerally."""
+
+    def __init__(self, front: DiscordCommands) -> None:
+        super().__init__(
+            name="alerts",
+            description="Alerts on campaign news, petitions and contracts for this channel",
+            default_permissions=discord.Permissions(manage_channels=True),
+            guild_only=True,
+        )
+        self.front = front
+
+    @app_commands.command(name="help", description="What the alerts commands do")
+    async def help_(self, interaction: discord.Interaction) -> None:
+        await self.front.run_command(interaction, Command("help"))
+
+    @app_commands.command(name="topics", description="The topics this channel can follow")
+    async def topics(self, interaction: discord.Interaction) -> None:
+        await self.front.run_command(interaction, Command("topics"))
+
+    @app_commands.command(name="list", description="This channel's subscriptions")
+    async def list_(self, interaction: discord.Interaction) -> None:
+        await self.front.run_command(interaction, Command("list"))
+
+    @app_commands.command(name="subscribe", description="Send this channel alerts on a topic")
+    @app_commands.describe(
+        topic="The topic to follow",
+        kinds="Only these kinds, comma-separated: new, updated, milestone, delta, summary",
+        keywords="Only alerts mentioning one of these words, comma-separated",
+        exclude="Never alerts mentioning these words, comma-separated",
+        min_amount="Skip awards below this amount (e.g. 1M)",
+    )
+    async def subscribe(
+        self,
+        interaction: discord.Interaction,
+        topic: str,
+        kinds: str | None = None,
+        keywords: str | None = None,
+        exclude: str | None = None,
+        min_amount: str | None = None,
+    ) -> None:
+        try:
+            command = build_subscribe(
+                topic,
+                kinds=kinds or "",
+                keywords=keywords or "",
+                exclude=exclude or "",
+                min_amount=min_amount or "",
+            )
+        except CommandError as exc:
+            await self.front.reply(interaction, Reply(str(exc), ok=False))
+            return
+        await self.front.run_command(interaction, command)
+
+    @app_commands.command(name="unsubscribe", description="Stop alerts on a topic (or all)")
+    @app_commands.describe(topic="The topic to stop, or: all")
+    async def unsubscribe(self, interaction: discord.Interaction, topic: str) -> None:
+        await self.front.run_command(interaction, Command("unsubscribe", topic=topic))
+
+    @subscribe.autocomplete("topic")
+    async def _subscribe_topics(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return self.front.topic_choices(current)
+
+    @unsubscribe.autocomplete("topic")
+    async def _unsubscribe_topics(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        choices = self.front.topic_choices(current)
+        if "all".startswith(current.lower()):
+            choices = [app_commands.Choice(name="all", value="all"), *choices]
+        return choices[:CHOICES_MAX]
+
+
+class DiscordCommands:
+    """Registers ``/alerts`` on a logged-in client, syncs it, and runs the gateway.
+
+    ``guilds``: sync the commands to these guilds on start (instant); with
+    ``global_commands`` they are synced globally instead (Discord may take up to an
+    hour to show them everywhere). The bot leaving a guild drops that guild's
+    subscriptions.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        service: CommandService,
+        *,
+        guilds: Sequence[int] = (),
+        global_commands: bool = False,
+    ) -> None:
+        self.client = client
+        self.service = service
+        self.guilds = list(guilds)
+        self.global_commands = global_commands
+        self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+        self.tree.add_command(AlertsGroup(self))
+
+    async def sync(self) -> None:
+        if self.global_commands or not self.guilds:
+            synced = await self.tree.sync()
+            log.info("synced %d global slash command(s)", len(synced))
+        if self.global_commands:
+            return
+        for guild_id in self.guilds:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+            log.info("synced slash commands to guild %s", guild_id)
+
+    async def run(self) -> None:
+        """Sync, then stay connected to the gateway until cancelled."""
+        await self.sync()
+        self.client.guild_left.append(self.forget_guild)
+        try:
+            await self.client.connect(reconnect=True)
+        finally:
+            self.client.guild_left.remove(self.forget_guild)
+            if self.client.ws is not None:  # leadership lost: leave the gateway too
+                with contextlib.suppress(Exception):
+                    await self.client.ws.close(code=1000)
+
+    def topic_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=cut(name, 100), value=name)
+            for name in self.service.topic_names(current.strip())[:CHOICES_MAX]
+        ]
+
+    def context(self, interaction: discord.Interaction) -> CommandContext:
+        """The room and rights of an interaction, as the command core sees them."""
+        return CommandContext(
+            sink=SINK,
+            target=str(interaction.channel_id),
+            user=interaction.user.name,
+            may_manage=interaction.permissions.manage_channels,
+            destination_options={"guild_id": str(interaction.guild_id)},
+        )
+
+    async def run_command(self, interaction: discord.Interaction, command: Command) -> None:
+        try:
+            reply = await self.service.execute(command, self.context(interaction))
+        except Exception:
+            log.exception("/alerts %s failed in channel %s", command.verb, interaction.channel_id)
+            reply = Reply("Sorry, that failed on our side; the operator has the details.", ok=False)
+        await self.reply(interaction, reply)
+
+    async def reply(self, interaction: discord.Interaction, reply: Reply) -> None:
+        await interaction.response.send_message(
+            cut(reply.text, REPLY_MAX),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    async def forget_guild(self, guild_id: int) -> None:
+        """The bot left (or was removed from) a guild: drop its channels' subscriptions."""
+        dropped = 0
+        for row in await self.service.store.list_destinations():
+            destination = row.destination
+            if destination.sink == SINK and destination.options.get("guild_id") == str(guild_id):
+                dropped += await self.service.forget_room(
+                    SINK, destination.target, reason=f"the bot left guild {guild_id}"
+                )
+        log.info("left guild %s: dropped %d subscription(s)", guild_id, dropped)

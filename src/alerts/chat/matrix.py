@@ -1,0 +1,175 @@
+"""The Matrix room front end: invites, kicks and ``!alerts`` commands.
+
+It rides on the Matrix sink's sync loop (``MatrixSink.add_sync_hook``) and only
+translates: commands go to ``CommandService.handle_text`` with the room as the
+destination, and the reply goes back as an ``m.notice`` reply.
+
+* An invite is accepted when the inviter is allowed (``ALERTS_MATRIX_INVITE_USERS``,
+  ``ALERTS_MATRIX_INVITE_SERVERS`` or ``ALERTS_MATRIX_INVITE_ANYONE``), rejected
+  otherwise.
+* When the bot is kicked or banned, the room's subscriptions are dropped
+  (``CommandService.forget_room``).
+* ``subscribe`` / ``unsubscribe`` need the room power level
+  ``ALERTS_MATRIX_MANAGE_POWER_LEVEL`` (default 50, a moderator).
+* Messages from before the listener started (the catch-up sync) are not replayed;
+  a reply's transaction id derives from the command's event id, so it is sent once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+from typing import TYPE_CHECKING, Any
+
+import nio
+
+from alerts.chat.commands import CommandContext, CommandService
+from alerts.errors import SendError
+
+if TYPE_CHECKING:
+    from alerts.sinks.matrix import MatrixSettings, MatrixSink
+
+log = logging.getLogger(__name__)
+
+SINK_KIND = "matrix"
+
+
+class MatrixRooms:
+    """Follows invites/kicks and answers commands for one logged-in Matrix bot."""
+
+    def __init__(
+        self, *, sink: MatrixSink, commands: CommandService, settings: MatrixSettings
+    ) -> None:
+        self.sink = sink
+        self.commands = commands
+        self.settings = settings
+        self._pending_invites_checked = False
+        self._creators: dict[str, frozenset[str]] = {}
+
+    @property
+    def user_id(self) -> str:
+        return str(self.sink._client().user_id)
+
+    async def on_sync(self, resp: nio.SyncResponse, catching_up: bool) -> None:
+        """Handle one sync: invites, kicks, and (unless catching up) commands."""
+        client = self.sink._client()
+        if not self._pending_invites_checked:
+            self._pending_invites_checked = True
+            for room_id, room in list(client.invited_rooms.items()):
+                await self._on_invite(room_id, room.inviter)
+        for room_id in resp.rooms.invite:
+            room = client.invited_rooms.get(room_id)
+            await self._on_invite(room_id, room.inviter if room else None)
+        for room_id, info in resp.rooms.leave.items():
+            await self._on_leave(room_id, info.timeline.events)
+        if catching_up:
+            return
+        for room_id, info in resp.rooms.join.items():
+            room = client.rooms.get(room_id)
+            for event in info.timeline.events:
+                if room is not None and isinstance(event, nio.RoomMessageText):
+                    await self._on_message(room, event)
+
+    # --- membership ------------------------------------------------------------
+
+    def inviter_allowed(self, inviter: str | None) -> bool:
+        if not inviter:
+            return False
+        if self.settings.invite_anyone or inviter in self.settings.invite_users:
+            return True
+        server = inviter.split(":", 1)[1] if ":" in inviter else ""
+        return server in self.settings.invite_servers
+
+    async def _on_invite(self, room_id: str, inviter: str | None) -> None:
+        client = self.sink._client()
+        if self.inviter_allowed(inviter):
+            resp = await client.join(room_id)
+            log.info("Matrix: invited to %s by %s; joined: %s", room_id, inviter, resp)
+        else:
+            resp = await client.room_leave(room_id)
+            log.info("Matrix: refused invite to %s from %s (%s)", room_id, inviter, resp)
+        client.invited_rooms.pop(room_id, None)
+
+    async def _on_leave(self, room_id: str, events: list[Any]) -> None:
+        mine = [
+            e
+            for e in events
+            if isinstance(e, nio.RoomMemberEvent)
+            and e.state_key == self.user_id
+            and e.membership in ("leave", "ban")
+        ]
+        if not mine or mine[-1].sender == self.user_id:
+            return
+        last = mine[-1]
+        reason = f"removed from Matrix room by {last.sender} ({last.membership})"
+        count = await self.commands.forget_room(SINK_KIND, room_id, reason=reason)
+        log.warning("Matrix: %s %s; dropped %d subscriptions", room_id, reason, count)
+
+    # --- commands --------------------------------------------------------------
+
+    def command_text(self, body: str) -> str | None:
+        """The words after the prefix, or None when this is not a command."""
+        prefix = self.settings.command_prefix
+        stripped = body.strip()
+        if stripped == prefix or stripped.startswith(prefix + " "):
+            return stripped[len(prefix) :].strip()
+        return None
+
+    async def may_manage(self, room: nio.MatrixRoom, user_id: str) -> bool:
+        """Power level at least the configured one; room creators of v12+ rooms always."""
+        if room.power_levels.get_user_level(user_id) >= self.settings.manage_power_level:
+            return True
+        return user_id in await self._privileged_creators(room)
+
+    async def _privileged_creators(self, room: nio.MatrixRoom) -> frozenset[str]:
+        """Creators hold unlimited power in room versions 12 and later (MSC4289)."""
+        version = str(room.room_version)
+        if not (version.isdigit() and int(version) >= 12):
+            return frozenset()
+        if room.room_id not in self._creators:
+            resp = await self.sink._client().room_get_state(room.room_id)
+            if not isinstance(resp, nio.RoomGetStateResponse):
+                return frozenset()
+            create: dict[str, Any] = next(
+                (e for e in resp.events if e.get("type") == "m.room.create"), {}
+            )
+            extra = create.get("content", {}).get("additional_creators", [])
+            self._creators[room.room_id] = frozenset([create.get("sender", ""), *extra])
+        return self._creators[room.room_id]
+
+    async def _on_message(self, room: nio.MatrixRoom, event: nio.RoomMessageText) -> None:
+        if event.sender == self.user_id:
+            return
+        text = self.command_text(event.body)
+        if text is None:
+            return
+        ctx = CommandContext(
+            sink=SINK_KIND,
+            target=room.room_id,
+            user=event.sender,
+            may_manage=await self.may_manage(room, event.sender),
+        )
+        reply = await self.commands.handle_text(text, ctx)
+        try:
+            await self.sink.send_content(
+                room.room_id, reply_content(reply.text, event), reply_txn_id(event.event_id)
+            )
+        except SendError as exc:
+            log.warning("Matrix: could not answer %s in %s: %s", event.event_id, room.room_id, exc)
+
+
+def reply_content(text: str, to: nio.RoomMessageText) -> dict[str, Any]:
+    """An ``m.notice`` reply that mentions no one."""
+    return {
+        "msgtype": "m.notice",
+        "body": text,
+        "format": "org.matrix.custom.html",
+        "formatted_body": "<pre>" + html.escape(text) + "</pre>",
+        "m.relates_to": {"m.in_reply_to": {"event_id": to.event_id}},
+        "m.mentions": {},
+    }
+
+
+def reply_txn_id(event_id: str) -> str:
+    return "alerts.reply." + hashlib.sha256(event_id.encode()).hexdigest()[:32]

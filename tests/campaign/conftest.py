@@ -1,0 +1,23 @@
+"""Fixtures of the campaign adapter tests: a scripted loopback server and the real HttpClient."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from alerts.fixture_server import FixtureServer
+from alerts.sources.http import HttpClient
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FixtureServer]:
+    async with FixtureServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HttpClient]:
+    client = HttpClient()
+    yield client
+    await client.close()

@@ -1,0 +1,170 @@
+"""Matrix pieces that need no homeserver: error mapping, rendering, settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import nio
+import pytest
+
+from alerts.errors import (
+    ConfigError,
+    DestinationUnavailable,
+    RateLimitedError,
+    RejectedError,
+    RetryableSendError,
+    SendError,
+)
+from alerts.model import Destination, Event, EventKind
+from alerts.render.matrix import defuse, render, sanitize_html
+from alerts.sinks import registry
+from alerts.sinks.matrix import MatrixSettings, MatrixSink, error_for, txn_id_for
+
+
+def error(
+    errcode: str | None, status: int | None, retry_after_ms: int | None = None
+) -> nio.ErrorResponse:
+    resp = nio.ErrorResponse("boom", errcode, retry_after_ms)
+    resp.transport_response = SimpleNamespace(status=status) if status is not None else None  # type: ignore[assignment]
+    return resp
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        pytest.param(error("M_LIMIT_EXCEEDED", 429, 1500), RateLimitedError, id="429"),
+        pytest.param(error("M_FORBIDDEN", 403), DestinationUnavailable, id="forbidden"),
+        pytest.param(error("M_NOT_FOUND", 404), DestinationUnavailable, id="room-gone"),
+        pytest.param(error("M_TOO_LARGE", 413), RejectedError, id="too-large"),
+        pytest.param(error("M_BAD_JSON", 400), RejectedError, id="bad-json"),
+        pytest.param(error("M_UNKNOWN_TOKEN", 401), RetryableSendError, id="token"),
+        pytest.param(error("M_UNKNOWN", 500), RetryableSendError, id="5xx"),
+        pytest.param(error(None, 502), RetryableSendError, id="bad-gateway-no-json"),
+        pytest.param(error("M_SOMETHING_NEW", 400), RejectedError, id="other-4xx"),
+        pytest.param(error(None, 429), RateLimitedError, id="429-without-errcode"),
+        pytest.param(error(None, None), RetryableSendError, id="no-response"),
+    ],
+)
+def test_error_table(response: nio.ErrorResponse, expected: type[SendError]) -> None:
+    assert type(error_for(response)) is expected
+
+
+def test_rate_limit_carries_the_server_wait() -> None:
+    exc = error_for(error("M_LIMIT_EXCEEDED", 429, 1500))
+    assert isinstance(exc, RateLimitedError)
+    assert exc.retry_after_s == 1.5
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        pytest.param("abc-123", "alerts.abc-123", id="plain"),
+        pytest.param("a/b c", "alerts.a_b_c", id="unsafe-characters"),
+    ],
+)
+def test_txn_id_is_stable_and_url_safe(key: str, expected: str) -> None:
+    assert txn_id_for(key) == expected == txn_id_for(key)
+
+
+EVENT = Event(
+    source_id="src", kind=EventKind.NEW, key="k", title="Title",
+    detected_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("summary", "present", "absent"),
+    [
+        pytest.param("<p>Hi <b>bold</b></p>", ["<b>bold</b>"], [], id="safe-tags-kept"),
+        pytest.param("<script>x()</script>ok", ["ok"], ["<script", "x()"], id="script"),
+        pytest.param('<img src="mxc://a/b">', [], ["<img", "mxc://"], id="image"),
+        pytest.param('<a href="javascript:x">j</a>', ["j"], ["javascript"], id="js-link"),
+        pytest.param(
+            '<a href="https://matrix.to/#/@bob:example.org">Bob</a>',
+            ["Bob"], ["matrix.to", "@bob:example.org"], id="pill",
+        ),
+        pytest.param("ping @room now", ["@\u2060room"], ["@room"], id="at-room"),
+        pytest.param('<span data-mx-color="#f00">c</span>', ["c"], ["data-mx"], id="colour"),
+    ],
+)  # fmt: skip
+def test_summary_html_is_sanitised(summary: str, present: list[str], absent: list[str]) -> None:
+    from dataclasses import replace
+
+    content = render(replace(EVENT, summary=summary))
+    for text in present:
+        assert text in content["formatted_body"]
+    for text in absent:
+        assert text not in content["formatted_body"]
+        assert text not in content["body"]
+    assert content["m.mentions"] == {}
+
+
+def test_defuse_breaks_user_ids_and_room_mentions() -> None:
+    assert defuse("@room and @bob:example.org") == "@\u2060room and @\u2060bob:example.org"
+    assert sanitize_html("<b>@room</b>") == "<b>@\u2060room</b>"
+
+
+def test_plain_body_of_a_new_item() -> None:
+    assert render(EVENT)["body"] == "Title\nsrc · new\n2026-01-02 03:04 UTC"
+
+
+def sink() -> MatrixSink:
+    return MatrixSink(context=None, settings=MatrixSettings())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("destination", "ok"),
+    [
+        pytest.param(Destination("a", "matrix", "!abc:example.org"), True, id="room-id"),
+        pytest.param(Destination("a", "matrix", "!abc:example.org", {"msgtype": "m.text"}), True, id="m.text"),
+        pytest.param(Destination("a", "matrix", "#alias:example.org"), False, id="alias"),
+        pytest.param(Destination("a", "matrix", "!abc:example.org", {"colour": 1}), False, id="bad-option"),
+    ],
+)  # fmt: skip
+def test_validate_destination(destination: Destination, ok: bool) -> None:
+    if ok:
+        sink().validate_destination(destination)
+    else:
+        with pytest.raises(ConfigError, match=r"destinations\.a"):
+            sink().validate_destination(destination)
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERTS_MATRIX_HOMESERVER", "https://matrix.example.org")
+    monkeypatch.setenv("ALERTS_MATRIX_USER", "alerts")
+    monkeypatch.setenv("ALERTS_MATRIX_PASSWORD", "s3cret")
+    monkeypatch.setenv("ALERTS_MATRIX_INVITE_USERS", "@a:example.org, @b:example.org")
+    settings = MatrixSettings()
+    assert settings.user_id() == "@alerts:matrix.example.org"
+    assert settings.invite_users == ["@a:example.org", "@b:example.org"]
+    assert "s3cret" not in repr(settings)
+
+
+async def test_start_without_credentials_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="ALERTS_MATRIX_HOMESERVER"):
+        await sink().start()
+
+
+def test_registered_with_kind_options_and_docstring() -> None:
+    factory = registry()["matrix"]
+    assert factory is MatrixSink
+    assert factory.Options.model_config.get("extra") == "forbid"
+    assert "ALERTS_MATRIX_PASSWORD" in (factory.__doc__ or "")
+
+
+@pytest.mark.parametrize(
+    ("env", "configured"),
+    [
+        pytest.param({}, False, id="nothing"),
+        pytest.param({"HOMESERVER": "https://m.org", "USER": "bot"}, False, id="no-credential"),
+        pytest.param({"HOMESERVER": "https://m.org", "USER": "bot", "PASSWORD": "p"}, True, id="password"),
+        pytest.param({"HOMESERVER": "https://m.org", "USER": "bot", "ACCESS_TOKEN": "t"}, True, id="token"),
+    ],
+)  # fmt: skip
+def test_configured_from_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], configured: bool
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(f"ALERTS_MATRIX_{name}", value)
+    assert MatrixSink.configured() is configured
