@@ -335,6 +335,31 @@ async def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    """Show (status) or apply (migrate) the store's schema migrations."""
+    from alerts.store import migrations
+
+    url = settings.database_url
+    if args.action == "migrate":
+        applied = await migrations.migrate(url)
+        print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.name}" for m in applied))
+    state = await migrations.status(url)
+    print(f"{state.backend} schema version {state.current}; {len(state.pending)} pending")
+    for m in state.bundled:
+        print(f"  {m.name}  {'applied' if m.version in state.applied else 'pending'}")
+    return EXIT_OK
+
+
+async def cmd_migrate_store(args: argparse.Namespace, settings: Settings) -> int:
+    """Copy a whole installation (state, outbox, subscriptions) into a new, empty store."""
+    from alerts.store.transfer import copy_store
+
+    copied = await copy_store(args.source_url, args.target_url)
+    print("copied " + ", ".join(f"{n} {table}" for table, n in copied.items()))
+    print("point ALERTS_DATABASE_URL at the new store before starting the service again")
+    return EXIT_OK
+
+
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Play a short offline campaign timeline through the real service (no network)."""
     from alerts.demo import run_demo
@@ -384,6 +409,8 @@ COMMANDS: dict[str, Handler] = {
     "deliveries": cmd_deliveries,
     "destinations": cmd_destinations,
     "adapters": cmd_adapters,
+    "db": cmd_db,
+    "migrate-store": cmd_migrate_store,
     "demo": cmd_demo,
 }
 
@@ -423,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--step", type=float, default=4.0, help="seconds between steps")
         elif name == "destinations":
             p.add_argument("--unpark", metavar="ID", help="resume a parked destination")
+        elif name == "db":
+            p.add_argument("action", choices=["status", "migrate"])
+        elif name == "migrate-store":
+            p.add_argument("--from", dest="source_url", metavar="URL", required=True)
+            p.add_argument("--to", dest="target_url", metavar="URL", required=True)
     return parser
 
 

@@ -93,6 +93,12 @@ class ServiceConfig(_Strict):
     poll_concurrency: int = Field(default=100, ge=1)
     delivery_max_attempts: int = Field(default=8, ge=1)
     delivery_concurrency: int = Field(default=50, ge=1)
+    poll_lease: DurationS = Field(
+        default=300.0, ge=1.0, description="how long a replica holds a claimed source"
+    )
+    delivery_lease: DurationS = Field(
+        default=120.0, ge=1.0, description="how long a replica holds claimed deliveries"
+    )
 
     @field_validator("default_interval")
     @classmethod

@@ -133,6 +133,7 @@ class Runtime:
             owner=owner,
             policy=RetryPolicy(max_attempts=config.service.delivery_max_attempts),
             concurrency=config.service.delivery_concurrency,
+            lease_s=config.service.delivery_lease,
             clock=clock,
         )
         scheduler = Scheduler(
@@ -143,7 +144,11 @@ class Runtime:
             owner=owner,
             concurrency=config.service.poll_concurrency,
             timing=timing
-            or Timing(jitter=config.service.jitter, max_backoff_s=config.service.max_backoff),
+            or Timing(
+                jitter=config.service.jitter,
+                max_backoff_s=config.service.max_backoff,
+                lease_s=config.service.poll_lease,
+            ),
             on_committed=lambda _events: dispatcher.wake(),
             clock=clock,
         )

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from alerts.store import Store
+from alerts.store.postgres import open_postgres
 from alerts.store.sqlite import SqliteStore
+
+from ..pg_support import fresh_database
 
 StoreFactory = Callable[[], Awaitable[Store]]
 Backend = Callable[[Path], AbstractAsyncContextManager[StoreFactory]]
@@ -33,7 +36,26 @@ async def sqlite_backend(tmp_path: Path) -> AsyncIterator[StoreFactory]:
             await store.close()
 
 
-BACKENDS: dict[str, Backend] = {"sqlite": sqlite_backend}
+@asynccontextmanager
+async def postgres_backend(tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """A database of its own per test on the local server (skips when there is none,
+    fails when CI=true)."""
+    async with fresh_database() as url:
+        opened: list[Store] = []
+
+        async def make() -> Store:
+            store = await open_postgres(url, max_connections=4)
+            opened.append(store)
+            return store
+
+        try:
+            yield make
+        finally:
+            for store in opened:
+                await store.close()
+
+
+BACKENDS: dict[str, Backend] = {"sqlite": sqlite_backend, "postgres": postgres_backend}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import sys
@@ -71,6 +72,7 @@ class JsonlSink:
     def __init__(self, *, context: SinkContext) -> None:
         self._data_dir = Path(context.data_dir)
         self._seen: dict[Path, set[str]] = {}
+        self._offsets: dict[Path, int] = {}
         self._lock = asyncio.Lock()
 
     def _path(self, destination: Destination) -> Path:
@@ -87,18 +89,22 @@ class JsonlSink:
     async def close(self) -> None:
         return None
 
-    def _keys(self, path: Path) -> set[str]:
-        if path not in self._seen:
-            keys: set[str] = set()
-            if path.exists():
-                with path.open("rb") as fh:
-                    for line in fh:
-                        try:
-                            keys.add(json.loads(line)["key"])
-                        except (ValueError, KeyError, TypeError):
-                            continue  # a torn last line from a crash
-            self._seen[path] = keys
-        return self._seen[path]
+    def _keys(self, path: Path, fd: int) -> set[str]:
+        """Keys in the file, reading only what was appended since the last look (other
+        processes sharing the file append too)."""
+        keys = self._seen.setdefault(path, set())
+        offset = self._offsets.get(path, 0)
+        size = os.fstat(fd).st_size
+        if size > offset:
+            chunk = os.pread(fd, size - offset, offset)
+            complete = chunk.rfind(b"\n") + 1
+            for line in chunk[:complete].splitlines():
+                try:
+                    keys.add(json.loads(line)["key"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn line from a crash
+            self._offsets[path] = offset + complete
+        return keys
 
     async def send(self, delivery: Delivery) -> str | None:
         path = self._path(delivery.destination)
@@ -110,19 +116,19 @@ class JsonlSink:
                 raise RetryableSendError(f"cannot write {path}: {exc}") from exc
 
     def _append(self, path: Path, delivery: Delivery, fsync: bool) -> str:
-        keys = self._keys(path)
-        if delivery.idempotency_key in keys:
-            return delivery.idempotency_key
         path.parent.mkdir(parents=True, exist_ok=True)
-        record = {
-            "key": delivery.idempotency_key,
-            "delivery_id": delivery.id,
-            "destination": delivery.destination.id,
-            "event": delivery.event.to_json(),
-        }
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # replicas may share the file
+            if delivery.idempotency_key in self._keys(path, fd):
+                return delivery.idempotency_key
+            record = {
+                "key": delivery.idempotency_key,
+                "delivery_id": delivery.id,
+                "destination": delivery.destination.id,
+                "event": delivery.event.to_json(),
+            }
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
             if _ends_torn(fd):
                 line = b"\n" + line
             os.write(fd, line)
@@ -130,7 +136,6 @@ class JsonlSink:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        keys.add(delivery.idempotency_key)
         return delivery.idempotency_key
 
 

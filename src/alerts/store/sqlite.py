@@ -10,13 +10,13 @@ caller's clock, which is what lets the same contract hold on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +42,25 @@ from alerts.store.codec import (
     subscription_row,
     ts,
 )
+from alerts.store.migrations import bundled, statements
 
 _CHUNK = 500
 
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every bundled SQLite migration, in order."""
-    folder = resources.files("alerts.store.migrations").joinpath("sqlite")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return [(m.version, m.name, m.sql) for m in bundled("sqlite")]
+
+
+async def applied_versions(url: str) -> tuple[int, ...]:
+    """Versions recorded in the database (``PRAGMA user_version``), without migrating."""
+    path = path_from_url(url)
+    if path != ":memory:" and not await asyncio.to_thread(os.path.exists, path):
+        return ()
+    async with aiosqlite.connect(path) as conn, conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    current = int(row[0]) if row else 0
+    return tuple(m.version for m in bundled("sqlite") if m.version <= current)
 
 
 def path_from_url(url: str) -> str:
@@ -102,7 +108,7 @@ class SqliteStore:
             current = int(row[0]) if row else 0
             for version, _name, sql in migrations():
                 if version > current:
-                    for statement in _statements(sql):
+                    for statement in statements(sql):
                         await conn.execute(statement)
                     await conn.execute(f"PRAGMA user_version={int(version)}")
             async with conn.execute("SELECT value FROM meta WHERE key='install_id'") as cur:
@@ -621,14 +627,6 @@ _SOURCE_SELECT = (
     "SELECT s.*, (SELECT COUNT(*) FROM items i WHERE i.source_id = s.id) AS item_count "
     "FROM sources s"
 )
-
-
-def _statements(sql: str) -> list[str]:
-    return [s.strip() for s in sql.split(";") if s.strip() and not _only_comments(s)]
-
-
-def _only_comments(chunk: str) -> bool:
-    return all(not line.strip() or line.strip().startswith("--") for line in chunk.splitlines())
 
 
 def _must(value: datetime | None) -> datetime:

@@ -1,0 +1,81 @@
+"""Versioned schema migrations, shared by every backend.
+
+Each backend has a folder of numbered files (``sqlite/0001_initial.sql``,
+``postgres/0001_initial.sql``…). Opening a store applies, in one transaction, every
+bundled migration newer than what the database records — SQLite in
+``PRAGMA user_version``, PostgreSQL in the ``schema_migrations`` table (under an
+advisory lock, so replicas starting together migrate once). Files are never edited
+once released; a schema change is a new file with the next number.
+
+``alerts db status`` and ``alerts db migrate`` use ``status`` and ``migrate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationStatus:
+    backend: str
+    applied: tuple[int, ...]
+    bundled: tuple[Migration, ...]
+
+    @property
+    def current(self) -> int:
+        return max(self.applied, default=0)
+
+    @property
+    def pending(self) -> list[Migration]:
+        done = set(self.applied)
+        return [m for m in self.bundled if m.version not in done]
+
+
+def bundled(dialect: str) -> list[Migration]:
+    """Every migration shipped for ``dialect`` (``sqlite`` or ``postgres``), in order."""
+    folder = resources.files(__name__).joinpath(dialect)
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append(Migration(version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.version)
+
+
+def statements(sql: str) -> list[str]:
+    """Split a migration file into statements (no ``;`` inside literals, by convention)."""
+    return [s.strip() for s in sql.split(";") if s.strip() and not _only_comments(s)]
+
+
+def _only_comments(chunk: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in chunk.splitlines())
+
+
+async def status(url: str) -> MigrationStatus:
+    """What the database at ``url`` has applied, without changing it."""
+    if url.startswith(("postgres://", "postgresql://")):
+        from alerts.store.postgres import applied_versions as pg_applied
+
+        return MigrationStatus("postgres", await pg_applied(url), tuple(bundled("postgres")))
+    from alerts.store.sqlite import applied_versions as sqlite_applied
+
+    return MigrationStatus("sqlite", await sqlite_applied(url), tuple(bundled("sqlite")))
+
+
+async def migrate(url: str) -> list[Migration]:
+    """Apply pending migrations; returns those applied now."""
+    from alerts.store import open_store
+
+    before = await status(url)
+    store = await open_store(url)
+    await store.close()
+    after = set((await status(url)).applied)
+    return [m for m in before.pending if m.version in after]
