@@ -29,7 +29,7 @@ Several handles (pools) on one database behave like several replicas.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +43,7 @@ from alerts.store import (
     DeliveryRow,
     DestinationRow,
     ItemState,
+    NotModified,
     OutboxStats,
     PollCommit,
     SourceRow,
@@ -281,6 +282,25 @@ class PostgresStore:
             if commit.items:
                 await _upsert_items(conn, commit)
             return await _insert_events(conn, commit)
+
+    async def commit_not_modified(self, polls: Sequence[NotModified]) -> int:
+        if not polls:
+            return 0
+        status = await self._pool.execute(
+            "UPDATE sources s SET etag = v.etag, last_modified = v.last_modified, failures = 0, "
+            "last_error = NULL, last_attempt_at = v.now, last_success_at = v.now, "
+            "next_due = v.next_due, lease_owner = NULL, lease_until = NULL "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], "
+            "$6::timestamptz[]) AS v(id, owner, etag, last_modified, now, next_due) "
+            "WHERE s.id = v.id AND s.lease_owner = v.owner",
+            [p.source_id for p in polls],
+            [p.owner for p in polls],
+            [p.validators.etag for p in polls],
+            [p.validators.last_modified for p in polls],
+            [p.now for p in polls],
+            [p.next_due for p in polls],
+        )
+        return int(status.split()[-1])
 
     @staticmethod
     async def _write_success(conn: asyncpg.Connection, commit: PollCommit) -> None:
