@@ -199,6 +199,7 @@ class ServiceBench:
             self.clock.offset += ROUND_STEP
             self._wake()
         await self.polled.wait()
+        await self.runtime.scheduler.flush()  # unchanged polls are recorded in batches
         await self._drain(self.runtime)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         reports = list(self.reports)
@@ -230,6 +231,7 @@ class ServiceBench:
 
     async def _steady(self, runtime: Any, configured: dict[str, Any]) -> dict[str, Any]:
         scheduler, store = runtime.scheduler, runtime.store
+        await scheduler.flush()
         scheduler.update(configured, scheduler.adapters)
         now = self.clock()
         for sid in configured:

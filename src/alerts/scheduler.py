@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -92,7 +93,10 @@ class Scheduler:
         self._stopping = False
         self._full = False
         self._wake = asyncio.Event()
-        self._unchanged: list[NotModified] = []
+        self._unchanged: list[tuple[int, NotModified]] = []
+        self._claims = itertools.count()
+        self._claim_of: dict[str, int] = {}
+        self._claim_lock = asyncio.Lock()  # a claim never overlaps a flush of old claims
 
     def update(self, specs: Mapping[str, SourceSpec], adapters: Mapping[str, Source]) -> None:
         """Swap in a reloaded config; polls in flight finish with the old one."""
@@ -118,11 +122,15 @@ class Scheduler:
                 self._full = capacity <= 0
                 claimed: list[SourceRow] = []
                 if capacity > 0:
-                    claimed = await self.store.claim_due_sources(
-                        self.clock(), owner=self.owner, lease_s=self.timing.lease_s, limit=capacity
-                    )
-                for row in claimed:
-                    self._start(row)
+                    async with self._claim_lock:
+                        claimed = await self.store.claim_due_sources(
+                            self.clock(),
+                            owner=self.owner,
+                            lease_s=self.timing.lease_s,
+                            limit=capacity,
+                        )
+                        for row in claimed:
+                            self._start(row)
                 if capacity <= 0 or len(claimed) < capacity:
                     await self._idle()
         finally:
@@ -131,19 +139,28 @@ class Scheduler:
                 await asyncio.gather(*self._active, return_exceptions=True)
             await self._flush_unchanged()
 
+    async def flush(self) -> None:
+        """Write what is buffered now (unchanged polls are recorded in batches)."""
+        await self._flush_unchanged()
+
     async def _flush_unchanged(self) -> None:
         """Commit buffered unchanged polls in one transaction (see ``NotModified``)."""
         if not self._unchanged:
             return
-        batch, self._unchanged = self._unchanged, []
-        try:
-            await self.store.commit_not_modified(batch)
-        except Exception:
-            log.exception(
-                "recording %d unchanged polls failed; they will be polled again", len(batch)
-            )
+        async with self._claim_lock:
+            buffered, self._unchanged = self._unchanged, []
+            # An entry of an older claim of a source this process has claimed again
+            # since (its lease ran out while buffered) must not clear the newer claim.
+            batch = [nm for claim, nm in buffered if self._claim_of.get(nm.source_id) == claim]
+            try:
+                await self.store.commit_not_modified(batch)
+            except Exception:
+                log.exception(
+                    "recording %d unchanged polls failed; they will be polled again", len(batch)
+                )
 
     def _start(self, row: SourceRow) -> None:
+        self._claim_of[row.source_id] = next(self._claims)
         task = asyncio.create_task(self.poll(row), name=f"poll:{row.source_id}")
         self._active.add(task)
         task.add_done_callback(self._active.discard)
@@ -166,6 +183,7 @@ class Scheduler:
         )
         if not rows:
             return PollReport(source_id, ok=False, error="source is being polled elsewhere")
+        self._claim_of[source_id] = next(self._claims)
         report = await self.poll(rows[0])
         await self._flush_unchanged()
         return report
@@ -190,6 +208,7 @@ class Scheduler:
             metrics.POLL_SECONDS.observe(asyncio.get_running_loop().time() - started)
 
     async def _poll(self, spec: SourceSpec, adapter: Source, row: SourceRow) -> PollReport:
+        claim = self._claim_of.get(spec.id, -1)
         try:
             observation = await adapter.fetch(SourceState(row.validators, row.cursor))
         except SourceError as exc:
@@ -202,12 +221,15 @@ class Scheduler:
         now = self.clock()
         if observation.not_modified:
             self._unchanged.append(
-                NotModified(
-                    source_id=spec.id,
-                    owner=self.owner,
-                    now=now,
-                    next_due=self.timing.next_success(now, spec.interval_s),
-                    validators=observation.validators,
+                (
+                    claim,
+                    NotModified(
+                        source_id=spec.id,
+                        owner=self.owner,
+                        now=now,
+                        next_due=self.timing.next_success(now, spec.interval_s),
+                        validators=observation.validators,
+                    ),
                 )
             )
             if len(self._unchanged) >= UNCHANGED_BATCH:
