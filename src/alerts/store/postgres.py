@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from alerts.errors import LeaseLostError, StoreError
-from alerts.model import Delivery, DeliveryState, Destination, Event, Subscription, Validators
+from alerts.model import Delivery, DeliveryState, Destination, Event, Subscription
 from alerts.store import (
     DeliveryRow,
     DestinationRow,
@@ -49,9 +49,13 @@ from alerts.store import (
     SourceRow,
 )
 from alerts.store.codec import (
+    delivery_from_row,
+    delivery_row_from_row,
+    destination_from_row,
     dumps,
-    idempotency_key,
     loads,
+    same,
+    source_from_row,
     subscription_from_row,
     subscription_row,
 )
@@ -221,7 +225,7 @@ class PostgresStore:
             " FOR UPDATE SKIP LOCKED) c WHERE s.id = c.id RETURNING s.*, 0 AS item_count",
             *params,
         )
-        return sorted((_source_row(r) for r in rows), key=lambda r: r.next_due)
+        return sorted((source_from_row(r, same) for r in rows), key=lambda r: r.next_due)
 
     async def release_source(self, source_id: str, *, owner: str) -> None:
         await self._pool.execute(
@@ -233,11 +237,11 @@ class PostgresStore:
 
     async def get_source(self, source_id: str) -> SourceRow | None:
         row = await self._pool.fetchrow(_SOURCE_SELECT + " WHERE s.id = $1", source_id)
-        return _source_row(row) if row else None
+        return source_from_row(row, same) if row else None
 
     async def list_sources(self) -> list[SourceRow]:
         rows = await self._pool.fetch(_SOURCE_SELECT + " WHERE s.active ORDER BY s.id")
-        return [_source_row(r) for r in rows]
+        return [source_from_row(r, same) for r in rows]
 
     async def set_next_due(self, source_id: str, next_due: datetime) -> None:
         await self._pool.execute(
@@ -336,11 +340,11 @@ class PostgresStore:
 
     async def get_destination(self, destination_id: str) -> DestinationRow | None:
         row = await self._pool.fetchrow("SELECT * FROM destinations WHERE id = $1", destination_id)
-        return _destination_row(row) if row else None
+        return destination_from_row(row, same) if row else None
 
     async def list_destinations(self) -> list[DestinationRow]:
         rows = await self._pool.fetch("SELECT * FROM destinations ORDER BY id")
-        return [_destination_row(r) for r in rows]
+        return [destination_from_row(r, same) for r in rows]
 
     async def park_destination(self, destination_id: str, *, reason: str, now: datetime) -> None:
         await self._pool.execute(
@@ -440,16 +444,7 @@ class PostgresStore:
             rows = await conn.fetch(
                 _CLAIM_DELIVERIES, owner, _after(now, lease_s), destinations, now, limit
             )
-        return [
-            Delivery(
-                id=r["id"],
-                event=Event.from_json(loads(r["payload"])),
-                destination=Destination(r["dest_id"], r["sink"], r["target"], loads(r["options"])),
-                attempts=r["attempts"],
-                idempotency_key=idempotency_key(self.install_id, r["id"]),
-            )
-            for r in rows
-        ]
+        return [delivery_from_row(r, self.install_id) for r in rows]
 
     async def mark_sent(self, delivery_id: int, *, remote_id: str | None, now: datetime) -> None:
         await self._pool.execute(
@@ -509,20 +504,7 @@ class PostgresStore:
             sql += " WHERE d.state = $1"
         params.append(limit)
         rows = await self._pool.fetch(sql + f" ORDER BY d.id DESC LIMIT ${len(params)}", *params)
-        return [
-            DeliveryRow(
-                id=r["id"],
-                event=Event.from_json(loads(r["payload"])),
-                destination_id=r["destination_id"],
-                state=DeliveryState(r["state"]),
-                attempts=r["attempts"],
-                created_at=r["created_at"],
-                last_error=r["last_error"],
-                sent_at=r["sent_at"],
-                remote_id=r["remote_id"],
-            )
-            for r in rows
-        ]
+        return [delivery_row_from_row(r, same) for r in rows]
 
     async def requeue_dead(self, delivery_ids: Collection[int] | None = None) -> int:
         sql = "UPDATE deliveries SET state = 'pending', attempts = 0 WHERE state = 'dead'"
@@ -759,29 +741,3 @@ async def _insert_events(conn: asyncpg.Connection, commit: PollCommit) -> list[E
             commit.now,
         )
     return stored
-
-
-def _source_row(r: asyncpg.Record) -> SourceRow:
-    return SourceRow(
-        source_id=r["id"],
-        next_due=r["next_due"],
-        validators=Validators(r["etag"], r["last_modified"]),
-        cursor=loads(r["cursor"]),
-        detector=loads(r["detector"]),
-        baselined=r["baselined"],
-        failures=r["failures"],
-        last_error=r["last_error"],
-        last_attempt_at=r["last_attempt_at"],
-        last_success_at=r["last_success_at"],
-        last_new_at=r["last_new_at"],
-        item_count=r["item_count"],
-    )
-
-
-def _destination_row(r: asyncpg.Record) -> DestinationRow:
-    return DestinationRow(
-        destination=Destination(r["id"], r["sink"], r["target"], loads(r["options"])),
-        parked_reason=r["parked_reason"],
-        parked_at=r["parked_at"],
-        blocked_until=r["blocked_until"],
-    )

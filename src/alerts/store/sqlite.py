@@ -22,8 +22,8 @@ from typing import Any
 
 import aiosqlite
 
-from alerts.errors import LeaseLostError, StoreError
-from alerts.model import Delivery, DeliveryState, Destination, Event, Subscription, Validators
+from alerts.errors import LeaseLostError
+from alerts.model import Delivery, DeliveryState, Destination, Event, Subscription
 from alerts.store import (
     DeliveryRow,
     DestinationRow,
@@ -34,10 +34,13 @@ from alerts.store import (
     SourceRow,
 )
 from alerts.store.codec import (
+    delivery_from_row,
+    delivery_row_from_row,
+    destination_from_row,
     dt,
     dumps,
-    idempotency_key,
     loads,
+    source_from_row,
     subscription_from_row,
     subscription_row,
     ts,
@@ -188,12 +191,12 @@ class SqliteStore:
             self._tx() as db,
             db.execute(
                 f"UPDATE sources SET lease_owner = ?, lease_until = ? WHERE id IN "
-                f"(SELECT id FROM sources WHERE {where} ORDER BY next_due LIMIT ?) RETURNING *",
+                f"(SELECT id FROM sources WHERE {where} ORDER BY next_due LIMIT ?) RETURNING *, 0 AS item_count",
                 [owner, t + lease_s, *params, limit],
             ) as cur,
         ):
             rows = await cur.fetchall()
-        return sorted((_source_row(r) for r in rows), key=lambda r: r.next_due)
+        return sorted((source_from_row(r, dt) for r in rows), key=lambda r: r.next_due)
 
     async def release_source(self, source_id: str, *, owner: str) -> None:
         async with self._tx() as db:
@@ -205,11 +208,11 @@ class SqliteStore:
 
     async def get_source(self, source_id: str) -> SourceRow | None:
         row = await self._one(_SOURCE_SELECT + " WHERE s.id = ?", (source_id,))
-        return _source_row(row) if row else None
+        return source_from_row(row, dt) if row else None
 
     async def list_sources(self) -> list[SourceRow]:
         rows = await self._all(_SOURCE_SELECT + " WHERE s.active = 1 ORDER BY s.id")
-        return [_source_row(r) for r in rows]
+        return [source_from_row(r, dt) for r in rows]
 
     async def set_next_due(self, source_id: str, next_due: datetime) -> None:
         async with self._tx() as db:
@@ -346,11 +349,12 @@ class SqliteStore:
 
     async def get_destination(self, destination_id: str) -> DestinationRow | None:
         row = await self._one("SELECT * FROM destinations WHERE id = ?", (destination_id,))
-        return _destination_row(row) if row else None
+        return destination_from_row(row, dt) if row else None
 
     async def list_destinations(self) -> list[DestinationRow]:
         return [
-            _destination_row(r) for r in await self._all("SELECT * FROM destinations ORDER BY id")
+            destination_from_row(r, dt)
+            for r in await self._all("SELECT * FROM destinations ORDER BY id")
         ]
 
     async def park_destination(self, destination_id: str, *, reason: str, now: datetime) -> None:
@@ -464,16 +468,7 @@ class SqliteStore:
                 ids,
             ) as cur:
                 rows = await cur.fetchall()
-        return [
-            Delivery(
-                id=r["id"],
-                event=Event.from_json(loads(r["payload"])),
-                destination=Destination(r["dest_id"], r["sink"], r["target"], loads(r["options"])),
-                attempts=r["attempts"],
-                idempotency_key=idempotency_key(self.install_id, r["id"]),
-            )
-            for r in rows
-        ]
+        return [delivery_from_row(r, self.install_id) for r in rows]
 
     async def mark_sent(self, delivery_id: int, *, remote_id: str | None, now: datetime) -> None:
         async with self._tx() as db:
@@ -526,20 +521,7 @@ class SqliteStore:
             sql += " WHERE d.state = ?"
             params.append(state.value)
         rows = await self._all(sql + " ORDER BY d.id DESC LIMIT ?", [*params, limit])
-        return [
-            DeliveryRow(
-                id=r["id"],
-                event=Event.from_json(loads(r["payload"])),
-                destination_id=r["destination_id"],
-                state=DeliveryState(r["state"]),
-                attempts=r["attempts"],
-                created_at=_must(dt(r["created_at"])),
-                last_error=r["last_error"],
-                sent_at=dt(r["sent_at"]),
-                remote_id=r["remote_id"],
-            )
-            for r in rows
-        ]
+        return [delivery_row_from_row(r, dt) for r in rows]
 
     async def requeue_dead(self, delivery_ids: Collection[int] | None = None) -> int:
         sql = "UPDATE deliveries SET state = 'pending', attempts = 0 WHERE state = 'dead'"
@@ -627,36 +609,3 @@ _SOURCE_SELECT = (
     "SELECT s.*, (SELECT COUNT(*) FROM items i WHERE i.source_id = s.id) AS item_count "
     "FROM sources s"
 )
-
-
-def _must(value: datetime | None) -> datetime:
-    if value is None:
-        raise StoreError("missing timestamp")
-    return value
-
-
-def _source_row(r: sqlite3.Row) -> SourceRow:
-    keys = r.keys()
-    return SourceRow(
-        source_id=r["id"],
-        next_due=_must(dt(r["next_due"])),
-        validators=Validators(r["etag"], r["last_modified"]),
-        cursor=loads(r["cursor"]),
-        detector=loads(r["detector"]),
-        baselined=bool(r["baselined"]),
-        failures=r["failures"],
-        last_error=r["last_error"],
-        last_attempt_at=dt(r["last_attempt_at"]),
-        last_success_at=dt(r["last_success_at"]),
-        last_new_at=dt(r["last_new_at"]),
-        item_count=r["item_count"] if "item_count" in keys else 0,
-    )
-
-
-def _destination_row(r: sqlite3.Row) -> DestinationRow:
-    return DestinationRow(
-        destination=Destination(r["id"], r["sink"], r["target"], loads(r["options"])),
-        parked_reason=r["parked_reason"],
-        parked_at=dt(r["parked_at"]),
-        blocked_until=dt(r["blocked_until"]),
-    )
