@@ -24,10 +24,10 @@ from typing import Any
 
 from alerts import metrics
 from alerts.chat.commands import CommandService
-from alerts.config import Config, Settings, SourceSpec, load_config
+from alerts.config import Config, Settings, load_config
 from alerts.dispatch import Dispatcher, RetryPolicy
 from alerts.errors import ConfigError
-from alerts.model import Event, utcnow
+from alerts.model import utcnow
 from alerts.route import Router
 from alerts.scheduler import Scheduler, Timing
 from alerts.sinks import ChatListener, Sink, SinkContext, SinkFactory
@@ -358,13 +358,6 @@ class Runtime:
                 log.exception("closing sink %s", kind)
         await self.http.close()
         await self.store.close()
-
-    def spec(self, source_id: str) -> SourceSpec | None:
-        return self.config.sources.get(source_id)
-
-    def event_label(self, event: Event) -> str:
-        spec = self.config.sources.get(event.source_id)
-        return spec.label if spec else event.source_id
 
 
 def _configured(factory: SinkFactory) -> bool:
