@@ -10,7 +10,6 @@ exponential backoff (never shorter than a server's ``Retry-After``) after a fail
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -92,6 +91,7 @@ class Scheduler:
         self._active: set[asyncio.Task[PollReport]] = set()
         self._stopping = False
         self._full = False
+        self._refill = max(1, concurrency // 4)
         self._wake = asyncio.Event()
         self._unchanged: list[tuple[int, NotModified]] = []
         self._claims = itertools.count()
@@ -115,13 +115,19 @@ class Scheduler:
         self._wake.set()
 
     async def run(self) -> None:
+        patient = True
         try:
             while not self._stopping:
                 await self._flush_unchanged()
                 capacity = self.concurrency - len(self._active)
-                self._full = capacity <= 0
+                # Claim in batches: with polls in flight, wait until a quarter of the
+                # slots are free (or ``idle_s`` passed), so a busy loop makes one claim
+                # per many polls rather than one per poll.
+                self._full = capacity <= 0 or (
+                    patient and bool(self._active) and capacity < self._refill
+                )
                 claimed: list[SourceRow] = []
-                if capacity > 0:
+                if not self._full:
                     async with self._claim_lock:
                         claimed = await self.store.claim_due_sources(
                             self.clock(),
@@ -131,8 +137,8 @@ class Scheduler:
                         )
                         for row in claimed:
                             self._start(row)
-                if capacity <= 0 or len(claimed) < capacity:
-                    await self._idle()
+                if self._full or len(claimed) < capacity:
+                    patient = await self._idle()
         finally:
             self._stopping = True
             if self._active:
@@ -167,13 +173,18 @@ class Scheduler:
         task.add_done_callback(self._poll_done)
 
     def _poll_done(self, _task: asyncio.Task[PollReport]) -> None:
-        if self._full or self._stopping:
+        free = self.concurrency - len(self._active)
+        if self._stopping or (self._full and (free >= self._refill or not self._active)):
             self._wake.set()
 
-    async def _idle(self) -> None:
+    async def _idle(self) -> bool:
+        """Wait for a wake-up or ``idle_s``; True if woken."""
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._wake.wait(), timeout=self.timing.idle_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def poll_now(self, source_id: str) -> PollReport:
         """Claim one source regardless of its due time and poll it (``alerts poll``)."""
