@@ -55,10 +55,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the service until SIGTERM or SIGINT; SIGHUP reloads the config."""
-    from alerts.runtime import Runtime
+    from alerts.runtime import Runtime, tune_gc
 
     config = load_config(settings.config_dir)
     runtime = await Runtime.open(settings, config)
+    tune_gc()
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[bool]] = set()
 

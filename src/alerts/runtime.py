@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -38,6 +39,28 @@ from alerts.sources.http import HttpClient, HttpLimits
 from alerts.store import Store, open_store
 
 log = logging.getLogger(__name__)
+
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Set the cyclic garbage collector up for a long-running service process.
+
+    Called once by ``alerts run`` after start-up. Everything loaded so far (modules,
+    config, adapters) lives as long as the process, so it is moved out of the
+    collector's sight (``gc.freeze``) instead of being traversed again by every full
+    collection. The youngest generation is collected every 10,000 allocations instead
+    of 700: a poll allocates a few hundred objects that reference counting frees at
+    once, and with 100 polls in flight each young collection walks their live state
+    again for nothing. Measured in ``bench/``: about a fifth of the CPU of an
+    unchanged poll. Frozen objects are still freed by reference counting when their
+    last reference goes (a config replaced by a reload, say); only garbage cycles
+    among them would stay.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 LEADER_LEASE_S = 30.0
 
