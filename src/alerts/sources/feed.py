@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import fastfeedparser
 from dateutil import parser as dateutil_parser
 from pydantic import BaseModel, ConfigDict, Field
+from yarl import URL
 
 from alerts.errors import ParseError
 from alerts.model import Item, Observation
@@ -27,6 +28,7 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
+_HEADERS = {"Accept": ACCEPT}
 TITLE_CHARS = 120
 MAX_CATEGORIES = 20
 MAX_HTML_CHARS = 20_000
@@ -78,11 +80,10 @@ class FeedSource:
         self.url = url
         self.options = options
         self._http = http
+        self._url = URL(url)  # parsed once, not at every poll
 
     async def fetch(self, state: SourceState) -> Observation:
-        resp = await self._http.get(
-            self.url, validators=state.validators, headers={"Accept": ACCEPT}
-        )
+        resp = await self._http.get(self._url, validators=state.validators, headers=_HEADERS)
         if resp.not_modified:
             return Observation(not_modified=True, validators=resp.validators)
         items = parse_feed(

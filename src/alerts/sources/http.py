@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from alerts import __version__
 from alerts.errors import (
@@ -52,6 +53,8 @@ class HttpLimits:
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
+    """What came back. ``headers`` look up case-insensitively."""
+
     status: int
     url: str
     headers: Mapping[str, str]
@@ -106,6 +109,9 @@ class HttpClient:
         self.limits = limits or HttpLimits()
         self._session: aiohttp.ClientSession | None = None
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._timeout = aiohttp.ClientTimeout(
+            total=self.limits.timeout_s, sock_connect=self.limits.connect_timeout_s
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -125,8 +131,8 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
-    def _host_slot(self, url: str) -> asyncio.Semaphore:
-        host = urlsplit(url).netloc.lower()
+    def _host_slot(self, url: str | URL) -> asyncio.Semaphore:
+        host = url.raw_authority.lower() if isinstance(url, URL) else urlsplit(url).netloc.lower()
         slot = self._hosts.get(host)
         if slot is None:
             slot = self._hosts[host] = asyncio.Semaphore(self.limits.per_host)
@@ -135,7 +141,7 @@ class HttpClient:
     async def request(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
@@ -157,9 +163,6 @@ class HttpClient:
             if validators.last_modified:
                 send_headers["If-Modified-Since"] = validators.last_modified
         limit = max_bytes or self.limits.max_bytes
-        timeout = aiohttp.ClientTimeout(
-            total=self.limits.timeout_s, sock_connect=self.limits.connect_timeout_s
-        )
         async with self._host_slot(url):
             try:
                 async with self.session.request(
@@ -168,18 +171,18 @@ class HttpClient:
                     headers=send_headers,
                     json=json,
                     params=params,
-                    timeout=timeout,
+                    timeout=self._timeout,
                     max_redirects=self.limits.max_redirects,
                 ) as resp:
                     return await self._finish(resp, url, limit, accept_statuses, validators)
             except aiohttp.TooManyRedirects as exc:
-                raise TooManyRedirects(url, self.limits.max_redirects) from exc
+                raise TooManyRedirects(str(url), self.limits.max_redirects) from exc
             except TimeoutError as exc:
                 raise FetchError(f"timed out after {self.limits.timeout_s:g} s: {url}") from exc
             except aiohttp.ClientError as exc:
                 raise FetchError(f"{type(exc).__name__} fetching {url}: {exc}") from exc
 
-    async def get(self, url: str, **kwargs: Any) -> HttpResponse:
+    async def get(self, url: str | URL, **kwargs: Any) -> HttpResponse:
         return await self.request("GET", url, **kwargs)
 
     async def post_json(self, url: str, payload: Any, **kwargs: Any) -> HttpResponse:
@@ -188,28 +191,28 @@ class HttpClient:
     async def _finish(
         self,
         resp: aiohttp.ClientResponse,
-        url: str,
+        url: str | URL,
         limit: int,
         accept_statuses: tuple[int, ...],
         sent: Validators | None,
     ) -> HttpResponse:
-        headers = {k.lower(): v for k, v in resp.headers.items()}
+        headers = resp.headers
         if resp.status == 304:
             return HttpResponse(304, str(resp.url), headers, b"", sent or Validators())
         if resp.status in (429, 503):
             wait = parse_retry_after(headers.get("retry-after"))
             if wait is not None or resp.status == 429:
-                raise RetryAfterError(resp.status, url, wait or DEFAULT_RETRY_AFTER_S)
+                raise RetryAfterError(resp.status, str(url), wait or DEFAULT_RETRY_AFTER_S)
         if resp.status >= 400 and resp.status not in accept_statuses:
-            raise HttpStatusError(resp.status, url)
+            raise HttpStatusError(resp.status, str(url))
         declared = resp.content_length
         if declared is not None and declared > limit:
-            raise ResponseTooLarge(url, limit)
+            raise ResponseTooLarge(str(url), limit)
         body = bytearray()
         async for chunk in resp.content.iter_chunked(_CHUNK):
             body += chunk
             if len(body) > limit:
-                raise ResponseTooLarge(url, limit)
+                raise ResponseTooLarge(str(url), limit)
         validators = Validators(
             etag=headers.get("etag"), last_modified=headers.get("last-modified")
         )
