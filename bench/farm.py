@@ -47,7 +47,7 @@ class FarmSpec:
     """What the farm serves and how it changes; ``fractions[r]`` is round r's change rate."""
 
     n_feeds: int
-    fractions: tuple[float, ...] = (0.0, 0.0, 1.0, 0.1)
+    fractions: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 1.0, 0.1)
     items_per_feed: int = 50
     new_per_change: int = 2
     paragraph_words: int = 68

@@ -22,6 +22,7 @@ each feed must have produced exactly the keys published after its baseline.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import gc
 import json
 import logging
@@ -105,8 +106,10 @@ class ServiceBench:
         concurrency: int,
         interval_s: int,
         steady_s: float,
+        profile_dir: Path | None = None,
     ) -> None:
         self.state = state
+        self.profile_dir = profile_dir
         self.spec: FarmSpec = state.spec
         self.base_url = base_url
         self.concurrency = concurrency
@@ -121,7 +124,7 @@ class ServiceBench:
 
     async def run(self) -> dict[str, Any]:
         from alerts.config import Settings, load_config
-        from alerts.runtime import Runtime
+        from alerts.runtime import Runtime, tune_gc
         from alerts.scheduler import Timing
 
         self.root = root = Path(tempfile.mkdtemp(prefix="alerts-bench-"))
@@ -143,6 +146,7 @@ class ServiceBench:
                 clock=self.clock,
                 timing=Timing(first_spread_s=0.0),
             )
+            tune_gc()  # as ``alerts run`` does after start-up
             try:
                 return await self._measure(runtime)
             finally:
@@ -194,6 +198,9 @@ class ServiceBench:
         self.reports.clear()
         self.polled.clear()
         self.expect_polls = self.spec.n_feeds
+        profiler = cProfile.Profile() if self.profile_dir else None
+        if profiler is not None:
+            profiler.enable()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if round_ > 0:
             self.clock.offset += ROUND_STEP
@@ -202,6 +209,11 @@ class ServiceBench:
         await self.runtime.scheduler.flush()  # unchanged polls are recorded in batches
         await self._drain(self.runtime)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        if profiler is not None and self.profile_dir is not None:
+            profiler.disable()
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            kind = round_kind(self.spec, round_)
+            profiler.dump_stats(self.profile_dir / f"service-{round_}-{kind}.pstats")
         reports = list(self.reports)
         return RoundResult(
             round=round_,
@@ -320,12 +332,18 @@ def run_service(
     concurrency: int,
     interval_s: int,
     steady_s: float,
+    profile_dir: Path | None,
     out: Any,
 ) -> None:
     """Process entry point: measure the service against the farm, send results to ``out``."""
     logging.basicConfig(level=logging.ERROR)
     bench = ServiceBench(
-        state, base_url, concurrency=concurrency, interval_s=interval_s, steady_s=steady_s
+        state,
+        base_url,
+        concurrency=concurrency,
+        interval_s=interval_s,
+        steady_s=steady_s,
+        profile_dir=profile_dir,
     )
     try:
         out.put(asyncio.run(bench.run()))

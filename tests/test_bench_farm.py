@@ -25,7 +25,7 @@ N = 8
 
 @pytest.fixture
 async def farm() -> AsyncIterator[tuple[FarmState, str]]:
-    state = FarmState(FarmSpec(n_feeds=N))
+    state = FarmState(FarmSpec(n_feeds=N, fractions=(0.0, 0.0, 1.0, 0.1)))
     runner = web.AppRunner(make_app(state))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
