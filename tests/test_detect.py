@@ -186,6 +186,7 @@ def test_summary_counts_what_it_folds() -> None:
     assert summary.fields["count"] == 8
     assert found.dropped == 8
     assert summary.title == "8 more updates from Source"
+    assert {e.source_label for e in found.events} == {"Source"}  # the configured name
 
 
 class Deriving:
@@ -232,3 +233,4 @@ def test_derive_hook_adds_events_folds_items_and_keeps_state() -> None:
     assert found.detector == {"adapter": {"total": 13}}
     delta = next(e for e in found.events if e.kind is EventKind.DELTA)
     assert delta.topics == ("news",)  # the detector fills in the source's topics
+    assert delta.source_name == "Source"

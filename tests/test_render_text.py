@@ -60,3 +60,11 @@ def test_plain_text_alert_has_headline_link_summary_and_time() -> None:
     assert lines[2].endswith("…")
     assert len(lines[2]) <= 403
     assert lines[-1] == "  2026-01-28 00:00 UTC [news]"
+
+
+def test_a_named_source_is_shown_by_its_name_and_the_name_is_stored() -> None:
+    event = Event(source_id="wired", kind=EventKind.NEW, key="k", title="T", source_name="Wired")
+    assert render_text(event).splitlines()[0] == "New · Wired: T"
+    assert Event.from_json(event.to_json()).source_label == "Wired"
+    unnamed = Event.from_json({**event.to_json(), "source_name": None})
+    assert render_text(unnamed).splitlines()[0] == "New · wired: T"

@@ -76,6 +76,7 @@ def item_event(spec: SourceSpec, kind: EventKind, item: Item, **extra: Any) -> E
         fields["author"] = item.author
     return Event(
         source_id=spec.id,
+        source_name=spec.name or None,
         kind=kind,
         key=item.key,
         title=item.title or item.url or item.key,
@@ -155,9 +156,10 @@ def detect(
 
 
 def _with_topics(event: Event, spec: SourceSpec) -> Event:
+    """An adapter's own event, stamped with the source's id, name and topics."""
     if event.topics:
         return event
-    return replace(event, topics=spec.topics, source_id=spec.id)
+    return replace(event, topics=spec.topics, source_id=spec.id, source_name=spec.name or None)
 
 
 def _changes(
@@ -184,6 +186,7 @@ def _cap(spec: SourceSpec, events: list[Event], now: datetime) -> tuple[list[Eve
     titles = [e.title for e in rest]
     summary = Event(
         source_id=spec.id,
+        source_name=spec.name or None,
         kind=EventKind.SUMMARY,
         key=f"summary:{now.isoformat()}",
         title=f"{len(rest)} more updates from {spec.label}",

@@ -96,11 +96,18 @@ class Event:
     occurred_at: datetime | None = None
     detected_at: datetime = field(default_factory=utcnow)
     id: int | None = None
+    source_name: str | None = None  # the source's configured ``name``, if it has one
+
+    @property
+    def source_label(self) -> str:
+        """How alerts name the source: its configured name, else its id."""
+        return self.source_name or self.source_id
 
     def to_json(self) -> dict[str, JSON]:
         return {
             "id": self.id,
             "source_id": self.source_id,
+            "source_name": self.source_name,
             "kind": self.kind.value,
             "key": self.key,
             "title": self.title,
@@ -118,6 +125,7 @@ class Event:
         return cls(
             id=data.get("id"),
             source_id=data["source_id"],
+            source_name=data.get("source_name"),
             kind=EventKind(data["kind"]),
             key=data["key"],
             title=data["title"],

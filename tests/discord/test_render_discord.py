@@ -68,6 +68,11 @@ def test_colour_title_footer_timestamp(kind: EventKind) -> None:
     assert payload["timestamp"].startswith("2025-04-10T12:00:00")
 
 
+def test_a_named_source_is_shown_by_its_name() -> None:
+    payload = embed_payload(make_event(source_name="ICE awards *to watch*"))
+    assert payload["footer"]["text"] == "ICE awards \\*to watch\\* · updated"
+
+
 def test_colours_differ_per_kind() -> None:
     assert len(set(COLOURS.values())) == len(EventKind)
 

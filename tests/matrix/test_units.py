@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -107,6 +108,12 @@ def test_defuse_breaks_user_ids_and_room_mentions() -> None:
 
 def test_plain_body_of_a_new_item() -> None:
     assert render(EVENT)["body"] == "Title\nsrc · new\n2026-01-02 03:04 UTC"
+
+
+def test_a_named_source_is_shown_by_its_name() -> None:
+    content = render(replace(EVENT, source_name="Wired <News>"))
+    assert content["body"] == "Title\nWired <News> · new\n2026-01-02 03:04 UTC"
+    assert "<em>Wired &lt;News&gt; · new</em>" in content["formatted_body"]
 
 
 def sink() -> MatrixSink:

@@ -97,7 +97,7 @@ def render_embed(event: Event) -> discord.Embed:
             value=cut(escape(value), FIELD_VALUE_MAX) or "—",
             inline=len(value) <= 40,
         )
-    embed.set_footer(text=cut(escape(f"{event.source_id} · {event.kind.value}"), FOOTER_MAX))
+    embed.set_footer(text=cut(escape(f"{event.source_label} · {event.kind.value}"), FOOTER_MAX))
     _fit_total(embed)
     return embed
 

@@ -132,7 +132,7 @@ def plain_body(event: Event) -> str:
     url = safe_url(event.url)
     if url:
         lines.append(url)
-    lines.append(defuse(f"{event.source_id} · {event.kind.value}"))
+    lines.append(defuse(f"{event.source_label} · {event.kind.value}"))
     lines += [defuse(f"{name}: {value}") for name, value in facts(event)]
     summary = _cut(html_to_text(event.summary), SUMMARY_MAX)
     if summary:
@@ -147,7 +147,7 @@ def html_body(event: Event) -> str:
     url = safe_url(event.url)
     head = f'<a href="{html.escape(url, quote=True)}">{title}</a>' if url else title
     parts = [
-        f"<p><strong>{head}</strong><br><em>{esc(event.source_id)} · {esc(event.kind.value)}</em></p>"
+        f"<p><strong>{head}</strong><br><em>{esc(event.source_label)} · {esc(event.kind.value)}</em></p>"
     ]
     rows = [f"<li><strong>{esc(n)}:</strong> {esc(v)}</li>" for n, v in facts(event)]
     if rows:

@@ -95,7 +95,7 @@ def facts(event: Event, *, limit: int = 20) -> list[tuple[str, str]]:
 
 def headline(event: Event, source_label: str | None = None) -> str:
     label = KIND_LABEL.get(event.kind, event.kind.value)
-    return f"{label} · {source_label or event.source_id}: {event.title}"
+    return f"{label} · {source_label or event.source_label}: {event.title}"
 
 
 def render_text(event: Event, *, source_label: str | None = None, summary_chars: int = 400) -> str:
