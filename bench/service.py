@@ -34,7 +34,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.baseline import RoundResult, current_rss_mb, peak_rss_mb, round_kind
 from bench.farm import FarmSpec, FarmState
@@ -97,6 +97,14 @@ topics = ["bench"]
     return config
 
 
+class Tally(NamedTuple):
+    """One poll, as the harness counts it."""
+
+    ok: bool
+    not_modified: bool
+    events: int
+
+
 class ServiceBench:
     def __init__(
         self,
@@ -116,7 +124,7 @@ class ServiceBench:
         self.interval_s = interval_s
         self.steady_s = steady_s
         self.clock = BenchClock()
-        self.reports: list[Any] = []
+        self.reports: list[Tally] = []
         self.polled = asyncio.Event()
         self.expect_polls = 0
         self.runtime: Any = None
@@ -160,7 +168,9 @@ class ServiceBench:
 
         async def counted(row: Any) -> Any:
             report = await original(row)
-            self.reports.append(report)
+            # Keep what the tally needs, not the report: its events would otherwise stay
+            # alive in the harness and count towards the service's memory.
+            self.reports.append(Tally(report.ok, report.not_modified, len(report.events)))
             if len(self.reports) >= self.expect_polls:
                 self.polled.set()
             return report
@@ -224,7 +234,7 @@ class ServiceBench:
             errors=sum(1 for r in reports if not r.ok),
             wall_s=wall,
             cpu_s=cpu,
-            events=sum(len(r.events) for r in reports),
+            events=sum(r.events for r in reports),
         )
 
     def _wake(self) -> None:
@@ -265,7 +275,7 @@ class ServiceBench:
             await asyncio.sleep(1.0)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         polls = len(self.reports)
-        events = sum(len(r.events) for r in self.reports)
+        events = sum(r.events for r in self.reports)
         settle0 = time.perf_counter()
         while not self.state.all_served(round_):  # noqa: ASYNC110 (another process)
             await asyncio.sleep(0.5)
