@@ -11,6 +11,7 @@ import pytest
 from alerts.dispatch import Dispatcher, RetryPolicy
 from alerts.errors import (
     DestinationUnavailable,
+    PlatformUnavailable,
     RateLimitedError,
     RejectedError,
     RetryableSendError,
@@ -88,6 +89,30 @@ async def test_retryable_errors_back_off_then_die_after_max_attempts(store: Sqli
     assert await store.requeue_dead() == 1
     await d.drain()
     assert sink.titles("a") == ["e1"]
+
+
+async def test_an_outage_of_the_platform_is_waited_out_and_not_counted(
+    store: SqliteStore,
+) -> None:
+    """Five failed tries with max_attempts=3: a platform outage never kills a delivery."""
+    sink = RecordingSink()
+    sink.fail["a"] = [PlatformUnavailable("cannot reach the homeserver")] * 5
+    await enqueue(store, ("e1", ("a", "b")), ("e2", ("a",)))
+    policy = RetryPolicy(max_attempts=3, base_s=0.05, outage_cap_s=0.1)
+    d = dispatcher(store, sink, policy=policy)
+    for _ in range(5):
+        await d.drain()
+        row = await store.get_destination("a")
+        assert row is not None
+        assert row.blocked_until is not None  # waits; the other room is not held up
+        assert (row.blocked_until - utcnow()).total_seconds() <= 0.1 * 1.2
+        await _wait_until(row.blocked_until)
+    await d.drain()
+    assert sink.titles("a") == ["e1", "e2"]  # in order, nothing lost
+    assert sink.titles("b") == ["e1"]
+    assert await store.list_deliveries(state=DeliveryState.DEAD) == []
+    sent = await store.list_deliveries(state=DeliveryState.SENT)
+    assert {s.attempts for s in sent} == {1}  # the outage was not counted
 
 
 async def test_unavailable_destination_is_parked_and_keeps_its_deliveries(

@@ -18,6 +18,9 @@ Why this loses nothing and shows nothing twice:
   one of the same destination is leased, and a claimed group is sent in id order;
   the first failure in a group blocks the destination (``blocked_until``) and gives
   the rest back untouched.
+* Only failures of the delivery itself count towards ``max_attempts``. A rate limit
+  (``RateLimitedError``) or an outage of the whole platform (``PlatformUnavailable``:
+  unreachable, 502/503/504, credentials refused) is waited out, however long it lasts.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 from alerts import metrics
 from alerts.errors import (
     DestinationUnavailable,
+    PlatformUnavailable,
     RateLimitedError,
     RejectedError,
     RetryableSendError,
@@ -51,6 +55,7 @@ class RetryPolicy:
     base_s: float = 5.0
     cap_s: float = 900.0
     missing_sink_s: float = 300.0
+    outage_cap_s: float = 300.0  # longest wait between tries while a platform is down
 
     def backoff_s(self, attempts: int) -> float:
         delay = min(self.cap_s, self.base_s * (2 ** max(0, attempts - 1)))
@@ -81,6 +86,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._active: set[asyncio.Task[None]] = set()
+        self._outages: dict[str, datetime] = {}  # platform -> when it stopped answering
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next tick."""
@@ -191,6 +197,13 @@ class Dispatcher:
                 d.id, error=str(exc), retry_at=now + timedelta(seconds=wait), count_attempt=False
             )
             return False
+        except PlatformUnavailable as exc:
+            wait = self._outage_wait(platform, now, exc)
+            metrics.DELIVERIES.labels(platform, "unavailable").inc()
+            await self.store.mark_retry(
+                d.id, error=str(exc), retry_at=now + timedelta(seconds=wait), count_attempt=False
+            )
+            return False
         except RetryableSendError as exc:
             return await self._retry_or_die(d, exc, now)
         except DestinationUnavailable as exc:
@@ -215,7 +228,21 @@ class Dispatcher:
             return await self._retry_or_die(d, exc, now)
         metrics.DELIVERIES.labels(platform, "sent").inc()
         await self.store.mark_sent(d.id, remote_id=remote_id, now=self.clock())
+        down_since = self._outages.pop(platform, None)
+        if down_since is not None:
+            log.warning("%s takes messages again (it was down since %s)", platform, down_since)
         return True
+
+    def _outage_wait(self, platform: str, now: datetime, exc: PlatformUnavailable) -> float:
+        """Seconds until the next try while ``platform`` is down: about as long as it
+        has been down so far (so tries thin out), from ``base_s`` to ``outage_cap_s``."""
+        since = self._outages.setdefault(platform, now)
+        if since == now:
+            log.warning("%s is unavailable; deliveries wait (not counted): %s", platform, exc)
+        down_s = (now - since).total_seconds()
+        wait = min(self.policy.outage_cap_s, max(self.policy.base_s, down_s))
+        wait *= random.uniform(0.8, 1.2)
+        return max(wait, exc.retry_after_s or 0.0)
 
     async def _retry_or_die(self, d: Delivery, exc: Exception, now: datetime) -> bool:
         platform = d.destination.sink

@@ -108,6 +108,16 @@ class RateLimitedError(RetryableSendError):
         super().__init__(message, retry_after_s=retry_after_s)
 
 
+class PlatformUnavailable(RetryableSendError):
+    """The platform as a whole takes no messages now: it cannot be reached, its gateway
+    answers 502/503/504, or it refuses the bot's credentials.
+
+    Not the delivery's fault, so not counted as a failed attempt: the dispatcher
+    keeps retrying, backing off, for as long as the outage lasts, and no delivery goes
+    dead because of it.
+    """
+
+
 class RejectedError(SendError):
     """The platform refused this message for good; the delivery is parked as dead."""
 

@@ -13,9 +13,9 @@ from fake_discord import FORUM, PUBLIC_THREAD, FakeDiscord, Fault, Limits
 from alerts.errors import (
     ConfigError,
     DestinationUnavailable,
+    PlatformUnavailable,
     RateLimitedError,
     RejectedError,
-    RetryableSendError,
 )
 from alerts.model import Destination
 from alerts.sinks import SinkContext, registry
@@ -94,8 +94,8 @@ async def test_long_text_fits_discord(fake: FakeDiscord, sink: DiscordSink, chan
         pytest.param("forbidden", DestinationUnavailable, id="403-missing-access"),
         pytest.param("unknown", DestinationUnavailable, id="404-unknown-channel"),
         pytest.param("forum-as-text", RejectedError, id="400-message-into-forum"),
-        pytest.param("503", RetryableSendError, id="503-retryable"),
-        pytest.param("401", RetryableSendError, id="401-token-revoked-waits"),
+        pytest.param("503", PlatformUnavailable, id="503-discord-down-waits"),
+        pytest.param("401", PlatformUnavailable, id="401-token-revoked-waits"),
         pytest.param("long-429", RateLimitedError, id="429-longer-than-max-wait"),
         pytest.param("cloudflare", RateLimitedError, id="429-cloudflare-ban"),
     ],
@@ -137,9 +137,9 @@ async def test_rate_limited_channel_does_not_stop_others(
     assert len(fake.messages_in(other)) == 1
 
 
-async def test_connection_failure_is_retryable(sink: DiscordSink, fake: FakeDiscord) -> None:
+async def test_connection_failure_waits_for_discord(sink: DiscordSink, fake: FakeDiscord) -> None:
     await fake.close()
-    with pytest.raises(RetryableSendError):
+    with pytest.raises(PlatformUnavailable):
         await sink.send(make_delivery("123456789012345678"))
 
 

@@ -218,6 +218,42 @@ async def test_room_the_bot_is_not_in_is_unavailable(
         await sink.send(delivery_to(room_id))
 
 
+async def test_a_room_alias_is_resolved_and_a_missing_one_is_unavailable(
+    make_sink: Callable[..., Awaitable[MatrixSink]], peers: Callable[..., Awaitable[Peer]]
+) -> None:
+    sink = await make_sink()
+    alice = await peers("alice")
+    bot = sink._client().user_id
+    server = bot.split(":", 1)[1]
+    created = await alice.client.room_create(alias="campaign-alerts", invite=[bot])
+    assert isinstance(created, nio.RoomCreateResponse), created
+    joined = await sink._client().join(created.room_id)
+    assert isinstance(joined, nio.JoinResponse), joined
+    assert await sink.wait_for_sync(10)
+
+    alias = f"#campaign-alerts:{server}"
+    delivery = delivery_to(created.room_id)
+    by_alias = Delivery(
+        id=2,
+        event=delivery.event,
+        destination=Destination("campaign", "matrix", alias),
+        attempts=0,
+        idempotency_key="alias-1",
+    )
+    event_id = await sink.send(by_alias)
+    await alice.wait_for(created.room_id, by_id(event_id))
+
+    missing = Delivery(
+        id=3,
+        event=delivery.event,
+        destination=Destination("gone", "matrix", f"#no-such-room:{server}"),
+        attempts=0,
+        idempotency_key="alias-2",
+    )
+    with pytest.raises(DestinationUnavailable, match="does not resolve"):
+        await sink.send(missing)
+
+
 async def test_encrypted_room_is_decrypted_by_the_reader(
     make_sink: Callable[..., Awaitable[MatrixSink]], peers: Callable[..., Awaitable[Peer]]
 ) -> None:

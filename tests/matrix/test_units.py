@@ -12,6 +12,7 @@ import pytest
 from alerts.errors import (
     ConfigError,
     DestinationUnavailable,
+    PlatformUnavailable,
     RateLimitedError,
     RejectedError,
     RetryableSendError,
@@ -39,9 +40,9 @@ def error(
         pytest.param(error("M_NOT_FOUND", 404), DestinationUnavailable, id="room-gone"),
         pytest.param(error("M_TOO_LARGE", 413), RejectedError, id="too-large"),
         pytest.param(error("M_BAD_JSON", 400), RejectedError, id="bad-json"),
-        pytest.param(error("M_UNKNOWN_TOKEN", 401), RetryableSendError, id="token"),
+        pytest.param(error("M_UNKNOWN_TOKEN", 401), PlatformUnavailable, id="token"),
         pytest.param(error("M_UNKNOWN", 500), RetryableSendError, id="5xx"),
-        pytest.param(error(None, 502), RetryableSendError, id="bad-gateway-no-json"),
+        pytest.param(error(None, 502), PlatformUnavailable, id="bad-gateway-no-json"),
         pytest.param(error("M_SOMETHING_NEW", 400), RejectedError, id="other-4xx"),
         pytest.param(error(None, 429), RateLimitedError, id="429-without-errcode"),
         pytest.param(error(None, None), RetryableSendError, id="no-response"),
@@ -49,6 +50,11 @@ def error(
 )
 def test_error_table(response: nio.ErrorResponse, expected: type[SendError]) -> None:
     assert type(error_for(response)) is expected
+
+
+def test_a_refused_login_tells_the_operator_what_to_do() -> None:
+    message = str(error_for(error("M_UNKNOWN_TOKEN", 401)))
+    assert "ALERTS_MATRIX_PASSWORD" in message and "deliveries wait" in message
 
 
 def test_rate_limit_carries_the_server_wait() -> None:
@@ -125,7 +131,8 @@ def sink() -> MatrixSink:
     [
         pytest.param(Destination("a", "matrix", "!abc:example.org"), True, id="room-id"),
         pytest.param(Destination("a", "matrix", "!abc:example.org", {"msgtype": "m.text"}), True, id="m.text"),
-        pytest.param(Destination("a", "matrix", "#alias:example.org"), False, id="alias"),
+        pytest.param(Destination("a", "matrix", "#alias:example.org"), True, id="alias"),
+        pytest.param(Destination("a", "matrix", "alerts"), False, id="bare-name"),
         pytest.param(Destination("a", "matrix", "!abc:example.org", {"colour": 1}), False, id="bad-option"),
     ],
 )  # fmt: skip

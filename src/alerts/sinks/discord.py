@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from alerts.errors import (
     ConfigError,
     DestinationUnavailable,
+    PlatformUnavailable,
     RateLimitedError,
     RejectedError,
     RetryableSendError,
@@ -166,9 +167,12 @@ class GlobalLimiter:
 
 # HTTP status → error class; anything else: 5xx retryable, other 4xx rejected.
 ERRORS: Mapping[int, type[SendError]] = {
-    401: RetryableSendError,  # the token was revoked: not the delivery's fault; wait for a fix
+    401: PlatformUnavailable,  # the token was revoked: not the delivery's fault; wait for a fix
     403: DestinationUnavailable,  # 50001 Missing Access, 50013 Missing Permissions
     404: DestinationUnavailable,  # 10003 Unknown Channel, 10015 Unknown Webhook
+    502: PlatformUnavailable,  # Discord is down (discord.py has already retried these)
+    503: PlatformUnavailable,
+    504: PlatformUnavailable,
 }
 CLOUDFLARE_BAN_RETRY_S = 60.0
 
@@ -192,7 +196,7 @@ async def _guarded(call: Callable[[], Awaitable[str]]) -> str:
     except discord.HTTPException as exc:
         raise _http_error(exc) from exc
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise RetryableSendError(f"cannot reach Discord: {exc!r}") from exc
+        raise PlatformUnavailable(f"cannot reach Discord: {exc!r}") from exc
 
 
 class DiscordOptions(BaseModel):

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from alerts.errors import (
     ConfigError,
     DestinationUnavailable,
+    PlatformUnavailable,
     RateLimitedError,
     RejectedError,
     RetryableSendError,
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 KV_NAMESPACE = "matrix"
 ROOM_ID = re.compile(r"^![^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
+ROOM_ALIAS = re.compile(r"^#[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
 
 # Matrix errcodes → error classes; HTTP status decides when the errcode is unknown.
 ERRCODE_ERRORS: Mapping[str, type[SendError]] = {
@@ -44,8 +46,8 @@ ERRCODE_ERRORS: Mapping[str, type[SendError]] = {
     "M_FORBIDDEN": DestinationUnavailable,
     "M_NOT_FOUND": DestinationUnavailable,
     "M_GUEST_ACCESS_FORBIDDEN": DestinationUnavailable,
-    "M_UNKNOWN_TOKEN": RetryableSendError,
-    "M_MISSING_TOKEN": RetryableSendError,
+    "M_UNKNOWN_TOKEN": PlatformUnavailable,  # logged out or token revoked: operator's fix
+    "M_MISSING_TOKEN": PlatformUnavailable,
     "M_RESOURCE_LIMIT_EXCEEDED": RetryableSendError,
     "M_TOO_LARGE": RejectedError,
     "M_BAD_JSON": RejectedError,
@@ -57,6 +59,9 @@ STATUS_ERRORS: Mapping[int, type[SendError]] = {
     403: DestinationUnavailable,
     404: DestinationUnavailable,
     429: RateLimitedError,
+    502: PlatformUnavailable,  # the homeserver is down behind its proxy
+    503: PlatformUnavailable,
+    504: PlatformUnavailable,
 }
 
 
@@ -67,6 +72,11 @@ def error_for(response: nio.ErrorResponse) -> SendError:
     if cls is None:
         cls = RejectedError if status is not None and 400 <= status < 500 else RetryableSendError
     message = f"Matrix: {response.status_code or 'HTTP ' + str(status)}: {response.message}"
+    if response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
+        message += (
+            " (the bot's login was revoked or has expired: restart alerts with a valid "
+            "ALERTS_MATRIX_PASSWORD or ALERTS_MATRIX_ACCESS_TOKEN; deliveries wait)"
+        )
     if cls is RateLimitedError:
         return RateLimitedError(message, retry_after_s=(response.retry_after_ms or 5000) / 1000)
     return cls(message)
@@ -237,6 +247,7 @@ class MatrixSink:
         self._sync_count = 0
         self._keys_lock = asyncio.Lock()
         self._hooks: list[SyncHook] = []
+        self._aliases: dict[str, str] = {}  # room alias -> room id, resolved when first used
         self.pacer = Pacer()
 
     @classmethod
@@ -402,9 +413,31 @@ class MatrixSink:
         """Send one alert; the txn id makes a repeat of the same delivery a no-op."""
         options = MatrixOptions.model_validate(dict(delivery.destination.options))
         content = render(delivery.event, msgtype=options.msgtype)
-        return await self.send_content(
-            delivery.destination.target, content, txn_id_for(delivery.idempotency_key)
-        )
+        target = delivery.destination.target
+        room_id = await self._room_id(target)
+        try:
+            return await self.send_content(room_id, content, txn_id_for(delivery.idempotency_key))
+        except DestinationUnavailable as exc:
+            self._aliases.pop(target, None)  # the alias may point elsewhere by now
+            if room_id != target:
+                raise DestinationUnavailable(f"{exc} (room alias {target})") from exc
+            raise
+
+    async def _room_id(self, target: str) -> str:
+        """The room id of a destination's target: itself, or what its alias points to."""
+        if not target.startswith("#"):
+            return target
+        known = self._aliases.get(target)
+        if known is not None:
+            return known
+        resp = await self._request(self._client().room_resolve_alias(target))
+        if isinstance(resp, nio.RoomResolveAliasResponse):
+            self._aliases[target] = resp.room_id
+            return str(resp.room_id)
+        error = error_for(resp)
+        if isinstance(error, DestinationUnavailable):
+            raise DestinationUnavailable(f"Matrix: room alias {target} does not resolve: {error}")
+        raise error
 
     async def send_content(
         self, room_id: str, content: dict[str, Any], txn_id: str, *, patient: bool = False
@@ -422,7 +455,7 @@ class MatrixSink:
                 room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=True
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableSendError(f"Matrix homeserver unreachable: {exc!r}") from exc
+            raise PlatformUnavailable(f"Matrix homeserver unreachable: {exc!r}") from exc
         except nio.LocalProtocolError as exc:
             raise RetryableSendError(f"Matrix: could not prepare the message: {exc}") from exc
         if isinstance(resp, nio.RoomSendResponse):
@@ -451,13 +484,13 @@ class MatrixSink:
         try:
             return await call
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableSendError(f"Matrix homeserver unreachable: {exc!r}") from exc
+            raise PlatformUnavailable(f"Matrix homeserver unreachable: {exc!r}") from exc
 
     def validate_destination(self, destination: Destination) -> None:
-        if not ROOM_ID.match(destination.target):
+        if not (ROOM_ID.match(destination.target) or ROOM_ALIAS.match(destination.target)):
             raise ConfigError(
                 f"destinations.{destination.id}.target: {destination.target!r} is not a Matrix "
-                "room id (like !abc:example.org)"
+                "room id or alias (like !abc:example.org or #alerts:example.org)"
             )
         try:
             MatrixOptions.model_validate(dict(destination.options))
