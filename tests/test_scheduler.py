@@ -116,8 +116,8 @@ async def test_a_busy_scheduler_claims_many_sources_at_a_time(store: SqliteStore
     assert sorted(started) == sorted(adapters)  # each polled exactly once
     assert sum(claims) == 200
     # One claim per finished poll would be ~180 claims of one source; a claim waits
-    # for a quarter of the 20 slots (5) to come free.
-    assert len(claims) <= 200 // 5 + 5, claims
+    # (up to claim_window_s) for half of the 20 slots to come free.
+    assert len(claims) <= 200 // 5, claims
     assert sum(1 for n in claims[1:-1] if n < 5) <= 3, claims  # the last takes what is left
 
 
@@ -125,7 +125,8 @@ async def test_a_due_source_gets_a_slot_even_while_the_others_are_stuck(
     store: SqliteStore,
 ) -> None:
     """7 of 8 slots are held by polls of slow servers; the one free slot is less than
-    a claim batch, but a source that falls due is still polled within ``idle_s``."""
+    a claim batch, but a source that falls due is still polled within ``idle_s``
+    (the claim window is far shorter)."""
     started: list[str] = []
     gate = asyncio.Event()
     adapters = {f"slow{i}": Adapter(f"slow{i}", started, gate) for i in range(7)}

@@ -10,6 +10,7 @@ exponential backoff (never shorter than a server's ``Retry-After``) after a fail
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -37,6 +38,7 @@ class Timing:
     max_backoff_s: float = 6 * 3600.0
     lease_s: float = 300.0
     idle_s: float = 0.5
+    claim_window_s: float = 0.05
     first_spread_s: float = 30.0
 
     def next_success(self, now: datetime, interval_s: float) -> datetime:
@@ -90,8 +92,8 @@ class Scheduler:
         self.clock = clock
         self._active: set[asyncio.Task[PollReport]] = set()
         self._stopping = False
-        self._full = False
-        self._refill = max(1, concurrency // 4)
+        self._refill = max(1, concurrency // 2)  # free slots worth a claim at once
+        self._wake_when_free = concurrency + 1  # _poll_done wakes the loop at this many
         self._wake = asyncio.Event()
         self._unchanged: list[tuple[int, NotModified]] = []
         self._claims = itertools.count()
@@ -115,30 +117,37 @@ class Scheduler:
         self._wake.set()
 
     async def run(self) -> None:
-        patient = True
+        """Claim due sources and poll them until ``stop``.
+
+        Claims are batched: a claim is a store transaction, so while polls are in
+        flight the loop does not claim for every slot that frees. Once a slot is free
+        it waits up to ``claim_window_s`` for half of them to be, then claims what is
+        free. Fast polls thus share a claim by dozens; slow ones lose a few
+        milliseconds of a slot.
+        """
         try:
             while not self._stopping:
                 await self._flush_unchanged()
                 capacity = self.concurrency - len(self._active)
-                # Claim in batches: with polls in flight, wait until a quarter of the
-                # slots are free (or ``idle_s`` passed), so a busy loop makes one claim
-                # per many polls rather than one per poll.
-                self._full = capacity <= 0 or (
-                    patient and bool(self._active) and capacity < self._refill
-                )
-                claimed: list[SourceRow] = []
-                if not self._full:
-                    async with self._claim_lock:
-                        claimed = await self.store.claim_due_sources(
-                            self.clock(),
-                            owner=self.owner,
-                            lease_s=self.timing.lease_s,
-                            limit=capacity,
-                        )
-                        for row in claimed:
-                            self._start(row)
-                if self._full or len(claimed) < capacity:
-                    patient = await self._idle()
+                if capacity <= 0:
+                    await self._idle(self.timing.idle_s, wake_when_free=1)
+                    continue
+                if self._active and capacity < self._refill:
+                    await self._idle(self.timing.claim_window_s, wake_when_free=self._refill)
+                    if self._stopping:
+                        break
+                    capacity = self.concurrency - len(self._active)
+                async with self._claim_lock:
+                    claimed = await self.store.claim_due_sources(
+                        self.clock(),
+                        owner=self.owner,
+                        lease_s=self.timing.lease_s,
+                        limit=capacity,
+                    )
+                    for row in claimed:
+                        self._start(row)
+                if len(claimed) < capacity:  # nothing else is due: look again later
+                    await self._idle(self.timing.idle_s, wake_when_free=self.concurrency + 1)
         finally:
             self._stopping = True
             if self._active:
@@ -173,18 +182,16 @@ class Scheduler:
         task.add_done_callback(self._poll_done)
 
     def _poll_done(self, _task: asyncio.Task[PollReport]) -> None:
-        free = self.concurrency - len(self._active)
-        if self._stopping or (self._full and (free >= self._refill or not self._active)):
+        if self._stopping or self.concurrency - len(self._active) >= self._wake_when_free:
             self._wake.set()
 
-    async def _idle(self) -> bool:
-        """Wait for a wake-up or ``idle_s``; True if woken."""
+    async def _idle(self, timeout_s: float, *, wake_when_free: int) -> None:
+        """Sleep ``timeout_s``, or until ``stop`` or until that many slots are free."""
         self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout=self.timing.idle_s)
-        except TimeoutError:
-            return False
-        return True
+        self._wake_when_free = wake_when_free
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
+        self._wake_when_free = self.concurrency + 1
 
     async def poll_now(self, source_id: str) -> PollReport:
         """Claim one source regardless of its due time and poll it (``alerts poll``)."""

@@ -14,11 +14,11 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -48,6 +48,7 @@ from alerts.store.codec import (
 from alerts.store.migrations import bundled, statements
 
 _CHUNK = 500
+T = TypeVar("T")
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -149,9 +150,34 @@ class SqliteStore:
             else:
                 await self._db.execute("COMMIT")
 
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` as one transaction, in a single trip to the connection's thread.
+
+        aiosqlite runs each statement, fetch and cursor close on the connection's own
+        thread, one trip each, and a trip costs more CPU than a small statement. The
+        hot paths (claims, poll commits, deliveries sent) hand their whole transaction
+        over as one function instead: 1 trip instead of 5 to 15. This uses aiosqlite's
+        own (private, long-standing) ``_execute`` and ``_conn``; the store contract
+        suite runs every path that goes through here.
+        """
+
+        def transaction(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        run: Callable[..., Awaitable[T]] = self._db._execute
+        async with self._lock:
+            return await run(transaction, self._db._conn)
+
     async def _all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        async with self._lock, self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
 
     async def _one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
@@ -187,15 +213,13 @@ class SqliteStore:
                 return []
             where += f" AND id IN ({','.join('?' * len(ids))})"
             params.extend(ids)
-        async with (
-            self._tx() as db,
-            db.execute(
-                f"UPDATE sources SET lease_owner = ?, lease_until = ? WHERE id IN "
-                f"(SELECT id FROM sources WHERE {where} ORDER BY next_due LIMIT ?) RETURNING *, 0 AS item_count",
-                [owner, t + lease_s, *params, limit],
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
+        sql = (
+            f"UPDATE sources SET lease_owner = ?, lease_until = ? WHERE id IN "
+            f"(SELECT id FROM sources WHERE {where} ORDER BY next_due LIMIT ?) "
+            "RETURNING *, 0 AS item_count"
+        )
+        args = [owner, t + lease_s, *params, limit]
+        rows = await self._write(lambda db: db.execute(sql, args).fetchall())
         return sorted((source_from_row(r, dt) for r in rows), key=lambda r: r.next_due)
 
     async def release_source(self, source_id: str, *, owner: str) -> None:
@@ -241,95 +265,35 @@ class SqliteStore:
         return out
 
     async def commit_poll(self, commit: PollCommit, *, owner: str) -> list[Event]:
-        now = ts(commit.now)
-        stored: list[Event] = []
-        async with self._tx() as db:
-            async with db.execute(
-                "SELECT lease_owner FROM sources WHERE id = ?", (commit.source_id,)
-            ) as cur:
-                row = await cur.fetchone()
-            if row is None or row[0] != owner:
-                raise LeaseLostError(f"source {commit.source_id!r} is no longer leased by {owner}")
-            if commit.error is not None:
-                await db.execute(
-                    "UPDATE sources SET failures = failures + 1, last_error = ?, "
-                    "last_attempt_at = ?, next_due = ?, lease_owner = NULL, lease_until = NULL "
-                    "WHERE id = ?",
-                    (commit.error, now, ts(commit.next_due), commit.source_id),
-                )
-                return []
-            await db.execute(
-                "UPDATE sources SET etag = ?, last_modified = ?, "
-                "cursor = COALESCE(?, cursor), detector = COALESCE(?, detector), "
-                "baselined = ?, failures = 0, last_error = NULL, last_attempt_at = ?, "
-                "last_success_at = ?, last_new_at = CASE WHEN ? THEN ? ELSE last_new_at END, "
-                "next_due = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
-                (
-                    commit.validators.etag,
-                    commit.validators.last_modified,
-                    None if commit.cursor is None else dumps(dict(commit.cursor)),
-                    None if commit.detector is None else dumps(dict(commit.detector)),
-                    int(commit.baselined),
-                    now,
-                    now,
-                    int(commit.saw_new),
-                    now,
-                    ts(commit.next_due),
-                    commit.source_id,
-                ),
-            )
-            if commit.items:
-                await db.executemany(
-                    "INSERT INTO items (source_id, key, fingerprint, snapshot, first_seen, "
-                    "last_changed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source_id, key) DO "
-                    "UPDATE SET fingerprint = excluded.fingerprint, snapshot = excluded.snapshot, "
-                    "last_changed = excluded.last_changed",
-                    [
-                        (commit.source_id, key, st.fingerprint, dumps(dict(st.snapshot)), now, now)
-                        for key, st in commit.items.items()
-                    ],
-                )
-            for routed in commit.events:
-                event = routed.event
-                payload = event.to_json()
-                async with db.execute(
-                    "INSERT INTO events (source_id, kind, key, payload, created_at) "
-                    "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                    (event.source_id, event.kind.value, event.key, dumps(payload), now),
-                ) as cur:
-                    id_row = await cur.fetchone()
-                assert id_row is not None
-                event_id = int(id_row[0])
-                stored.append(event.with_id(event_id))
-                await db.executemany(
-                    "INSERT INTO deliveries (event_id, destination_id, created_at) VALUES (?, ?, ?)",
-                    [(event_id, dest, now) for dest in dict.fromkeys(routed.destination_ids)],
-                )
-        return stored
+        return await self._write(lambda db: _commit_poll(db, commit, owner))
 
     async def commit_not_modified(self, polls: Sequence[NotModified]) -> int:
         if not polls:
             return 0
-        async with self._tx() as db:
+        rows = [
+            (
+                p.validators.etag,
+                p.validators.last_modified,
+                ts(p.now),
+                ts(p.now),
+                ts(p.next_due),
+                p.source_id,
+                p.owner,
+            )
+            for p in polls
+        ]
+
+        def update(db: sqlite3.Connection) -> int:
             before = db.total_changes
-            await db.executemany(
+            db.executemany(
                 "UPDATE sources SET etag = ?, last_modified = ?, failures = 0, last_error = NULL, "
                 "last_attempt_at = ?, last_success_at = ?, next_due = ?, lease_owner = NULL, "
                 "lease_until = NULL WHERE id = ? AND lease_owner = ?",
-                [
-                    (
-                        p.validators.etag,
-                        p.validators.last_modified,
-                        ts(p.now),
-                        ts(p.now),
-                        ts(p.next_due),
-                        p.source_id,
-                        p.owner,
-                    )
-                    for p in polls
-                ],
+                rows,
             )
             return db.total_changes - before
+
+        return await self._write(update)
 
     # --- destinations and subscriptions ---------------------------------------------
 
@@ -445,38 +409,44 @@ class SqliteStore:
     ) -> list[Delivery]:
         t = ts(now)
         assert t is not None
-        async with self._tx() as db:
-            async with db.execute(
-                "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                " SELECT d.id FROM deliveries d JOIN destinations t ON t.id = d.destination_id"
-                " WHERE d.state = 'pending' AND t.parked_at IS NULL"
-                " AND (t.blocked_until IS NULL OR t.blocked_until <= ?)"
-                " AND (d.lease_until IS NULL OR d.lease_until < ?)"
-                " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination_id ="
-                "  d.destination_id AND e.state = 'pending' AND e.id < d.id AND e.lease_until >= ?)"
-                " ORDER BY d.id LIMIT ?) RETURNING id",
-                (owner, t + lease_s, t, t, t, limit),
-            ) as cur:
-                ids = [int(r[0]) for r in await cur.fetchall()]
+
+        def claim(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            ids = [
+                int(r[0])
+                for r in db.execute(
+                    "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                    " SELECT d.id FROM deliveries d JOIN destinations t ON t.id = d.destination_id"
+                    " WHERE d.state = 'pending' AND t.parked_at IS NULL"
+                    " AND (t.blocked_until IS NULL OR t.blocked_until <= ?)"
+                    " AND (d.lease_until IS NULL OR d.lease_until < ?)"
+                    " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination_id ="
+                    "  d.destination_id AND e.state = 'pending' AND e.id < d.id AND e.lease_until >= ?)"
+                    " ORDER BY d.id LIMIT ?) RETURNING id",
+                    (owner, t + lease_s, t, t, t, limit),
+                ).fetchall()
+            ]
             if not ids:
                 return []
-            async with db.execute(
+            return db.execute(
                 "SELECT d.id, d.attempts, e.payload, t.id AS dest_id, t.sink, t.target, t.options "
                 "FROM deliveries d JOIN events e ON e.id = d.event_id "
                 "JOIN destinations t ON t.id = d.destination_id "
                 f"WHERE d.id IN ({','.join('?' * len(ids))}) ORDER BY d.id",
                 ids,
-            ) as cur:
-                rows = await cur.fetchall()
+            ).fetchall()
+
+        rows = await self._write(claim)
         return [delivery_from_row(r, self.install_id) for r in rows]
 
     async def mark_sent(self, delivery_id: int, *, remote_id: str | None, now: datetime) -> None:
-        async with self._tx() as db:
-            await db.execute(
+        params = (ts(now), remote_id, delivery_id)
+        await self._write(
+            lambda db: db.execute(
                 "UPDATE deliveries SET state = 'sent', sent_at = ?, remote_id = ?, "
                 "lease_owner = NULL, lease_until = NULL, attempts = attempts + 1 WHERE id = ?",
-                (ts(now), remote_id, delivery_id),
+                params,
             )
+        )
 
     async def mark_retry(
         self, delivery_id: int, *, error: str, retry_at: datetime, count_attempt: bool
@@ -609,3 +579,66 @@ _SOURCE_SELECT = (
     "SELECT s.*, (SELECT COUNT(*) FROM items i WHERE i.source_id = s.id) AS item_count "
     "FROM sources s"
 )
+
+
+def _commit_poll(db: sqlite3.Connection, commit: PollCommit, owner: str) -> list[Event]:
+    """``SqliteStore.commit_poll``'s transaction, run on the connection's thread."""
+    now = ts(commit.now)
+    row = db.execute("SELECT lease_owner FROM sources WHERE id = ?", (commit.source_id,)).fetchone()
+    if row is None or row[0] != owner:
+        raise LeaseLostError(f"source {commit.source_id!r} is no longer leased by {owner}")
+    if commit.error is not None:
+        db.execute(
+            "UPDATE sources SET failures = failures + 1, last_error = ?, "
+            "last_attempt_at = ?, next_due = ?, lease_owner = NULL, lease_until = NULL "
+            "WHERE id = ?",
+            (commit.error, now, ts(commit.next_due), commit.source_id),
+        )
+        return []
+    db.execute(
+        "UPDATE sources SET etag = ?, last_modified = ?, "
+        "cursor = COALESCE(?, cursor), detector = COALESCE(?, detector), "
+        "baselined = ?, failures = 0, last_error = NULL, last_attempt_at = ?, "
+        "last_success_at = ?, last_new_at = CASE WHEN ? THEN ? ELSE last_new_at END, "
+        "next_due = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
+        (
+            commit.validators.etag,
+            commit.validators.last_modified,
+            None if commit.cursor is None else dumps(dict(commit.cursor)),
+            None if commit.detector is None else dumps(dict(commit.detector)),
+            int(commit.baselined),
+            now,
+            now,
+            int(commit.saw_new),
+            now,
+            ts(commit.next_due),
+            commit.source_id,
+        ),
+    )
+    if commit.items:
+        db.executemany(
+            "INSERT INTO items (source_id, key, fingerprint, snapshot, first_seen, "
+            "last_changed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source_id, key) DO "
+            "UPDATE SET fingerprint = excluded.fingerprint, snapshot = excluded.snapshot, "
+            "last_changed = excluded.last_changed",
+            [
+                (commit.source_id, key, st.fingerprint, dumps(dict(st.snapshot)), now, now)
+                for key, st in commit.items.items()
+            ],
+        )
+    stored: list[Event] = []
+    for routed in commit.events:
+        event = routed.event
+        id_row = db.execute(
+            "INSERT INTO events (source_id, kind, key, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (event.source_id, event.kind.value, event.key, dumps(event.to_json()), now),
+        ).fetchone()
+        assert id_row is not None
+        event_id = int(id_row[0])
+        stored.append(event.with_id(event_id))
+        db.executemany(
+            "INSERT INTO deliveries (event_id, destination_id, created_at) VALUES (?, ?, ?)",
+            [(event_id, dest, now) for dest in dict.fromkeys(routed.destination_ids)],
+        )
+    return stored
