@@ -134,9 +134,9 @@ class Scheduler:
                     continue
                 if self._active and capacity < self._refill:
                     await self._idle(self.timing.claim_window_s, wake_when_free=self._refill)
-                    if self._stopping:
-                        break
                     capacity = self.concurrency - len(self._active)
+                    if capacity <= 0 or self._stopping:  # stop() may have come meanwhile
+                        continue
                 async with self._claim_lock:
                     claimed = await self.store.claim_due_sources(
                         self.clock(),
