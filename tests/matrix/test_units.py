@@ -200,19 +200,25 @@ async def test_pacer_learns_spacing_from_429s_and_defers_far_slots() -> None:
     first = await pacer.wait_turn()
     assert (first.start_s, first.interval_s) == (100.0, 0.0)
 
-    pacer.limited(first, retry_after_s=0.5)
-    assert pacer.interval_s == 0.5
-    clock.now = 100.5
+    pacer.limited(first, retry_after_s=0.3)
+    assert pacer.interval_s == 0.3
+    clock.now = 100.3
     turn = await pacer.wait_turn()  # at the server's retry time, not before
-    assert turn.start_s == 100.5
-    pacer.limited(turn, retry_after_s=0.5)  # paced and still refused: widen
-    assert pacer.interval_s == pytest.approx(0.55)
+    assert turn.start_s == 100.3
+    pacer.limited(turn, retry_after_s=0.5)  # the longest retry_after is the spacing
+    assert pacer.interval_s == 0.5
+    pacer.limited(turn, retry_after_s=0.1)  # a shorter one teaches nothing
+    assert pacer.interval_s == 0.5
     with pytest.raises(RateLimitedError) as far:
-        await pacer.wait_turn()
+        await pacer.wait_turn()  # the next slot is past the retry time, 0.5 s away
     assert far.value.retry_after_s == pytest.approx(0.5)
-    clock.now = 101.0
+    clock.now = 100.8
     accepted = await pacer.wait_turn()
     pacer.accepted(accepted)
-    assert pacer.interval_s == pytest.approx(0.55 * 0.995)
-    clock.now = 101.0 + 601
+    assert pacer.interval_s == 0.5
+    pacer.limited(accepted, retry_after_s=None)  # no retry_after_ms: learn nothing
+    assert pacer.interval_s == 0.5
+    pacer.limited(accepted, retry_after_s=99.0)  # a pause, not a rate
+    assert pacer.interval_s == pacer.max_interval_s
+    clock.now = 100.8 + 601
     assert (await pacer.wait_turn()).interval_s == 0.0

@@ -153,32 +153,35 @@ class Turn:
 
 
 class Pacer:
-    """Spaces one account's sends to what the homeserver's 429s say it allows.
+    """Spaces one account's sends to the homeserver's rate limit, learnt from its 429s.
 
     Matrix rate limits are per user, not per room, and Synapse holds every refused
     request for half a second before answering 429: a sender that keeps bumping into
-    the limit gets a fraction of it. So the pacer hands out start slots
-    ``interval_s`` apart and adapts the spacing: a 429 on a send paced with the
-    current spacing widens it by 10 % (the first 429 starts it at the server's
-    ``retry_after_ms``) and moves the next slot past the server's retry time; each
-    accepted send narrows it by 0.5 %, so it settles just under the server's rate
-    (the limit's burst absorbs the difference). A send whose slot is further off than
-    ``max_wait_s`` is not sent: it comes back as ``RateLimitedError`` so the
-    dispatcher reschedules that room and moves on. With no 429 for ``forget_s`` the
-    spacing is dropped.
+    the limit gets a fraction of it. Synapse's limit is a leaky bucket, and a 429's
+    ``retry_after_ms`` is the time until the bucket has room for one more message:
+    never more than the bucket's spacing (1 / rate), and equal to it when the refused
+    message came right after one was let in. So the pacer hands out start slots
+    ``interval_s`` apart, ``interval_s`` being the longest ``retry_after`` seen (at
+    most ``max_interval_s``): after the first few 429s it is the server's own spacing,
+    and sends go out at the limit with hardly another refusal. A 429 also moves the
+    next slot past the server's retry time. A send whose slot is further off than
+    ``max_wait_s`` is not sent: it comes back as ``RateLimitedError`` so the dispatcher
+    reschedules that room and moves on. With no 429 for ``forget_s`` the spacing is
+    dropped (the limit may have been lifted).
     """
 
-    WIDEN = 1.10
-    NARROW = 0.995
+    UNKNOWN_RETRY_S = 1.0
 
     def __init__(
         self,
         *,
         max_wait_s: float = 1.0,
+        max_interval_s: float = 10.0,
         forget_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_wait_s = max_wait_s
+        self.max_interval_s = max_interval_s
         self.forget_s = forget_s
         self.clock = clock
         self.interval_s = 0.0
@@ -201,15 +204,17 @@ class Pacer:
         return Turn(slot, self.interval_s)
 
     def accepted(self, turn: Turn) -> None:
-        self.interval_s *= self.NARROW
+        """The homeserver took the send of ``turn`` (nothing to learn from that)."""
 
-    def limited(self, turn: Turn, retry_after_s: float) -> None:
+    def limited(self, turn: Turn, retry_after_s: float | None) -> None:
+        """The send of ``turn`` was refused: learn the spacing from the server's
+        ``retry_after`` (a 429 without one only pushes the next slot back a second)."""
         self._last_limited_s = self.clock()
+        if retry_after_s is None:
+            self._next_s = max(self._next_s, self.clock() + self.UNKNOWN_RETRY_S)
+            return
         self._next_s = max(self._next_s, turn.start_s + retry_after_s)
-        if self.interval_s == 0.0:
-            self.interval_s = max(retry_after_s, 0.001)
-        elif turn.interval_s >= self.interval_s * self.NARROW**8:
-            self.interval_s *= self.WIDEN
+        self.interval_s = min(self.max_interval_s, max(self.interval_s, retry_after_s))
 
 
 class MatrixSink:
@@ -462,8 +467,9 @@ class MatrixSink:
             self.pacer.accepted(turn)
             return str(resp.event_id)
         error = error_for(resp)
-        if isinstance(error, RateLimitedError) and error.retry_after_s is not None:
-            self.pacer.limited(turn, error.retry_after_s)
+        if isinstance(error, RateLimitedError):
+            said = getattr(resp, "retry_after_ms", None)
+            self.pacer.limited(turn, said / 1000 if said is not None else None)
         raise error
 
     async def _require_room(self, room_id: str) -> None:
