@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from alerts import metrics
 from alerts.config import SourceSpec
@@ -98,6 +99,7 @@ class Scheduler:
         self._unchanged: list[tuple[int, NotModified]] = []
         self._claims = itertools.count()
         self._claim_of: dict[str, int] = {}
+        self._metric_children: dict[str, tuple[Any, Any]] = {}  # POLLS, FAILURE_STREAK
         self._claim_lock = asyncio.Lock()  # a claim never overlaps a flush of old claims
 
     def update(self, specs: Mapping[str, SourceSpec], adapters: Mapping[str, Source]) -> None:
@@ -252,10 +254,21 @@ class Scheduler:
             )
             if len(self._unchanged) >= UNCHANGED_BATCH:
                 await self._flush_unchanged()
-            metrics.POLLS.labels(spec.id, "not_modified").inc()
-            metrics.FAILURE_STREAK.labels(spec.id).set(0)
+            self._unchanged_metrics(spec.id)
             return PollReport(spec.id, ok=True, not_modified=True)
         return await self._detect_and_commit(spec, adapter, row, observation, now)
+
+    def _unchanged_metrics(self, source_id: str) -> None:
+        """Count a 304 (the labelled children are looked up once per source)."""
+        children = self._metric_children.get(source_id)
+        if children is None:
+            children = self._metric_children[source_id] = (
+                metrics.POLLS.labels(source_id, "not_modified"),
+                metrics.FAILURE_STREAK.labels(source_id),
+            )
+        polls, streak = children
+        polls.inc()
+        streak.set(0)
 
     async def _detect_and_commit(
         self, spec: SourceSpec, adapter: Source, row: SourceRow, obs: Observation, now: datetime
