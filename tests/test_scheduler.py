@@ -144,3 +144,24 @@ async def test_a_due_source_gets_a_slot_even_while_the_others_are_stuck(
         gate.set()
         scheduler.stop()
         await task
+
+
+@pytest.mark.parametrize(
+    ("interval_s", "failures", "retry_after_s", "expected_s"),
+    [
+        pytest.param(3600.0, 0, None, 60.0, id="hourly-source-first-retry-in-a-minute"),
+        pytest.param(3600.0, 1, None, 120.0, id="then-doubling"),
+        pytest.param(3600.0, 6, None, 3840.0, id="past-the-interval"),
+        pytest.param(3600.0, 12, None, 6 * 3600.0, id="capped-at-max-backoff"),
+        pytest.param(30.0, 0, None, 30.0, id="short-interval-no-sooner-than-itself"),
+        pytest.param(30.0, 2, None, 120.0, id="short-interval-doubling"),
+        pytest.param(3600.0, 0, 900.0, 900.0, id="retry-after-is-never-cut-short"),
+        pytest.param(3600.0, 3, 30.0, 480.0, id="backoff-longer-than-retry-after"),
+    ],
+)
+def test_a_failing_source_backs_off(
+    interval_s: float, failures: int, retry_after_s: float | None, expected_s: float
+) -> None:
+    now = utcnow()
+    due = Timing().next_failure(now, interval_s, failures, retry_after_s)
+    assert (due - now).total_seconds() == pytest.approx(expected_s)

@@ -37,6 +37,7 @@ UNCHANGED_BATCH = 256
 class Timing:
     jitter: float = 0.1
     max_backoff_s: float = 6 * 3600.0
+    first_retry_s: float = 60.0
     lease_s: float = 300.0
     idle_s: float = 0.5
     claim_window_s: float = 0.05
@@ -49,7 +50,15 @@ class Timing:
     def next_failure(
         self, now: datetime, interval_s: float, failures: int, retry_after_s: float | None
     ) -> datetime:
-        delay = min(self.max_backoff_s, interval_s * (2 ** min(failures, 20)))
+        """When to try a failing source again (``failures``: how many before this one).
+
+        The first retry comes after ``first_retry_s`` or the interval, whichever is
+        shorter (a blip should not cost an hourly source an hour); each further
+        failure doubles the wait, up to ``max_backoff_s``. A server's ``Retry-After``
+        is never cut short.
+        """
+        first = min(interval_s, self.first_retry_s)
+        delay = min(self.max_backoff_s, first * (2 ** min(failures, 20)))
         if retry_after_s is not None:
             delay = max(delay if failures else 0.0, retry_after_s)
         return now + timedelta(seconds=max(delay, 1.0))
