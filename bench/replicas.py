@@ -31,7 +31,7 @@ from pathlib import Path
 
 import asyncpg
 from aiohttp import web
-from tests.support import FeedServer
+from tests.support import FeedServer, serving
 
 from alerts.model import utcnow
 from alerts.store.postgres import open_postgres
@@ -56,17 +56,8 @@ async def farm(delay_s: float, sources: int) -> AsyncIterator[SlowFarm]:
     server = SlowFarm(delay_s)
     for n in range(sources):
         server.feed(f"f{n:04d}", "b1", "b2", "b3")
-    app = web.Application()
-    app.router.add_get("/feeds/{name}.xml", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-    await site.start()
-    server.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
+    async with serving(server, backlog=1024):
         yield server
-    finally:
-        await runner.cleanup()
 
 
 def write_config(root: Path, server: SlowFarm, concurrency: int) -> Path:

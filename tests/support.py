@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -85,14 +86,17 @@ class FeedServer:
         )
 
 
+S = TypeVar("S", bound=FeedServer)
+
+
 @asynccontextmanager
-async def feed_server() -> AsyncIterator[FeedServer]:
-    server = FeedServer()
+async def serving(server: S, *, backlog: int = 128) -> AsyncIterator[S]:
+    """Serve ``server``'s feeds on a free loopback port until the block ends."""
     app = web.Application()
     app.router.add_get("/feeds/{name}.xml", server.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=backlog)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     server.base = f"http://127.0.0.1:{port}"
@@ -100,6 +104,24 @@ async def feed_server() -> AsyncIterator[FeedServer]:
         yield server
     finally:
         await runner.cleanup()
+
+
+def feed_server() -> AbstractAsyncContextManager[FeedServer]:
+    return serving(FeedServer())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a jsonl sink's file; a torn last line (SIGKILL) is skipped, its
+    delivery stays pending."""
+    if not path.exists():
+        return []
+    out = []
+    for raw in path.read_text().splitlines():
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            continue
+    return out
 
 
 class _NoOptions(BaseModel):

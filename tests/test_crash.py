@@ -9,7 +9,6 @@ time. At the end every item added after the baseline is in the file exactly once
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -21,7 +20,7 @@ import pytest
 from alerts.model import utcnow
 from alerts.store.sqlite import SqliteStore
 
-from .support import feed_server, write_config
+from .support import feed_server, read_jsonl, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -51,18 +50,6 @@ async def _force_poll(db_url: str, source: str) -> None:
         await store.set_next_due(source, utcnow())
     finally:
         await store.close()
-
-
-def _lines(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    out = []
-    for raw in path.read_text().splitlines():
-        try:
-            out.append(json.loads(raw))
-        except ValueError:
-            continue  # a torn line left by SIGKILL; the delivery stays pending
-    return out
 
 
 async def _wait_for(predicate: object, timeout_s: float) -> bool:
@@ -113,7 +100,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
                 proc = await _start(env, log)
                 await asyncio.sleep(rng.uniform(0.3, 1.0))
             await _force_poll(db_url, "wire")
-            delivered = lambda: {ln["event"]["title"] for ln in _lines(archive)}  # noqa: E731
+            delivered = lambda: {ln["event"]["title"] for ln in read_jsonl(archive)}  # noqa: E731
             ok = await _wait_for(lambda: {f"Item {k}" for k in expected} <= delivered(), 60)
             assert ok, (
                 f"missing: {sorted({f'Item {k}' for k in expected} - delivered())}\n{log.read_text()[-3000:]}"
@@ -126,7 +113,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
-    lines = _lines(archive)
+    lines = read_jsonl(archive)
     titles = [ln["event"]["title"] for ln in lines]  # type: ignore[index]
     assert sorted(titles) == sorted(f"Item {k}" for k in expected)  # each exactly once
     assert len({ln["key"] for ln in lines}) == len(lines)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import random
 import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from alerts.sinks.console import JsonlSink
 from alerts.store.postgres import open_postgres
 
 from .pg_support import fresh_database
-from .support import FeedServer, write_config
+from .support import FeedServer, read_jsonl, serving, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -55,20 +53,8 @@ class TimedFeedServer(FeedServer):
         return await super().handle(request)
 
 
-@asynccontextmanager
-async def farm() -> AsyncIterator[TimedFeedServer]:
-    server = TimedFeedServer()
-    app = aiohttp.web.Application()
-    app.router.add_get("/feeds/{name}.xml", server.handle)
-    runner = aiohttp.web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
+def farm() -> AbstractAsyncContextManager[TimedFeedServer]:
+    return serving(TimedFeedServer())
 
 
 def _config(tmp_path: Path, server: TimedFeedServer, archive: Path) -> Path:
@@ -114,18 +100,6 @@ async def _until(predicate: object, timeout_s: float, what: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _lines(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    out = []
-    for raw in path.read_text().splitlines():
-        try:
-            out.append(json.loads(raw))
-        except ValueError:
-            continue
-    return out
 
 
 @pytest.mark.timeout(240)
@@ -232,7 +206,7 @@ async def test_three_replicas_one_killed_deliver_everything_once(tmp_path: Path)
     assert len(deliveries) == len(events) * len(DESTINATIONS)
     pairs = {(d["event_id"], d["destination_id"]) for d in deliveries}
     assert pairs == {(e["id"], dest) for e in events for dest in DESTINATIONS}
-    lines = _lines(archive)
+    lines = read_jsonl(archive)
     assert len({ln["key"] for ln in lines}) == len(lines) == len(events), "duplicate lines"
     by_source: dict[str, list[int]] = defaultdict(list)
     for ln in lines:
@@ -266,5 +240,5 @@ async def test_jsonl_replicas_sharing_a_file_never_write_a_key_twice(tmp_path: P
     await first.send(delivery(3))  # appended after second's last look
     await second.send(delivery(3))  # a retry of what the first replica already wrote
     await first.send(delivery(2))
-    keys = [ln["key"] for ln in _lines(tmp_path / "shared.jsonl")]
+    keys = [ln["key"] for ln in read_jsonl(tmp_path / "shared.jsonl")]
     assert keys == ["key-1", "key-2", "key-3"]
