@@ -213,8 +213,7 @@ async def test_pacer_learns_spacing_from_429s_and_defers_far_slots() -> None:
         await pacer.wait_turn()  # the next slot is past the retry time, 0.5 s away
     assert far.value.retry_after_s == pytest.approx(0.5)
     clock.now = 100.8
-    accepted = await pacer.wait_turn()
-    pacer.accepted(accepted)
+    accepted = await pacer.wait_turn()  # sent and taken: nothing to learn
     assert pacer.interval_s == 0.5
     pacer.limited(accepted, retry_after_s=None)  # no retry_after_ms: learn nothing
     assert pacer.interval_s == 0.5

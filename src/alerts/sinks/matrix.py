@@ -203,9 +203,6 @@ class Pacer:
             await asyncio.sleep(slot - now)
         return Turn(slot, self.interval_s)
 
-    def accepted(self, turn: Turn) -> None:
-        """The homeserver took the send of ``turn`` (nothing to learn from that)."""
-
     def limited(self, turn: Turn, retry_after_s: float | None) -> None:
         """The send of ``turn`` was refused: learn the spacing from the server's
         ``retry_after`` (a 429 without one only pushes the next slot back a second)."""
@@ -464,7 +461,6 @@ class MatrixSink:
         except nio.LocalProtocolError as exc:
             raise RetryableSendError(f"Matrix: could not prepare the message: {exc}") from exc
         if isinstance(resp, nio.RoomSendResponse):
-            self.pacer.accepted(turn)
             return str(resp.event_id)
         error = error_for(resp)
         if isinstance(error, RateLimitedError):
