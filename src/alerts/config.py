@@ -17,11 +17,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -32,30 +31,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.errors import ConfigError
 from alerts.model import Destination, EventKind, Subscription
+from alerts.options import DurationS, parse_duration_s
+
+__all__ = ["DurationS", "parse_duration_s"]
 
 MIN_INTERVAL_S = 30.0
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-
-
-def parse_duration_s(value: Any) -> float:
-    """Seconds from ``90``, ``90.5``, ``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 90, '90s', '15m' or '1h'")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            return float(text)
-        parts = _DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts).lower() == text.lower():
-            return sum(float(n) * _UNIT_S[u.lower()] for n, u in parts)
-    raise ValueError(f"expected a duration like 90, '90s', '15m' or '1h', not {value!r}")
-
-
-DurationS = Annotated[float, BeforeValidator(parse_duration_s)]
 
 
 class Settings(BaseSettings):

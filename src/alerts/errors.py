@@ -17,7 +17,10 @@
     │   ├── RejectedError           this delivery can never succeed (it is parked as dead)
     │   └── DestinationUnavailable  forbidden / unknown channel / not in room: park the destination
     └── StoreError
-        └── LeaseLostError          another worker owns the claim now; the transaction is dropped
+        ├── LeaseLostError          another worker owns the claim now; the transaction is dropped
+        ├── StoreUnavailable        transient: disk full, database locked, connection lost, server
+        │                           restarting; loops wait it out with backoff, /readyz says not ready
+        └── StoreCorrupt            the database file is damaged or not a database: names the file
 
 Retryable versus rejected is a type, never a string: the dispatcher dispatches on
 class only.
@@ -135,3 +138,16 @@ class StoreError(AlertsError):
 
 class LeaseLostError(StoreError):
     """The claim this worker held was taken over; its transaction was rolled back."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be used right now, but may recover by itself: the disk is
+    full, the database is locked, the connection dropped, the server is restarting
+    or failing over. Long-running loops wait it out (with backoff, logging once) and
+    the service reports not ready meanwhile; nothing is lost, since nothing was
+    committed."""
+
+
+class StoreCorrupt(StoreError):
+    """The database is damaged or is not a database of ours; the message names the
+    file (or server) and says what to do. Not transient: the command exits 1."""

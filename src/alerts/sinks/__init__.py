@@ -28,68 +28,13 @@ entry-point group. A duplicate kind is an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any
 
-from pydantic import BaseModel
-
+from alerts.contracts import ChatListener, Sink, SinkContext, SinkFactory
 from alerts.errors import ConfigError
-from alerts.model import Delivery, Destination
 
-if TYPE_CHECKING:
-    from alerts.chat.commands import CommandService
-    from alerts.config import Settings
-    from alerts.store import Store
-
-
-@dataclass(frozen=True, slots=True)
-class SinkContext:
-    """What a sink may use: deployment settings (secrets), the store (for its own
-    persisted state via ``kv_get``/``kv_set``) and a data directory."""
-
-    settings: Settings
-    store: Store
-    data_dir: str
-
-
-@runtime_checkable
-class Sink(Protocol):
-    kind: ClassVar[str]
-    Options: ClassVar[type[BaseModel]]
-
-    async def start(self) -> None:
-        """Log in / open files. Called once before the first send."""
-        ...
-
-    async def close(self) -> None:
-        """Release everything ``start`` acquired."""
-        ...
-
-    async def send(self, delivery: Delivery) -> str | None:
-        """Send one delivery; return the remote message id if the platform has one."""
-        ...
-
-    def validate_destination(self, destination: Destination) -> None:
-        """Raise ``ConfigError`` if this destination cannot work (called at start-up)."""
-        ...
-
-
-@runtime_checkable
-class ChatListener(Protocol):
-    """A sink that also listens for chat commands (run only on the leader)."""
-
-    async def listen(self, commands: CommandService) -> None:
-        """Run until cancelled, answering commands with ``commands``."""
-        ...
-
-
-class SinkFactory(Protocol):
-    kind: ClassVar[str]
-    Options: ClassVar[type[BaseModel]]
-    __doc__: str | None
-
-    def __call__(self, *, context: SinkContext) -> Sink: ...
+__all__ = ["ChatListener", "Sink", "SinkContext", "SinkFactory", "registry"]
 
 
 def _builtin() -> dict[str, Any]:

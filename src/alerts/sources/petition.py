@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from alerts.config import DurationS
 from alerts.errors import ParseError
 from alerts.model import JSON, Event, EventKind, Item, Observation
+from alerts.options import DurationS
 from alerts.sources import Derived, SourceState
 from alerts.sources._parse import json_path, normalise, parse_count
 from alerts.sources.http import HttpClient, HttpResponse

@@ -1,0 +1,342 @@
+"""Every extension contract of alerts, in one place.
+
+::
+
+    Source          a source adapter bound to one configured source (``fetch``)
+    DerivesEvents   optional: an adapter that adds its own events (``derive``)
+    SourceFactory   what the source registry holds: an adapter class
+    Sink            sends one delivery to one destination on one platform
+    SinkFactory     what the sink registry holds: a sink class
+    ChatListener    a sink that also answers chat commands (runs on the leader)
+    Store           durable state, the outbox, subscriptions and leases
+
+Implementations never import each other; they meet here. Built-ins are registered
+in ``alerts.sources.registry`` and ``alerts.sinks.registry``; plugins use the
+``alerts.sources`` and ``alerts.sinks`` entry-point groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from alerts.model import (
+    JSON,
+    Delivery,
+    DeliveryState,
+    Destination,
+    Event,
+    Item,
+    Observation,
+    Subscription,
+    Validators,
+)
+from alerts.records import (
+    DeliveryRow,
+    DestinationRow,
+    ItemState,
+    NotModified,
+    OutboxStats,
+    PollCommit,
+    SourceRow,
+)
+
+if TYPE_CHECKING:
+    from alerts.chat.commands import CommandService
+    from alerts.config import Settings
+    from alerts.sources.http import HttpClient
+
+
+# --- sources ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the adapter gets back from the previous poll."""
+
+    validators: Validators = Validators()
+    cursor: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A source adapter instance, bound to one configured source."""
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+    fingerprint_fields: ClassVar[tuple[str, ...]]
+
+    async def fetch(self, state: SourceState) -> Observation:
+        """Fetch once and report what is there now."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What an adapter's ``derive`` hook adds to the generic item diff.
+
+    ``events``: extra events (milestone, delta…); the detector fills in topics.
+    ``state``: the adapter's own detector state, stored with the poll and handed
+    back next time. ``keep_item_events``: when not None, only the generic
+    ``new``/``updated`` events of these item keys are kept (the rest are folded into
+    the adapter's own events, e.g. a ``delta`` of signatories).
+    """
+
+    events: Sequence[Event] = ()
+    state: Mapping[str, JSON] = field(default_factory=dict)
+    keep_item_events: frozenset[str] | None = None
+
+
+@runtime_checkable
+class DerivesEvents(Protocol):
+    """Optional: an adapter that turns observations into its own events.
+
+    Called by the detector after the generic item diff of every successful poll
+    (including the baseline, where it must not alert: ``baseline`` is True).
+    """
+
+    def derive(
+        self,
+        *,
+        observation: Observation,
+        new_items: Sequence[Item],
+        updated_items: Sequence[tuple[Item, Mapping[str, JSON]]],
+        state: Mapping[str, JSON],
+        now: datetime,
+        baseline: bool,
+    ) -> Derived:
+        """``updated_items`` pairs each changed item with its previous snapshot."""
+        ...
+
+
+class SourceFactory(Protocol):
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+    fingerprint_fields: ClassVar[tuple[str, ...]]
+    __doc__: str | None
+
+    def __call__(self, *, source_id: str, url: str, options: Any, http: HttpClient) -> Source: ...
+
+
+# --- sinks --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a sink may use: deployment settings (secrets), the store (for its own
+    persisted state via ``kv_get``/``kv_set``) and a data directory."""
+
+    settings: Settings
+    store: Store
+    data_dir: str
+
+
+@runtime_checkable
+class Sink(Protocol):
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+
+    async def start(self) -> None:
+        """Log in / open files. Called once before the first send."""
+        ...
+
+    async def close(self) -> None:
+        """Release everything ``start`` acquired."""
+        ...
+
+    async def send(self, delivery: Delivery) -> str | None:
+        """Send one delivery; return the remote message id if the platform has one."""
+        ...
+
+    def validate_destination(self, destination: Destination) -> None:
+        """Raise ``ConfigError`` if this destination cannot work (called at start-up)."""
+        ...
+
+
+@runtime_checkable
+class ChatListener(Protocol):
+    """A sink that also listens for chat commands (run only on the leader)."""
+
+    async def listen(self, commands: CommandService) -> None:
+        """Run until cancelled, answering commands with ``commands``."""
+        ...
+
+
+class SinkFactory(Protocol):
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+    __doc__: str | None
+
+    def __call__(self, *, context: SinkContext) -> Sink: ...
+
+
+# --- the store ----------------------------------------------------------------------
+
+
+class Store(Protocol):
+    """Durable state of the service. All methods are safe to call concurrently from
+    several processes sharing the database."""
+
+    install_id: str
+    """Random id of this database, fixed at creation; part of idempotency keys."""
+
+    async def close(self) -> None: ...
+
+    # --- sources -----------------------------------------------------------------
+
+    async def sync_sources(self, due: Mapping[str, datetime]) -> None:
+        """Make the given sources the active set: new ones are registered, first due
+        at the given times; known ones keep their state; sources not given are
+        deactivated (kept with their state, never claimed) in case they come back."""
+        ...
+
+    async def claim_due_sources(
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        lease_s: float,
+        limit: int,
+        only: Collection[str] | None = None,
+    ) -> list[SourceRow]:
+        """Lease up to ``limit`` active sources with ``next_due <= now`` whose lease is
+        free or expired, earliest due first; restrict to ``only`` when given."""
+        ...
+
+    async def release_source(self, source_id: str, *, owner: str) -> None:
+        """Give a claimed source back without polling it (shutdown)."""
+        ...
+
+    async def get_source(self, source_id: str) -> SourceRow | None: ...
+
+    async def list_sources(self) -> list[SourceRow]: ...
+
+    async def set_next_due(self, source_id: str, next_due: datetime) -> None: ...
+
+    async def load_items(
+        self, source_id: str, keys: Collection[str] | None = None
+    ) -> dict[str, ItemState]:
+        """Item states of a source (all of them when ``keys`` is None)."""
+        ...
+
+    async def commit_poll(self, commit: PollCommit, *, owner: str) -> list[Event]:
+        """Write one poll atomically (see ``PollCommit``) and release the lease.
+
+        Every destination id must exist (config destinations are upserted at
+        start-up, chat ones on subscribe). Returns the events with their ids. Raises
+        ``LeaseLostError`` (and writes nothing) if ``owner`` no longer holds the lease.
+        """
+        ...
+
+    async def commit_not_modified(self, polls: Sequence[NotModified]) -> int:
+        """Record many unchanged polls in one transaction: validators, success time,
+        ``failures`` reset, next due, lease released. A poll whose owner no longer
+        holds the lease is skipped. Returns how many were recorded.
+
+        Nine polls in ten are unchanged; batching them is what keeps an idle source
+        almost as cheap as the HTTP request itself."""
+        ...
+
+    # --- destinations and subscriptions ------------------------------------------
+
+    async def upsert_destination(self, destination: Destination) -> None: ...
+
+    async def get_destination(self, destination_id: str) -> DestinationRow | None: ...
+
+    async def list_destinations(self) -> list[DestinationRow]: ...
+
+    async def park_destination(self, destination_id: str, *, reason: str, now: datetime) -> None:
+        """Stop sending to a destination until an operator unparks it."""
+        ...
+
+    async def unpark_destination(self, destination_id: str) -> bool: ...
+
+    async def remove_destination(self, destination_id: str, *, reason: str) -> int:
+        """Forget a chat destination (bot kicked, guild left): drop its
+        subscriptions and mark its pending deliveries dead with ``reason``.
+        Returns the number of subscriptions dropped."""
+        ...
+
+    async def add_subscription(self, subscription: Subscription) -> Subscription:
+        """Store a subscription, replacing one for the same destination and the same
+        topic/source. Returns it with its id."""
+        ...
+
+    async def remove_subscriptions(
+        self, destination_id: str, *, topic: str | None = None, source: str | None = None
+    ) -> int:
+        """Remove the destination's subscriptions to ``topic`` / ``source``; with
+        neither, remove all of them. Returns how many were removed."""
+        ...
+
+    async def list_subscriptions(self, destination_id: str | None = None) -> list[Subscription]: ...
+
+    async def subscriptions_version(self) -> int:
+        """A number that changes whenever subscriptions change (router cache key)."""
+        ...
+
+    # --- the outbox --------------------------------------------------------------
+
+    async def claim_deliveries(
+        self, now: datetime, *, owner: str, lease_s: float, limit: int
+    ) -> list[Delivery]:
+        """Lease pending deliveries in id order, keeping per-destination order: a
+        delivery is claimable only when its destination is neither parked nor blocked
+        (``blocked_until > now``) and no earlier pending delivery of the same
+        destination is leased by someone else."""
+        ...
+
+    async def mark_sent(
+        self, delivery_id: int, *, remote_id: str | None, now: datetime
+    ) -> None: ...
+
+    async def mark_retry(
+        self, delivery_id: int, *, error: str, retry_at: datetime, count_attempt: bool
+    ) -> None:
+        """Release the lease, record the error, add an attempt if ``count_attempt``,
+        and block the delivery's destination until ``retry_at``."""
+        ...
+
+    async def mark_dead(self, delivery_id: int, *, error: str, now: datetime) -> None: ...
+
+    async def release_deliveries(self, delivery_ids: Collection[int]) -> None:
+        """Give leased deliveries back untouched (shutdown, destination blocked)."""
+        ...
+
+    async def list_deliveries(
+        self, *, state: DeliveryState | None = None, limit: int = 100
+    ) -> list[DeliveryRow]: ...
+
+    async def requeue_dead(self, delivery_ids: Collection[int] | None = None) -> int:
+        """Make dead deliveries pending again (all when ``None``), attempts reset."""
+        ...
+
+    async def outbox_stats(self) -> OutboxStats: ...
+
+    # --- small persisted state for sinks (device ids, sync tokens) ----------------
+
+    async def kv_get(self, namespace: str, key: str) -> str | None: ...
+
+    async def kv_set(self, namespace: str, key: str, value: str) -> None: ...
+
+    # --- claims of workers that died ------------------------------------------------
+
+    async def lease_owners(self) -> set[str]:
+        """Owners holding any unexpired-or-not claim (sources, deliveries, leadership)."""
+        ...
+
+    async def release_owner(self, owner: str) -> int:
+        """Drop every claim of ``owner`` (a worker known to be dead); returns how many."""
+        ...
+
+    # --- leadership (chat listeners run on exactly one replica) -------------------
+
+    async def try_lead(self, name: str, *, owner: str, lease_s: float, now: datetime) -> bool:
+        """Become or stay the leader for ``name``; False while another owner leads."""
+        ...
+
+    async def resign(self, name: str, *, owner: str) -> None: ...

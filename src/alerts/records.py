@@ -1,0 +1,116 @@
+"""What the store keeps and what it is handed: rows, commits and outbox figures.
+
+Plain frozen data shared by the ``Store`` contract (``alerts.contracts``), its
+backends (``alerts.store``) and the pipeline stages that read or write them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from alerts.model import (
+    JSON,
+    DeliveryState,
+    Destination,
+    Event,
+    Validators,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """Scheduling and detector state of one source, as stored."""
+
+    source_id: str
+    next_due: datetime
+    validators: Validators = Validators()
+    cursor: Mapping[str, JSON] = field(default_factory=dict)
+    detector: Mapping[str, JSON] = field(default_factory=dict)
+    baselined: bool = False
+    failures: int = 0
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_new_at: datetime | None = None
+    item_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ItemState:
+    """What the detector remembers of one item."""
+
+    fingerprint: str
+    snapshot: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedEvent:
+    event: Event
+    destination_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    """An unchanged poll (HTTP 304): only its bookkeeping is written."""
+
+    source_id: str
+    owner: str
+    now: datetime
+    next_due: datetime
+    validators: Validators = Validators()
+
+
+@dataclass(frozen=True, slots=True)
+class PollCommit:
+    """Everything one poll writes, in one transaction.
+
+    On success (``error is None``): validators, cursor and detector state (``None``
+    keeps the stored one), item upserts, events and their deliveries, ``failures``
+    reset. On failure: only ``error``, ``failures + 1`` and ``next_due`` (the backoff)
+    are written.
+    """
+
+    source_id: str
+    now: datetime
+    next_due: datetime
+    error: str | None = None
+    validators: Validators = Validators()
+    cursor: Mapping[str, JSON] | None = None
+    detector: Mapping[str, JSON] | None = None
+    baselined: bool = True
+    items: Mapping[str, ItemState] = field(default_factory=dict)
+    events: Sequence[RoutedEvent] = ()
+    saw_new: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A delivery as ``alerts deliveries`` shows it."""
+
+    id: int
+    event: Event
+    destination_id: str
+    state: DeliveryState
+    attempts: int
+    created_at: datetime
+    last_error: str | None = None
+    sent_at: datetime | None = None
+    remote_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRow:
+    destination: Destination
+    parked_reason: str | None = None
+    parked_at: datetime | None = None
+    blocked_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    pending: int
+    dead: int
+    oldest_pending_at: datetime | None
+    parked_destinations: int
