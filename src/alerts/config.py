@@ -191,6 +191,8 @@ class Config:
     destinations: Mapping[str, Destination]
     routes: tuple[Subscription, ...]
     files: tuple[str, ...] = field(default=())
+    disabled: tuple[str, ...] = field(default=())
+    """Ids of valid sources with ``enabled = false`` (kept, not polled)."""
 
     @property
     def topic_descriptions(self) -> dict[str, str]:
@@ -317,7 +319,8 @@ def _assemble(parsed: list[tuple[str, dict[str, Any], ConfigFile]], files: list[
             routes.extend(_route_subscriptions(rc))
     if problems:
         raise ConfigError(problems)
-    return Config(service, http, topics, sources, dests, tuple(routes), tuple(files))
+    disabled = tuple(sc.id for _, _, cf in parsed for sc in cf.sources if not sc.enabled)
+    return Config(service, http, topics, sources, dests, tuple(routes), tuple(files), disabled)
 
 
 def _source_spec(

@@ -7,6 +7,8 @@ only unless the operator says otherwise; empty turns it off).
 * ``/readyz`` — 200 when the store answers, the config is loaded and every sink
   started (logged in); 503 with the failing checks otherwise.
 * ``/metrics`` — Prometheus text format from ``alerts.metrics.REGISTRY``.
+* ``/status`` and ``/status.json`` — the status page (``alerts.status``): on loopback
+  open, elsewhere only with ``ALERTS_API_TOKEN``. The three above stay open.
 
 Nothing here echoes settings, so no secret can leak through it.
 """
@@ -21,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from alerts import metrics
+from alerts import metrics, status
 from alerts.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -78,18 +80,19 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_app(runtime: Any) -> web.Application:
+def make_app(runtime: Any, bind_host: str = "127.0.0.1") -> web.Application:
     app = web.Application()
     app[RUNTIME_KEY] = runtime
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    status.add_routes(app, runtime=runtime, bind_host=bind_host)
     return app
 
 
 async def start(runtime: Any, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start serving; returns the runner (to clean up) and the bound port."""
-    runner = web.AppRunner(make_app(runtime), access_log=None)
+    runner = web.AppRunner(make_app(runtime, host), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -110,7 +113,7 @@ async def run_with(runtime: Any) -> None:
         await runtime.run()
         return
     runner, port = await start(runtime, *bind)
-    log.info("serving /healthz, /readyz and /metrics on %s:%d", bind[0], port)
+    log.info("serving /healthz, /readyz, /metrics and /status on %s:%d", bind[0], port)
     try:
         await runtime.run()
     finally:
