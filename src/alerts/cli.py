@@ -372,6 +372,66 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if result.ok else EXIT_RUNTIME
 
 
+async def cmd_import_opml(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a sources.d/ drop-in of feed sources from an OPML file (Feedly, Inoreader…)."""
+    from alerts.opml import import_opml, slug
+
+    source = Path(args.file)
+    name = f"{slug(source.stem) or 'imported'}.toml"
+    out = Path(args.out) if args.out else settings.config_dir / "sources.d" / name
+    result = import_opml(
+        source,
+        config_dir=settings.config_dir,
+        out=out,
+        topic=args.topic,
+        force=args.force,
+        now=utcnow(),
+    )
+    topics = f"; new topics: {', '.join(result.topics)}" if result.topics else ""
+    if result.sources:
+        print(f"wrote {result.out}: {result.sources} feed source(s){topics}")
+    else:
+        print(f"nothing to import from {source}; {result.out} not written")
+    for note in result.notes:
+        print(f"  note: {note}")
+    return EXIT_OK
+
+
+async def cmd_export_opml(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the configured feed sources as OPML 2.0 (to stdout, or --out FILE)."""
+    from alerts.opml import export_opml
+
+    data = export_opml(load_config(settings.config_dir), now=utcnow())
+    if args.out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        await asyncio.to_thread(Path(args.out).write_bytes, data)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _import_opml_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="an OPML 1.0/2.0 subscription list")
+    p.add_argument("--topic", metavar="T", help="also put every imported feed in topic T")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="the drop-in to write (default: <config>/sources.d/<FILE's name>.toml)",
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def _export_opml_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+
+
+OPML_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "import-opml": _import_opml_arguments,
+    "export-opml": _export_opml_arguments,
+}
+
+
 # --- helpers -------------------------------------------------------------------------
 
 
@@ -413,6 +473,8 @@ COMMANDS: dict[str, Handler] = {
     "db": cmd_db,
     "migrate-store": cmd_migrate_store,
     "demo": cmd_demo,
+    "import-opml": cmd_import_opml,
+    "export-opml": cmd_export_opml,
 }
 
 
@@ -456,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "migrate-store":
             p.add_argument("--from", dest="source_url", metavar="URL", required=True)
             p.add_argument("--to", dest="target_url", metavar="URL", required=True)
+        elif name in OPML_ARGUMENTS:
+            OPML_ARGUMENTS[name](p)
     return parser
 
 

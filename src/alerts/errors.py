@@ -4,6 +4,7 @@
 
     AlertsError
     ├── ConfigError                 bad operator config: names file, key path, reason (exit 2)
+    │   └── OpmlError               an OPML file to import is malformed or refused (exit 2)
     ├── SourceError                 a source could not be polled; the source is marked failing
     │   ├── FetchError              transport-level failure (DNS, connect, timeout, TLS)
     │   │   ├── HttpStatusError     non-success HTTP status
@@ -44,6 +45,11 @@ class ConfigError(AlertsError):
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class OpmlError(ConfigError):
+    """An OPML file given to ``alerts import-opml`` cannot be used: not XML, not OPML,
+    no feeds, entities refused, or the output exists. One line, naming the file."""
 
 
 class SourceError(AlertsError):
