@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from alerts.model import DeliveryState
 from alerts.records import OutboxStats
-from alerts.status import SourceState, access_for, render_html
+from alerts.status import SourceState, access_for, render_html, view
 from alerts.status.page import relative
 from alerts.status.redact import redact_text, redact_url
 from alerts.status.view import AlertView, RoomView, Snapshot, SourceView, safe_link
@@ -121,6 +121,17 @@ async def test_failing_sources_come_first_and_can_be_listed_alone(played: Scenar
     assert shown == ["broken", "Members'"]
     assert "paused" not in failing.split("Recent alerts")[0]
     assert bad == 400 and "unknown state 'on-fire'" in reason
+
+
+async def test_a_long_list_is_cut_and_says_so(
+    played: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(view, "LISTED_SOURCES", 2)
+    async with endpoint(played.runtime) as base:
+        _, html, _ = await _get(f"{base}/status")
+    assert "worst state first (the first 2 of 5)" in html
+    assert [r.split()[0] for r in _rows(html).rows[1:3]] == ["broken", "Members'"]
+    assert "all 5" in html and '<th scope="row" role="rowheader">fresh' not in html
 
 
 async def test_json_has_the_same_facts(played: Scenario) -> None:

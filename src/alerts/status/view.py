@@ -25,7 +25,7 @@ from alerts.store import Store
 RECENT_DELIVERIES = 500
 RECENT_ALERTS = 30
 LISTED_DELIVERIES = 50
-LISTED_SOURCES = 1000
+LISTED_SOURCES = 500
 
 
 class SourceState(StrEnum):
