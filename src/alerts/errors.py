@@ -9,7 +9,8 @@
     │   │   ├── HttpStatusError     non-success HTTP status
     │   │   │   └── RetryAfterError 429/503 with a server-given wait (honoured by the scheduler)
     │   │   ├── ResponseTooLarge    body cut at the configured cap
-    │   │   └── TooManyRedirects
+    │   │   ├── TooManyRedirects
+    │   │   └── AddressRefused      the SSRF guard: a loopback/private/... address, not opted in
     │   └── ParseError              payload does not match what the adapter expects
     ├── SendError                   a delivery could not be sent
     │   ├── RetryableSendError      try again later (5xx, timeout, offline server)
@@ -83,6 +84,21 @@ class ResponseTooLarge(FetchError):
 class TooManyRedirects(FetchError):
     def __init__(self, url: str, limit: int) -> None:
         super().__init__(f"more than {limit} redirects fetching {url}")
+
+
+class AddressRefused(FetchError):
+    """The SSRF guard refused the address a request (or a redirect hop) would connect
+    to: loopback, private, link-local and the like (``alerts.netguard``)."""
+
+    def __init__(self, host: str, address: str, reason: str) -> None:
+        self.host = host
+        self.address = address
+        self.reason = reason
+        where = f"{host} ({reason})" if host == address else f"{host} ({address}, {reason})"
+        super().__init__(
+            f"refused to connect to {where}: set allow_private_network = true on this "
+            "source (or in [http] for every source) to allow it"
+        )
 
 
 class ParseError(SourceError):

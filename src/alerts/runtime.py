@@ -99,10 +99,16 @@ def dead_local_owners(owners: set[str], me: str) -> list[str]:
 
 
 def build_adapters(config: Config, http: HttpClient) -> dict[str, Source]:
-    """One adapter instance per configured source."""
+    """One adapter instance per configured source, each with its view of ``http``
+    (the source's own ``allow_private_network``)."""
     factories = source_registry()
     return {
-        sid: factories[spec.kind](source_id=sid, url=spec.url, options=spec.options, http=http)
+        sid: factories[spec.kind](
+            source_id=sid,
+            url=spec.url,
+            options=spec.options,
+            http=http.for_source(spec.allow_private_network),
+        )
         for sid, spec in config.sources.items()
     }
 
@@ -115,6 +121,7 @@ def http_limits(config: Config) -> HttpLimits:
         per_host=config.http.per_host,
         total=max(config.service.poll_concurrency, 10),
         contact=config.service.contact,
+        allow_private_network=config.http.allow_private_network,
     )
 
 
