@@ -25,15 +25,25 @@
 
 Retryable versus rejected is a type, never a string: the dispatcher dispatches on
 class only.
+
+Every message is redacted when the error is made (``alerts.redact``): a URL's
+credentials, secret query parameters and webhook tokens never reach a log line,
+the CLI or the store through an error.
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
 
+from alerts.redact import redact_text, redact_url
+
 
 class AlertsError(Exception):
-    """Base class of every error raised on purpose by alerts."""
+    """Base class of every error raised on purpose by alerts; string arguments are
+    redacted."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(AlertsError):
@@ -43,7 +53,8 @@ class ConfigError(AlertsError):
     """
 
     def __init__(self, problems: list[str] | str) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        raw = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = [redact_text(p) for p in raw]
         super().__init__("\n".join(self.problems))
 
 
@@ -58,13 +69,13 @@ class FetchError(SourceError):
 class HttpStatusError(FetchError):
     def __init__(self, status: int, url: str, detail: str = "") -> None:
         self.status = status
-        self.url = url
+        self.url = redact_url(url)
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "unknown status"
         suffix = f": {detail}" if detail else ""
-        super().__init__(f"HTTP {status} {phrase} from {url}{suffix}")
+        super().__init__(f"HTTP {status} {phrase} from {self.url}{suffix}")
 
 
 class RetryAfterError(HttpStatusError):
