@@ -332,6 +332,23 @@ def _write(tmp_path: Path, server: FeedServer, http: str, opted: str) -> Path:
     return config
 
 
+async def test_a_reload_applies_a_changed_switch(tmp_path: Path) -> None:
+    async with feed_server() as server:
+        config = _write(tmp_path, server, "", "")
+        async with runtime_on(tmp_path, config) as runtime:
+            assert not (await runtime.scheduler.poll_now("plain")).ok
+            main = config / "alerts.toml"
+            main.write_text(
+                main.read_text().replace("[http]\n", "[http]\nallow_private_network = true\n")
+            )
+            assert await runtime.reload()
+            assert (await runtime.scheduler.poll_now("plain")).ok
+            main.write_text(main.read_text().replace("= true", "= false"))
+            assert await runtime.reload()
+            assert not (await runtime.scheduler.poll_now("plain")).ok
+        assert server.hits["plain"] == 1
+
+
 async def _poll_both(tmp_path: Path, config: Path) -> dict[str, str | None]:
     async with runtime_on(tmp_path, config) as runtime:
         reports = [await runtime.scheduler.poll_now(s) for s in ("opted", "plain")]

@@ -100,14 +100,18 @@ def dead_local_owners(owners: set[str], me: str) -> list[str]:
 
 def build_adapters(config: Config, http: HttpClient) -> dict[str, Source]:
     """One adapter instance per configured source, each with its view of ``http``
-    (the source's own ``allow_private_network``)."""
+    carrying the source's ``allow_private_network`` (or ``[http]``'s, as read now:
+    a reload applies a changed one)."""
     factories = source_registry()
+    service_wide = config.http.allow_private_network
     return {
         sid: factories[spec.kind](
             source_id=sid,
             url=spec.url,
             options=spec.options,
-            http=http.for_source(spec.allow_private_network),
+            http=http.for_source(
+                service_wide if spec.allow_private_network is None else spec.allow_private_network
+            ),
         )
         for sid, spec in config.sources.items()
     }
