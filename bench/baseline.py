@@ -265,7 +265,9 @@ class AdapterPoller:
     detects = True
 
     def __init__(self, urls: Callable[[int], str], concurrency: int) -> None:
-        self.http = HttpClient(HttpLimits(per_host=concurrency, total=concurrency))
+        self.http = HttpClient(
+            HttpLimits(per_host=concurrency, total=concurrency, allow_private_network=True)
+        )
         self.urls = urls
         self.options = FeedSource.Options()
         self.validators: dict[int, Validators] = {}

@@ -65,7 +65,8 @@ def write_config(root: Path, server: SlowFarm, concurrency: int) -> Path:
     config.mkdir()
     (config / "alerts.toml").write_text(
         '[service]\ncontact = "bench@example.org"\njitter = 0.0\n'
-        f"poll_concurrency = {concurrency}\n\n[http]\nper_host = 1000\n\n"
+        f"poll_concurrency = {concurrency}\n\n[http]\nper_host = 1000\n"
+        "allow_private_network = true  # the farm is on loopback\n\n"
         '[topics.news]\ndescription = "News"\n\n'
         + "".join(
             f'[[sources]]\nid = "{name}"\nkind = "feed"\nurl = "{server.url(name)}"\n'

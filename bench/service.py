@@ -72,6 +72,7 @@ delivery_concurrency = 50
 [http]
 timeout = "60s"
 per_host = {concurrency}
+allow_private_network = true  # the farm is on loopback
 
 [topics.bench]
 description = "the benchmark farm"

@@ -12,13 +12,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from alerts.model import Delivery, Destination
+from alerts.sources.http import HttpClient, HttpLimits
+
+if TYPE_CHECKING:
+    from alerts.runtime import Runtime
+
+# The line a source table needs to poll a fixture server on loopback: the SSRF guard
+# refuses loopback unless the source opts in.
+LOOPBACK_OPT_IN = "allow_private_network = true\n"
+
+
+def loopback_http(**limits: Any) -> HttpClient:
+    """The real ``HttpClient``, opted in (service-wide) to the loopback fixture
+    servers the tests poll."""
+    return HttpClient(HttpLimits(allow_private_network=True, **limits))
+
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -174,7 +189,8 @@ class RecordingSink:
 def write_config(
     root: Path, feeds: dict[str, str], *, extra: str = "", interval: str = "30s"
 ) -> Path:
-    """A config dir with topic ``news``, destination ``console`` and one source per feed."""
+    """A config dir with topic ``news``, destination ``console`` and one source per feed
+    (each opted in to loopback, where the feed servers of the tests are)."""
     config = root / "config"
     (config / "sources.d").mkdir(parents=True, exist_ok=True)
     (config / "alerts.toml").write_text(
@@ -185,8 +201,33 @@ def write_config(
     )
     sources = "".join(
         f'[[sources]]\nid = "{sid}"\nkind = "feed"\nurl = "{url}"\ninterval = "{interval}"\n'
-        'topics = ["news"]\n\n'
+        f'topics = ["news"]\n{LOOPBACK_OPT_IN}\n'
         for sid, url in feeds.items()
     )
     (config / "sources.d" / "feeds.toml").write_text(sources)
     return config
+
+
+@asynccontextmanager
+async def runtime_on(tmp_path: Path, config: Path) -> AsyncIterator[Runtime]:
+    """The real runtime on ``config``: SQLite under ``tmp_path``, a recording console
+    sink, no jitter; closed when the block ends."""
+    from alerts.config import Settings, load_config
+    from alerts.runtime import Runtime
+    from alerts.scheduler import Timing
+
+    settings = Settings(
+        config_dir=config,
+        database_url=f"sqlite:///{tmp_path / 'alerts.db'}",
+        data_dir=tmp_path / "data",
+    )
+    runtime = await Runtime.open(
+        settings,
+        load_config(config),
+        sink_overrides={"console": RecordingSink()},
+        timing=Timing(jitter=0.0, first_spread_s=0.0),
+    )
+    try:
+        yield runtime
+    finally:
+        await runtime.close()

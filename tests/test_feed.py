@@ -23,7 +23,9 @@ from alerts.errors import (
 from alerts.model import Item, Validators
 from alerts.sources import SourceState, registry
 from alerts.sources.feed import FeedSource, html_to_text, parse_date, shorten
-from alerts.sources.http import HttpClient, HttpLimits
+from alerts.sources.http import HttpClient
+
+from .support import loopback_http
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 RSS = "application/rss+xml"
@@ -103,7 +105,7 @@ async def server() -> AsyncIterator[FeedServer]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient(HttpLimits(timeout_s=10, max_bytes=200_000, contact="ops@example.org"))
+    client = loopback_http(timeout_s=10, max_bytes=200_000, contact="ops@example.org")
     yield client
     await client.close()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import feed_server, write_config
+from .support import LOOPBACK_OPT_IN, feed_server, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ async def test_sighup_reload_and_sigterm_clean_exit(tmp_path: Path) -> None:
             feeds.write_text(
                 good
                 + f'[[sources]]\nid = "second"\nkind = "feed"\nurl = "{server.feed("second", "x")}"\n'
-                'topics = ["news"]\n'
+                'topics = ["news"]\n' + LOOPBACK_OPT_IN
             )
             proc.send_signal(signal.SIGHUP)
             assert await _wait_for_text(log, "config reloaded: 2 sources")

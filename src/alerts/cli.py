@@ -22,6 +22,7 @@ from alerts.config import Config, Settings, load_config
 from alerts.errors import AlertsError, ConfigError
 from alerts.logs import setup_logging
 from alerts.model import DeliveryState, utcnow
+from alerts.redact import redact_text
 
 log = logging.getLogger("alerts")
 
@@ -185,7 +186,7 @@ async def _poll_for_real(settings: Settings, config: Config, source_id: str) -> 
     finally:
         await runtime.close()
     if not report.ok:
-        print(f"{source_id}: failed: {report.error}", file=sys.stderr)
+        print(f"{source_id}: failed: {redact_text(report.error or '')}", file=sys.stderr)
         return EXIT_RUNTIME
     state = (
         "not modified"
@@ -232,7 +233,7 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
                 str(r.failures),
                 _when(r.next_due),
                 str(r.item_count),
-                (r.last_error or "")[:100],
+                redact_text(r.last_error or "")[:100],
             )
         )
     _print_table(table, sys.stdout)
@@ -276,13 +277,14 @@ async def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
                         str(d.attempts),
                         _when(d.created_at),
                         f"{d.event.kind.value}: {d.event.title}"[:60],
-                        (d.last_error or "")[:80],
+                        redact_text(d.last_error or "")[:80],
                     )
                 )
         _print_table(table, sys.stdout)
         parked = [r for r in await store.list_destinations() if r.parked_at]
         for row in parked:
-            print(f"parked: {row.destination.id} since {_when(row.parked_at)}: {row.parked_reason}")
+            reason = redact_text(row.parked_reason or "")
+            print(f"parked: {row.destination.id} since {_when(row.parked_at)}: {reason}")
     finally:
         await store.close()
     return EXIT_OK
@@ -304,7 +306,7 @@ async def cmd_destinations(args: argparse.Namespace, settings: Settings) -> int:
             d = row.destination
             n = sum(1 for s in subs if s.destination_id == d.id)
             state = f"parked: {row.parked_reason}" if row.parked_at else "ok"
-            table.append((d.id, d.sink, d.target, str(n), state))
+            table.append((d.id, d.sink, redact_text(d.target), str(n), redact_text(state)))
         _print_table(table, sys.stdout)
     finally:
         await store.close()
@@ -548,7 +550,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
     except Exception as exc:
         log.exception("alerts %s failed", args.command)
-        print(f"alerts: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"alerts: {args.command} failed: {type(exc).__name__}: {redact_text(str(exc))}",
+            file=sys.stderr,
+        )
         return EXIT_RUNTIME
 
 

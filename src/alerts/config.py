@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.errors import ConfigError
 from alerts.model import Destination, EventKind, Subscription
+from alerts.netguard import AllowPrivateNetwork, AllowPrivateNetworkOption
 from alerts.options import DurationS, parse_duration_s
 
 __all__ = ["DurationS", "parse_duration_s"]
@@ -92,6 +93,11 @@ class HttpConfig(_Strict):
     max_bytes: int = Field(default=5_000_000, ge=1024)
     max_redirects: int = Field(default=5, ge=0, le=20)
     per_host: int = Field(default=4, ge=1)
+    allow_private_network: AllowPrivateNetworkOption = Field(
+        default=False,
+        description="let every source reach loopback/private/link-local addresses "
+        "(true, or a list of networks); the SSRF guard refuses them otherwise",
+    )
 
 
 class TopicConfig(_Strict):
@@ -113,6 +119,7 @@ class SourceConfig(BaseModel):
     max_events: int | None = Field(default=None, ge=1)
     enabled: bool = True
     name: str = ""
+    allow_private_network: AllowPrivateNetworkOption | None = None
 
     @field_validator("id")
     @classmethod
@@ -176,6 +183,7 @@ class SourceSpec:
     max_events: int
     name: str
     origin: str
+    allow_private_network: AllowPrivateNetwork | None = None  # None: [http]'s
 
     @property
     def label(self) -> str:
@@ -367,6 +375,7 @@ def _source_spec(
         max_events=sc.max_events or service.max_events_per_poll,
         name=sc.name,
         origin=f"{origin} sources[{index}]",
+        allow_private_network=sc.allow_private_network,
     )
 
 

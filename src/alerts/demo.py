@@ -199,6 +199,11 @@ _CONFIG = """
 [service]
 contact = "mailto:demo@example.org"
 
+[http]
+# The demo's sources are a fixture server on this machine's loopback, which the
+# SSRF guard refuses unless told otherwise. A real pack never needs this.
+allow_private_network = true
+
 [topics.petition]
 description = "The letter"
 [topics.contracts]

@@ -10,7 +10,8 @@
     │   │   ├── HttpStatusError     non-success HTTP status
     │   │   │   └── RetryAfterError 429/503 with a server-given wait (honoured by the scheduler)
     │   │   ├── ResponseTooLarge    body cut at the configured cap
-    │   │   └── TooManyRedirects
+    │   │   ├── TooManyRedirects
+    │   │   └── AddressRefused      the SSRF guard: a loopback/private/... address, not opted in
     │   └── ParseError              payload does not match what the adapter expects
     ├── SendError                   a delivery could not be sent
     │   ├── RetryableSendError      try again later (5xx, timeout, offline server)
@@ -25,15 +26,25 @@
 
 Retryable versus rejected is a type, never a string: the dispatcher dispatches on
 class only.
+
+Every message is redacted when the error is made (``alerts.redact``): a URL's
+credentials, secret query parameters and webhook tokens never reach a log line,
+the CLI or the store through an error.
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
 
+from alerts.redact import redact_text, redact_url
+
 
 class AlertsError(Exception):
-    """Base class of every error raised on purpose by alerts."""
+    """Base class of every error raised on purpose by alerts; string arguments are
+    redacted."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(AlertsError):
@@ -43,7 +54,8 @@ class ConfigError(AlertsError):
     """
 
     def __init__(self, problems: list[str] | str) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        raw = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = [redact_text(p) for p in raw]
         super().__init__("\n".join(self.problems))
 
 
@@ -63,13 +75,13 @@ class FetchError(SourceError):
 class HttpStatusError(FetchError):
     def __init__(self, status: int, url: str, detail: str = "") -> None:
         self.status = status
-        self.url = url
+        self.url = redact_url(url)
         try:
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "unknown status"
         suffix = f": {detail}" if detail else ""
-        super().__init__(f"HTTP {status} {phrase} from {url}{suffix}")
+        super().__init__(f"HTTP {status} {phrase} from {self.url}{suffix}")
 
 
 class RetryAfterError(HttpStatusError):
@@ -89,6 +101,21 @@ class ResponseTooLarge(FetchError):
 class TooManyRedirects(FetchError):
     def __init__(self, url: str, limit: int) -> None:
         super().__init__(f"more than {limit} redirects fetching {url}")
+
+
+class AddressRefused(FetchError):
+    """The SSRF guard refused the address a request (or a redirect hop) would connect
+    to: loopback, private, link-local and the like (``alerts.netguard``)."""
+
+    def __init__(self, host: str, address: str, reason: str) -> None:
+        self.host = host
+        self.address = address
+        self.reason = reason
+        where = f"{host} ({reason})" if host == address else f"{host} ({address}, {reason})"
+        super().__init__(
+            f"refused to connect to {where}: set allow_private_network = true on this "
+            "source (or in [http] for every source) to allow it"
+        )
 
 
 class ParseError(SourceError):

@@ -99,10 +99,20 @@ def dead_local_owners(owners: set[str], me: str) -> list[str]:
 
 
 def build_adapters(config: Config, http: HttpClient) -> dict[str, Source]:
-    """One adapter instance per configured source."""
+    """One adapter instance per configured source, each with its view of ``http``
+    carrying the source's ``allow_private_network`` (or ``[http]``'s, as read now:
+    a reload applies a changed one)."""
     factories = source_registry()
+    service_wide = config.http.allow_private_network
     return {
-        sid: factories[spec.kind](source_id=sid, url=spec.url, options=spec.options, http=http)
+        sid: factories[spec.kind](
+            source_id=sid,
+            url=spec.url,
+            options=spec.options,
+            http=http.for_source(
+                service_wide if spec.allow_private_network is None else spec.allow_private_network
+            ),
+        )
         for sid, spec in config.sources.items()
     }
 
@@ -115,6 +125,7 @@ def http_limits(config: Config) -> HttpLimits:
         per_host=config.http.per_host,
         total=max(config.service.poll_concurrency, 10),
         contact=config.service.contact,
+        allow_private_network=config.http.allow_private_network,
     )
 
 

@@ -24,6 +24,7 @@ from alerts.config import SourceSpec
 from alerts.detect import Detection, detect
 from alerts.errors import LeaseLostError, RetryAfterError, SourceError
 from alerts.model import Event, Observation, utcnow
+from alerts.redact import redact_text
 from alerts.route import Router
 from alerts.sources import Source, SourceState
 from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
@@ -245,7 +246,7 @@ class Scheduler:
         except Exception as exc:
             log.exception("source %s: adapter %s crashed", spec.id, spec.kind)
             return await self._failed(
-                spec, row, f"internal error: {type(exc).__name__}: {exc}", exc
+                spec, row, redact_text(f"internal error: {type(exc).__name__}: {exc}"), exc
             )
         now = self.clock()
         if observation.not_modified:

@@ -9,6 +9,8 @@ import pytest
 from alerts.fixture_server import FixtureServer
 from alerts.sources.http import HttpClient
 
+from ..support import loopback_http
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[FixtureServer]:
@@ -18,6 +20,6 @@ async def server() -> AsyncIterator[FixtureServer]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
+    client = loopback_http()
     yield client
     await client.close()

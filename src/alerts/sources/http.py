@@ -4,11 +4,18 @@ Bounded: response size (``max_bytes``, counted after decompression so a zip bomb
 cut too), total time, redirects. Polite: a User-Agent naming the project and the
 operator's contact, a per-host concurrency limit, conditional GET. Honest: 429/503
 with ``Retry-After`` becomes ``RetryAfterError`` so the scheduler waits as asked.
+Outside: every connection, redirect hops included, goes through the SSRF guard
+(``alerts.netguard``); a refused address is an ``AddressRefused`` error. Each source
+gets a view of the one client (``for_source``) carrying its own opt-in; views share
+the limits, the per-host slots and one connection pool per policy (a connection
+opened for a source that may reach a private address is never handed to one that
+may not). Errors never carry a URL's secrets (``alerts.redact``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import json as jsonlib
 from collections.abc import Mapping
@@ -18,10 +25,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from alerts import __version__
 from alerts.errors import (
+    AddressRefused,
     FetchError,
     HttpStatusError,
     ParseError,
@@ -30,6 +40,13 @@ from alerts.errors import (
     TooManyRedirects,
 )
 from alerts.model import Validators
+from alerts.netguard import (
+    AllowPrivateNetwork,
+    GuardedResolver,
+    NetworkPolicy,
+    Refused,
+    guarded_socket_factory,
+)
 
 DEFAULT_RETRY_AFTER_S = 60.0
 _CHUNK = 64 * 1024
@@ -44,6 +61,7 @@ class HttpLimits:
     per_host: int = 4
     total: int = 200
     contact: str = ""
+    allow_private_network: AllowPrivateNetwork = False
 
     @property
     def user_agent(self) -> str:
@@ -102,40 +120,90 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-class HttpClient:
-    """Shared by every source adapter; create once per process, ``close()`` at exit."""
+class _Pools:
+    """What every view of one ``HttpClient`` shares: a session (connection pool) per
+    network policy, the per-host slots and the DNS resolver under the guard."""
 
-    def __init__(self, limits: HttpLimits | None = None) -> None:
-        self.limits = limits or HttpLimits()
-        self._session: aiohttp.ClientSession | None = None
-        self._hosts: dict[str, asyncio.Semaphore] = {}
-        self._timeout = aiohttp.ClientTimeout(
-            total=self.limits.timeout_s, sock_connect=self.limits.connect_timeout_s
-        )
+    def __init__(self, limits: HttpLimits, resolver: AbstractResolver | None) -> None:
+        self.limits = limits
+        self.sessions: dict[NetworkPolicy, aiohttp.ClientSession] = {}
+        self.hosts: dict[str, asyncio.Semaphore] = {}
+        self._resolver = resolver
+        self._own_resolver: AbstractResolver | None = None
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def session(self, policy: NetworkPolicy) -> aiohttp.ClientSession:
+        session = self.sessions.get(policy)
+        if session is None or session.closed:
             connector = aiohttp.TCPConnector(
-                limit=self.limits.total, limit_per_host=0, ttl_dns_cache=300
+                limit=self.limits.total,
+                limit_per_host=0,
+                ttl_dns_cache=300,
+                resolver=GuardedResolver(self._inner_resolver(), policy),
+                socket_factory=guarded_socket_factory(policy),
             )
-            self._session = aiohttp.ClientSession(
+            session = self.sessions[policy] = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": self.limits.user_agent},
                 auto_decompress=True,
             )
-        return self._session
+        return session
+
+    def _inner_resolver(self) -> AbstractResolver:
+        if self._resolver is not None:
+            return self._resolver
+        if self._own_resolver is None:
+            self._own_resolver = DefaultResolver()
+        return self._own_resolver
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self.sessions = list(self.sessions.values()), {}
+        for session in sessions:
+            await session.close()
+        if self._own_resolver is not None:
+            await self._own_resolver.close()
+            self._own_resolver = None
+
+
+class HttpClient:
+    """Shared by every source adapter; create once per process, ``close()`` at exit.
+
+    ``limits.allow_private_network`` is the service-wide opt-in of the SSRF guard;
+    ``for_source`` gives one source its own. ``resolver`` is the DNS resolver the
+    guard checks the answers of (aiohttp's default when ``None``).
+    """
+
+    def __init__(
+        self, limits: HttpLimits | None = None, *, resolver: AbstractResolver | None = None
+    ) -> None:
+        self.limits = limits or HttpLimits()
+        self.policy = NetworkPolicy(self.limits.allow_private_network)
+        self._pools = _Pools(self.limits, resolver)
+        self._timeout = aiohttp.ClientTimeout(
+            total=self.limits.timeout_s, sock_connect=self.limits.connect_timeout_s
+        )
+
+    def for_source(self, allow_private_network: AllowPrivateNetwork | None) -> HttpClient:
+        """A view of this client for one source: the same pools and limits, with the
+        source's own ``allow_private_network`` (``None``: the service-wide one)."""
+        if allow_private_network is None:
+            return self
+        view = copy.copy(self)
+        view.policy = NetworkPolicy(allow_private_network)
+        return view
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._pools.session(self.policy)
+
+    async def close(self) -> None:
+        """Close every view's connections (the owner of the client calls this)."""
+        await self._pools.close()
 
     def _host_slot(self, url: str | URL) -> asyncio.Semaphore:
         host = url.raw_authority.lower() if isinstance(url, URL) else urlsplit(url).netloc.lower()
-        slot = self._hosts.get(host)
+        slot = self._pools.hosts.get(host)
         if slot is None:
-            slot = self._hosts[host] = asyncio.Semaphore(self.limits.per_host)
+            slot = self._pools.hosts[host] = asyncio.Semaphore(self.limits.per_host)
         return slot
 
     async def request(
@@ -180,7 +248,7 @@ class HttpClient:
             except TimeoutError as exc:
                 raise FetchError(f"timed out after {self.limits.timeout_s:g} s: {url}") from exc
             except aiohttp.ClientError as exc:
-                raise FetchError(f"{type(exc).__name__} fetching {url}: {exc}") from exc
+                raise _fetch_error(exc, url) from exc
 
     async def get(self, url: str | URL, **kwargs: Any) -> HttpResponse:
         return await self.request("GET", url, **kwargs)
@@ -217,3 +285,25 @@ class HttpClient:
             etag=headers.get("etag"), last_modified=headers.get("last-modified")
         )
         return HttpResponse(resp.status, str(resp.url), headers, bytes(body), validators)
+
+
+def _fetch_error(exc: aiohttp.ClientError, url: str | URL) -> FetchError:
+    """The ``FetchError`` for a failed request; a refusal of the guard names the host
+    of the hop that was refused (a redirect target, perhaps) and the address."""
+    refused = _refusal(exc)
+    if refused is not None:
+        host = refused.host or getattr(exc, "host", None) or refused.address
+        return AddressRefused(host, refused.address, refused.reason)
+    return FetchError(f"{type(exc).__name__} fetching {url}: {exc}")
+
+
+def _refusal(exc: BaseException) -> Refused | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Refused):
+            return current
+        seen.add(id(current))
+        nested = getattr(current, "os_error", None)
+        current = nested if isinstance(nested, BaseException) else current.__cause__
+    return None
