@@ -56,6 +56,9 @@ def _config(root: Path, server: FeedServer) -> Path:
 contact = "tests@example.org"
 jitter = 0.0
 
+[http]
+allow_private_network = true  # every source here is a loopback fixture
+
 [topics.news]
 description = "News"
 

@@ -1,17 +1,19 @@
 """What the status page hides of the URLs it shows.
 
-A stop-gap until ``alerts.redact`` (URL redaction for logs, errors and the CLI)
-lands: then ``redact_url`` and ``redact_text`` become thin calls into it. Source URLs
-may carry credentials (``https://user:pass@host/feed``) or tokens in the query
-(``?token=…``), so a shown source URL loses both: its user information and its whole
-query string. Free text (errors, park reasons) gets the same treatment for every URL
-found in it.
+Stricter than ``alerts.redact`` (which masks the secrets it recognises, for logs,
+errors and the CLI), because a status page may be read by more people than the
+logs: a shown source URL loses its user information and its *whole* query string.
+Free text (errors, park reasons) first goes through ``alerts.redact`` (credentials,
+tokens, ``Bearer`` values, webhook tokens), then every URL left in it is shown the
+same way as a source URL.
 """
 
 from __future__ import annotations
 
 import re
 from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from alerts import redact
 
 HIDDEN = "***"
 _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]}]")
@@ -49,5 +51,5 @@ def _host_port(parts: SplitResult) -> str:
 
 
 def redact_text(text: str) -> str:
-    """``text`` with every URL in it redacted like ``redact_url``."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    """``text`` with its secrets masked and every URL in it shown like ``redact_url``."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), redact.redact_text(text))
