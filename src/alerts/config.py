@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.errors import ConfigError
+from alerts.keywords import Keywords
 from alerts.model import Destination, EventKind, Subscription
 from alerts.options import DurationS, parse_duration_s
 
@@ -113,6 +114,8 @@ class SourceConfig(BaseModel):
     max_events: int | None = Field(default=None, ge=1)
     enabled: bool = True
     name: str = ""
+    include: Keywords = Field(default=(), description="keep only item events with a keyword")
+    exclude: Keywords = Field(default=(), description="drop item events with any keyword")
 
     @field_validator("id")
     @classmethod
@@ -147,9 +150,10 @@ class RouteConfig(_Strict):
     topics: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     kinds: tuple[EventKind, ...] = ()
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    min_amount: float | None = None
+    include: Keywords = ()
+    exclude: Keywords = ()
+    min_amount: float | None = Field(default=None, ge=0)
+    min_change: float | None = Field(default=None, ge=0)
 
 
 class ConfigFile(_Strict):
@@ -176,6 +180,8 @@ class SourceSpec:
     max_events: int
     name: str
     origin: str
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -364,6 +370,8 @@ def _source_spec(
         max_events=sc.max_events or service.max_events_per_poll,
         name=sc.name,
         origin=f"{origin} sources[{index}]",
+        include=sc.include,
+        exclude=sc.exclude,
     )
 
 
@@ -374,6 +382,7 @@ def _route_subscriptions(rc: RouteConfig) -> list[Subscription]:
         "include": rc.include,
         "exclude": rc.exclude,
         "min_amount": rc.min_amount,
+        "min_change": rc.min_change,
         "created_by": "config",
     }
     if not rc.topics and not rc.sources:
