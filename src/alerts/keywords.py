@@ -78,6 +78,7 @@ def compile_regex(pattern: str, *, case_sensitive: bool = True, multiline: bool 
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
+        reason = str(reason).replace(source, pattern)
         raise ValueError(f"regular expression {pattern!r}: {reason}") from None
     return compiled
 
