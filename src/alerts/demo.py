@@ -36,7 +36,7 @@ from alerts.config import Config, Settings, load_config
 from alerts.fixture_server import FixtureServer, Recorded, Reply
 from alerts.model import DeliveryState, Event, EventKind
 
-PALANTIR = "CONT_AWD_70CMSD22FR0000170_7012_47QTCA18D003G_4732"
+PALANTIR = "CONT_AWD_70CTD022FR0000170_7012_GS35F0086U_4730"
 ICE = "U.S. Immigration and Customs Enforcement"
 EXPECTED: frozenset[tuple[str, EventKind]] = frozenset(
     {
@@ -326,7 +326,7 @@ class Campaign:
             rows.append(
                 {
                     "internal_id": "287331190",
-                    "Award ID": "70CMSD22FR0000170",
+                    "Award ID": "70CTD022FR0000170",
                     "Mod": "P00011",
                     "Recipient Name": "PALANTIR USG INC",
                     "Action Date": "2026-01-28",
@@ -348,7 +348,7 @@ class Campaign:
     def award(self) -> dict[str, Any]:
         return {
             "generated_unique_award_id": PALANTIR,
-            "piid": "70CMSD22FR0000170",
+            "piid": "70CTD022FR0000170",
             "description": "INVESTIGATIVE CASE MANAGEMENT",
             "awarding_agency": {"subtier_agency": {"name": ICE, "code": "7012"}},
             "recipient": {"recipient_name": "PALANTIR USG INC"},
@@ -400,7 +400,7 @@ def _award(piid: str, recipient: str, amount: float, description: str) -> dict[s
 
 def _tx(mod: str, when: str, amount: float) -> dict[str, Any]:
     return {
-        "id": f"CONT_TX_7012_-NONE-_70CMSD22FR0000170_{mod}_47QTCA18D003G_0",
+        "id": f"CONT_TX_7012_-NONE-_70CTD022FR0000170_{mod}_GS35F0086U_0",
         "type": "C",
         "type_description": "DELIVERY ORDER",
         "action_date": when,

@@ -54,6 +54,26 @@ def test_parse_count_without_number_is_parse_error() -> None:
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("1e3", id="exponent"),
+        pytest.param("2.5e6 signatures", id="decimal-exponent"),
+        pytest.param("0x10", id="hex"),
+        pytest.param("-5", id="negative"),
+        pytest.param("\u22125 signatures", id="unicode-minus"),
+        pytest.param("2.5", id="decimal-without-suffix"),
+        pytest.param("12,34", id="odd-grouping"),
+        pytest.param("1,234.5", id="decimal-after-grouping"),
+        pytest.param("1.234k", id="ambiguous-with-suffix"),
+        pytest.param("v2 letter", id="digit-inside-a-word"),
+    ],
+)
+def test_parse_count_refuses_to_guess(raw: str) -> None:
+    with pytest.raises(ParseError):
+        parse_count(raw)
+
+
+@pytest.mark.parametrize(
     ("fixture", "options", "count", "people"),
     [
         pytest.param(

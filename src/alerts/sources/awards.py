@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.errors import ParseError
+from alerts.keywords import has_words
 from alerts.model import JSON, Event, EventKind, Item, Observation
 from alerts.sources import Derived, SourceState
-from alerts.sources._parse import normalise
 from alerts.sources.http import HttpClient
 
 DEFAULT_API = "https://api.usaspending.gov"
@@ -52,6 +53,7 @@ _TYPE_GROUPS = {
     **dict.fromkeys(["09", "11", "-1"], "other"),
 }
 _BASE_MODS = {"", "0", "00", "000", "0000", "00000", "P00000"}
+_PARENTS_MAX = 5000  # award -> parent recipient lookups remembered
 
 
 class AwardsOptions(BaseModel):
@@ -61,17 +63,24 @@ class AwardsOptions(BaseModel):
     agency_tier: str = Field(
         default="subtier", pattern="^(subtier|toptier)$", description="subtier or toptier"
     )
+    agency_type: Literal["awarding", "funding"] = Field(
+        default="awarding", description="awarding agency, or the funding agency"
+    )
     award_type_codes: list[str] = Field(
         default_factory=lambda: ["A", "B", "C", "D"], description="one USAspending type group"
     )
     recipients: list[str] = Field(
-        default_factory=list, description="recipient watchlist (substrings); empty = all"
+        default_factory=list,
+        description="recipient watchlist (recipient or parent name contains it); empty = all",
     )
     min_amount: float = Field(default=0.0, description="drop awards and modifications below")
     window_days: int = Field(default=30, ge=1, le=3650, description="sliding search window")
     page_size: int = Field(default=100, ge=1, le=100, description="results per request")
     max_pages: int = Field(default=10, ge=1, le=100, description="pages per search per poll")
     modifications: bool = Field(default=True, description="also search modifications")
+    include_zero_modifications: bool = Field(
+        default=False, description="also alert modifications that change no money"
+    )
     follow: list[str] = Field(
         default_factory=list, description="generated_internal_ids of awards always read"
     )
@@ -95,6 +104,7 @@ class _Mod:
     amount: float
     action_date: str
     row: Mapping[str, Any]
+    matched: str = ""
 
     @property
     def key(self) -> str:
@@ -157,6 +167,7 @@ class AwardsSource:
 
     async def fetch(self, state: SourceState) -> Observation:
         ledger: dict[str, Any] = dict(state.cursor.get("mods", {}))
+        self._parents: dict[str, str] = dict(state.cursor.get("parents", {}))
         items = {i.key: i for i in await self._new_awards()}
         if self.options.modifications:
             for award_key, mods in _by_award(await self._modifications()).items():
@@ -167,7 +178,8 @@ class AwardsSource:
             if award_key not in items:
                 items[award_key] = await self._followed(award_key, ledger)
         keep = {k: v for k, v in ledger.items() if k in items}
-        return Observation(items=tuple(items.values()), cursor={"mods": keep})
+        parents = dict(list(self._parents.items())[-_PARENTS_MAX:])
+        return Observation(items=tuple(items.values()), cursor={"mods": keep, "parents": parents})
 
     # --- requests ------------------------------------------------------------
 
@@ -184,7 +196,11 @@ class AwardsSource:
                 }
             ],
             "agencies": [
-                {"type": "awarding", "tier": self.options.agency_tier, "name": self.options.agency}
+                {
+                    "type": self.options.agency_type,
+                    "tier": self.options.agency_tier,
+                    "name": self.options.agency,
+                }
             ],
         }
         if self.options.recipients:
@@ -214,8 +230,15 @@ class AwardsSource:
             "subawards": False,
         }
         rows = await self._search("/api/v2/search/spending_by_award/", payload)
-        items = [self._award_item(row) for row in rows]
-        return [i for i in items if self._wanted(i.fields["recipient"], i.fields["amount"])]
+        items = []
+        for row in rows:
+            item = self._award_item(row)
+            if float(item.fields["amount"]) < self.options.min_amount:
+                continue
+            matched = await self._match(item.key, item.fields["recipient"])
+            if matched is not None:
+                items.append(_with_match(item, matched, self._parents.get(item.key)))
+        return items
 
     async def _modifications(self) -> list[_Mod]:
         payload = {
@@ -231,9 +254,15 @@ class AwardsSource:
             if mod.upper() in _BASE_MODS:
                 continue
             amount = _money(row.get("Transaction Amount"), "Transaction Amount")
-            if self._wanted(row.get("Recipient Name"), abs(amount)):
-                award_key = _required_str(row, "generated_internal_id")
-                mods.append(_Mod(award_key, mod, amount, str(row.get("Action Date") or ""), row))
+            if amount == 0 and not self.options.include_zero_modifications:
+                continue  # an administrative modification: no money moved
+            if abs(amount) < self.options.min_amount:
+                continue
+            award_key = _required_str(row, "generated_internal_id")
+            matched = await self._match(award_key, row.get("Recipient Name"))
+            if matched is not None:
+                date = str(row.get("Action Date") or "")
+                mods.append(_Mod(award_key, mod, amount, date, row, matched))
         return mods
 
     async def _transactions(self, award_key: str) -> list[Mapping[str, Any]]:
@@ -280,7 +309,7 @@ class AwardsSource:
             "mods": sorted(seen | {m.mod for m in mods}),
         }
         row = latest.row
-        return _item(
+        item = _item(
             award_key,
             award_id=str(row.get("Award ID") or award_key),
             recipient=str(row.get("Recipient Name") or ""),
@@ -296,6 +325,9 @@ class AwardsSource:
             mod_amount=latest.amount,
             published=latest.action_date or None,
         )
+        if known is not None and "matched" in known.fields:
+            return _with_match(item, str(known.fields["matched"]), self._parents.get(award_key))
+        return _with_match(item, latest.matched, self._parents.get(award_key))
 
     async def _followed(self, award_key: str, ledger: dict[str, Any]) -> Item:
         rows = await self._transactions(award_key)
@@ -331,13 +363,32 @@ class AwardsSource:
             "description": str(data.get("description") or ""),
         }
 
-    def _wanted(self, recipient: Any, amount: float) -> bool:
-        if amount < self.options.min_amount:
-            return False
+    async def _match(self, award_key: str, recipient: Any) -> str | None:
+        """Why an award is wanted: ``recipient``, ``parent`` (or ``""``: no watchlist).
+
+        USAspending's ``recipient_search_text`` also finds awards whose *parent*
+        recipient matches, so a subsidiary under another legal name is checked
+        against its parent (``recipient.parent_recipient_name`` of
+        ``GET /api/v2/awards/<id>/``, read once per award) before it is dropped.
+        """
         if not self.options.recipients:
-            return True
-        name = normalise(str(recipient or ""))
-        return any(normalise(r) in name for r in self.options.recipients)
+            return ""
+        if self._listed(recipient):
+            return "recipient"
+        parent = await self._parent(award_key)
+        return "parent" if parent and self._listed(parent) else None
+
+    def _listed(self, name: Any) -> bool:
+        return any(has_words(name, r) for r in self.options.recipients)
+
+    async def _parent(self, award_key: str) -> str:
+        if award_key not in self._parents:
+            data = (await self.http.get(f"{self.api}/api/v2/awards/{award_key}/")).json()
+            recipient = data.get("recipient") if isinstance(data, dict) else None
+            if not isinstance(recipient, dict):
+                raise ParseError(f"USAspending award {award_key}: no recipient object")
+            self._parents[award_key] = str(recipient.get("parent_recipient_name") or "")
+        return self._parents[award_key]
 
     # --- events --------------------------------------------------------------
 
@@ -427,6 +478,18 @@ def _item(
             "mod_amount": mod_amount,
         },
     )
+
+
+def _with_match(item: Item, matched: str, parent: str | None) -> Item:
+    """Say which name put the award on the watchlist (its recipient or its parent)."""
+    if not matched:
+        return item
+    fields = {**item.fields, "matched": matched}
+    summary = item.summary
+    if matched == "parent" and parent:
+        fields["parent_recipient"] = parent
+        summary = f"{summary} (parent: {parent})".strip()
+    return dataclasses.replace(item, fields=fields, summary=summary)
 
 
 def _page(data: Any, path: str) -> tuple[list[Mapping[str, Any]], bool]:
