@@ -446,7 +446,7 @@ async def test_agency_type(
     routes(server)
     await make(server, http, **options).fetch(SourceState())
     for path in (AWARDS, TX_SEARCH):
-        assert [c.body["filters"]["agencies"] for c in server.calls(path)][0] == [agency]
+        assert server.calls(path)[0].body["filters"]["agencies"] == [agency]
 
 
 def test_unknown_agency_type_is_refused() -> None:
