@@ -339,8 +339,8 @@ class PetitionSource:
         if baseline:
             tally.fired |= {t for t in self.options.milestones if t <= count}
             return Derived(state=tally.dump(int(count), now=None))
-        events = [*self._milestones(tally, int(count), now)]
         tally.add_pending(new_items)
+        events = [*self._milestones(tally, int(count), now)]
         delta = self._delta(tally, int(count), now)
         if delta is not None:
             events.append(delta)
@@ -360,13 +360,18 @@ class PetitionSource:
         if not crossed:
             return []
         top = max(crossed)
+        fields: dict[str, JSON] = {"count": count, "threshold": top}
+        summary = f"{count:,} signatures now."
+        if tally.anonymous:  # anonymous signers count as much as named ones
+            fields["anonymous"] = tally.anonymous
+            summary += f" {tally.anonymous:,} of the newest signed anonymously."
         return [
             self._event(
                 EventKind.MILESTONE,
                 f"milestone:{top}",
                 f"{top:,} signatures reached",
-                f"{count:,} signatures now.",
-                {"count": count, "threshold": top},
+                summary,
+                fields,
                 now,
             )
         ]
