@@ -124,21 +124,29 @@ class AwardsSource:
       For a modified award, the obligated total is the sum of its transactions from
       ``POST /api/v2/transactions/`` (looked up once per new modification).
 
-    Both searches are filtered by the awarding agency (``agency``, at ``agency_tier``
-    ``subtier`` by default: U.S. Immigration and Customs Enforcement) and
-    ``award_type_codes`` (contracts A to D by default; one group per source, e.g.
-    ``["IDV_A", "IDV_B", …]`` for indefinite-delivery vehicles); pages are followed while
-    ``page_metadata.hasNext`` (at most ``max_pages`` of ``page_size``).
-    ``recipients`` is a watchlist (case-insensitive substrings of the recipient name;
-    empty = everyone); ``min_amount`` drops smaller awards and modifications.
+    Both searches are filtered by the agency (``agency``, at ``agency_tier``
+    ``subtier`` by default: U.S. Immigration and Customs Enforcement) as the awarding
+    agency, or as the funding agency with ``agency_type = "funding"`` (ICE-funded awards
+    made by other DHS offices), and by ``award_type_codes`` (contracts A to D by
+    default; one group per source, e.g. ``["IDV_A", "IDV_B", …]`` for
+    indefinite-delivery vehicles); pages are followed while ``page_metadata.hasNext``
+    (at most ``max_pages`` of ``page_size``). ``recipients`` is a watchlist of whole
+    words (``Palantir`` matches "PALANTIR USG INC"; empty = everyone): an award whose
+    recipient does not match is checked against its parent recipient
+    (``recipient.parent_recipient_name`` of ``GET /api/v2/awards/<id>/``, read once per
+    award), so a subsidiary under another legal name is kept, and the alert says the
+    parent matched. ``min_amount`` drops smaller awards and modifications.
+    Modifications that move no money ($0 administrative changes) are skipped unless
+    ``include_zero_modifications = true``.
     ``follow`` lists ``generated_internal_id``s of awards to watch whatever the
     window: their transactions are read on every poll, and their recipient once
     from ``GET /api/v2/awards/<id>/``.
 
     Items are awards, keyed on ``generated_internal_id``, with fields ``recipient``,
     ``amount`` (obligated, USD), ``agency``, ``award_id``, ``description``, ``action``
-    (``new award`` when signed in the window, else ``modification``) and
-    ``modification`` (the latest modification number seen, if any), linking to
+    (``new award`` when signed in the window, else ``modification``),
+    ``modification`` (the latest modification number seen, if any) and, with a
+    watchlist, ``matched`` (``recipient`` or ``parent``, with ``parent_recipient``), linking to
     ``https://www.usaspending.gov/award/<id>``. The fingerprint is the amount, so a
     modification that changes it is an ``updated`` event with ``amount`` old → new and
     the ``delta``; a modification of an award never seen before (a contract signed
