@@ -452,3 +452,21 @@ async def test_agency_type(
 def test_unknown_agency_type_is_refused() -> None:
     with pytest.raises(ValueError, match="agency_type"):
         AwardsOptions(agency_type="spending")
+
+
+async def test_zero_modification_of_a_known_award_when_asked_for(
+    server: FixtureServer, http: HttpClient
+) -> None:
+    """The award is already known (a new award in the window): only the mod number moves."""
+    routes(server)
+    polls = Polls(make(server, http, include_zero_modifications=True))
+    assert await polls.poll(T0) == []
+    server.route("POST", TX_SEARCH, geo_mod("0.00"))
+    (event,) = await polls.poll(T0 + timedelta(hours=1))
+    assert event.title == "GEO GROUP, INC., THE: modification P00007 +$0 (70CDCR26C00000012)"
+    assert await polls.poll(T0 + timedelta(hours=2)) == []  # once
+    quiet = Polls(make(server, http))
+    server.route("POST", TX_SEARCH, Reply.json(data("awards/no_mods.json")))
+    await quiet.poll(T0)
+    server.route("POST", TX_SEARCH, geo_mod("0.00"))
+    assert await quiet.poll(T0 + timedelta(hours=1)) == []

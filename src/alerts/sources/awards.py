@@ -412,9 +412,15 @@ class AwardsSource:
     ) -> Derived:
         """Report modifications as such: ``updated`` with old → new and the delta."""
         amounts = {i.key: float(i.fields["amount"]) for i in observation.items}
+        mods = {
+            i.key: i.fields["modification"]
+            for i in observation.items
+            if i.fields.get("modification")
+        }
         if baseline:
-            return Derived(state={"amounts": amounts})
+            return Derived(state={"amounts": amounts, "mods": mods})
         known: Mapping[str, Any] = state.get("amounts") or {}
+        known_mods: Mapping[str, Any] = state.get("mods") or {}
         events: list[Event] = []
         folded: set[str] = set()
         for item in new_items:
@@ -431,11 +437,27 @@ class AwardsSource:
                 events.append(self._mod_event(item, float(old_amount), now))
                 folded.add(item.key)
         keep = {i.key for i in new_items} | {i.key for i, _ in updated_items}
+        events += self._zero_modifications(observation, known_mods, keep | folded, now)
         return Derived(
             events=events,
-            state={"amounts": _remember(known, amounts)},
+            state={"amounts": _remember(known, amounts), "mods": _remember(known_mods, mods)},
             keep_item_events=frozenset(keep - folded),
         )
+
+    def _zero_modifications(
+        self, observation: Observation, known_mods: Mapping[str, Any], done: set[str], now: datetime
+    ) -> list[Event]:
+        """With ``include_zero_modifications``: a new $0 modification of a known award."""
+        if not self.options.include_zero_modifications:
+            return []
+        return [
+            self._mod_event(item, float(item.fields["amount"]), now)
+            for item in observation.items
+            if item.key not in done
+            and item.fields.get("modification")
+            and item.fields.get("modification") != known_mods.get(item.key)
+            and item.fields.get("mod_amount") == 0
+        ]
 
     def _mod_event(self, item: Item, old: float, now: datetime) -> Event:
         new = float(item.fields["amount"])
