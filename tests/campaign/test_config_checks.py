@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from alerts.config import load_config
+from alerts.detect import detect
 from alerts.errors import ConfigError
+from alerts.model import Item, Observation
 
 BASE = """
 [topics.news]
@@ -121,3 +124,34 @@ def test_alerts_check_exits_2_without_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "routes[0].include: an empty keyword would match everything; remove it" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_source_filters_and_min_change_reach_the_pipeline(tmp_path: Path) -> None:
+    (tmp_path / "alerts.toml").write_text(
+        BASE
+        + '[[sources]]\nid = "wired"\nkind = "feed"\nurl = "https://example.org/rss"\n'
+        + 'topics = ["news"]\ninclude = ["ICE", "re:immigra"]\nexclude = ["review"]\n'
+        + ROUTE
+        + "min_change = 1_000_000\n",
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path)
+    spec = config.sources["wired"]
+    assert (spec.include, spec.exclude) == (("ICE", "re:immigra"), ("review",))
+    assert [r.min_change for r in config.routes] == [1_000_000.0]
+    items = (
+        Item(key="a", title="ICE expands surveillance"),
+        Item(key="b", title="Review: the best office chairs"),
+        Item(key="c", title="Immigration court backlog"),
+        Item(key="d", title="ICE in review"),
+    )
+    found = detect(
+        spec=spec,
+        observation=Observation(items=items),
+        known={},
+        baselined=True,
+        detector_state={},
+        now=datetime(2026, 2, 1, tzinfo=UTC),
+    )
+    assert [e.key for e in found.events] == ["a", "c"]
+    assert set(found.items) == {"a", "b", "c", "d"}  # every item is still remembered
