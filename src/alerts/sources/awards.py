@@ -53,7 +53,7 @@ _TYPE_GROUPS = {
     **dict.fromkeys(["09", "11", "-1"], "other"),
 }
 _BASE_MODS = {"", "0", "00", "000", "0000", "00000", "P00000"}
-_PARENTS_MAX = 5000  # award -> parent recipient lookups remembered
+_PARENTS_MAX = 1000  # award -> parent recipient lookups remembered (the newest)
 
 
 class AwardsOptions(BaseModel):

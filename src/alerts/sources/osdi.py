@@ -31,8 +31,8 @@ from alerts.sources._parse import parse_count, public_url
 from alerts.sources.http import HttpClient, HttpResponse
 
 TOKEN_HEADER = "OSDI-API-Token"
-SEEN_MAX = 5000  # signature ids remembered (the newest)
-PERSONS_MAX = 2000  # person links remembered with what they said
+SEEN_MAX = 1000  # signature ids remembered (the newest; more than max_pages of 25 cover)
+PERSONS_MAX = 500  # person links remembered with what they said
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
