@@ -189,6 +189,15 @@ def osdi_world(server: FixtureServer, links: dict[str, str]) -> None:
     )
 
 
+def three_people(server: FixtureServer) -> str:
+    """The OSDI world with persons a, b, c each on the API origin; returns its base URL."""
+    api = server.base_url
+    for key in "abc":
+        server.route("GET", f"/api/v2/people/{key}", person(api, key.upper(), "X", "", "Acme"))
+    osdi_world(server, {f"PERSON_{k.upper()}": server.url(f"/api/v2/people/{k}") for k in "abc"})
+    return api
+
+
 @pytest.mark.parametrize(
     ("where", "expected_token_paths"),
     [
@@ -251,10 +260,7 @@ async def test_osdi_reads_person_links_and_keeps_the_token_home(
 async def test_osdi_second_poll_reads_only_what_is_new(
     server: FixtureServer, http: HttpClient
 ) -> None:
-    api = server.base_url
-    for key in "abc":
-        server.route("GET", f"/api/v2/people/{key}", person(api, key.upper(), "X", "", "Acme"))
-    osdi_world(server, {f"PERSON_{k.upper()}": server.url(f"/api/v2/people/{k}") for k in "abc"})
+    three_people(server)
     source = make(server, http, "/api/v2/petitions/p1", mode="osdi")
     first = await source.fetch(SourceState())
     assert len(first.items) == 3
@@ -281,10 +287,7 @@ async def test_osdi_person_cache_spares_repeat_lookups(
 async def test_osdi_oldest_first_collections_are_read_from_the_last_page(
     server: FixtureServer, http: HttpClient
 ) -> None:
-    api = server.base_url
-    for key in "abc":
-        server.route("GET", f"/api/v2/people/{key}", person(api, key.upper(), "X", "", "Acme"))
-    osdi_world(server, {f"PERSON_{k.upper()}": server.url(f"/api/v2/people/{k}") for k in "abc"})
+    api = three_people(server)
     page1 = data(
         "petition/osdi_signatures_1.json",
         API=api,
