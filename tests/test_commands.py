@@ -31,6 +31,21 @@ from alerts.model import EventKind
             Command("subscribe", topic="news", exclude=("sports", "weather")),
             id="quoted-exclude",
         ),
+        pytest.param(
+            "subscribe contracts min_change=1M keywords=palantir",
+            Command("subscribe", topic="contracts", include=("palantir",), min_change=1e6),
+            id="min-change",
+        ),
+        pytest.param(
+            "subscribe contracts keywords='re:immigration ?os',ICE min_change=$2.5k",
+            Command(
+                "subscribe",
+                topic="contracts",
+                include=("re:immigration ?os", "ICE"),
+                min_change=2500.0,
+            ),
+            id="regex-keyword",
+        ),
         pytest.param("unsubscribe all", Command("unsubscribe", topic="all"), id="unsubscribe-all"),
     ],
 )
@@ -46,8 +61,20 @@ def test_parse(text: str, expected: Command) -> None:
         pytest.param("subscribe news kinds=bogus", "unknown event kind 'bogus'", id="bad-kind"),
         pytest.param("subscribe news colour=red", "unknown option(s) colour", id="bad-option"),
         pytest.param(
-            "subscribe news min_amount=lots", "min_amount must be a number", id="bad-amount"
+            "subscribe news min_amount=lots", "min_amount must be an amount", id="bad-amount"
         ),
+        pytest.param("subscribe news min_change=-5", "min_change must be an amount", id="negative"),
+        pytest.param("subscribe news min_change=nan", "min_change must be an amount", id="nan"),
+        pytest.param("subscribe news min_change=inf", "min_change must be an amount", id="inf"),
+        pytest.param(
+            "subscribe news keywords=re:(a",
+            "keywords: regular expression '(a': missing )",
+            id="bad-re",
+        ),
+        pytest.param(
+            "subscribe news keywords=re:a*", "matches empty text", id="regex-matches-everything"
+        ),
+        pytest.param("subscribe news exclude=,--,", "exclude: keyword '--'", id="punctuation-only"),
         pytest.param("list extra", "list takes no arguments", id="extra-args"),
         pytest.param("subscribe 'unterminated", "cannot read that command", id="bad-quote"),
     ],

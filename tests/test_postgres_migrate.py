@@ -62,11 +62,14 @@ async def test_db_status_and_migrate(backend: str, tmp_path: Path, pg_url: str) 
     url = f"sqlite:///{tmp_path / 'new.db'}" if backend == "sqlite" else pg_url
     before = await aalerts("--database-url", url, "db", "status")
     assert before.returncode == 0, before.stderr
-    assert "schema version 0; 1 pending" in before.stdout and "pending" in before.stdout
+    assert "schema version 0; 2 pending" in before.stdout and "pending" in before.stdout
     done = await aalerts("--database-url", url, "db", "migrate")
     assert done.returncode == 0, done.stderr
-    assert "applied 1 migration(s)\n  0001_initial.sql" in done.stdout
-    assert "schema version 1; 0 pending" in done.stdout
+    assert (
+        "applied 2 migration(s)\n  0001_initial.sql\n  0002_subscription_min_change.sql"
+        in done.stdout
+    )
+    assert "schema version 2; 0 pending" in done.stdout
     again = await aalerts("--database-url", url, "db", "migrate")
     assert "applied 0 migration(s)" in again.stdout
 

@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.errors import ConfigError
+from alerts.keywords import Keywords
 from alerts.model import Destination, EventKind, Subscription
 from alerts.netguard import AllowPrivateNetwork, AllowPrivateNetworkOption
 from alerts.options import DurationS, parse_duration_s
@@ -120,6 +121,8 @@ class SourceConfig(BaseModel):
     enabled: bool = True
     name: str = ""
     allow_private_network: AllowPrivateNetworkOption | None = None
+    include: Keywords = Field(default=(), description="keep only item events with a keyword")
+    exclude: Keywords = Field(default=(), description="drop item events with any keyword")
 
     @field_validator("id")
     @classmethod
@@ -154,9 +157,10 @@ class RouteConfig(_Strict):
     topics: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     kinds: tuple[EventKind, ...] = ()
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    min_amount: float | None = None
+    include: Keywords = ()
+    exclude: Keywords = ()
+    min_amount: float | None = Field(default=None, ge=0)
+    min_change: float | None = Field(default=None, ge=0)
 
 
 class ConfigFile(_Strict):
@@ -184,6 +188,8 @@ class SourceSpec:
     name: str
     origin: str
     allow_private_network: AllowPrivateNetwork | None = None  # None: [http]'s
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -376,6 +382,8 @@ def _source_spec(
         name=sc.name,
         origin=f"{origin} sources[{index}]",
         allow_private_network=sc.allow_private_network,
+        include=sc.include,
+        exclude=sc.exclude,
     )
 
 
@@ -386,6 +394,7 @@ def _route_subscriptions(rc: RouteConfig) -> list[Subscription]:
         "include": rc.include,
         "exclude": rc.exclude,
         "min_amount": rc.min_amount,
+        "min_change": rc.min_change,
         "created_by": "config",
     }
     if not rc.topics and not rc.sources:

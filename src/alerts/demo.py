@@ -7,10 +7,13 @@ loader, and runs the normal ``Runtime`` (scheduler, adapters, detector, router,
 outbox, dispatcher, console sink) in a temporary directory, with poll intervals
 shortened to seconds. Once every source has its baseline, the timeline moves on:
 
-1. signatures rise past a milestone, with named signatories (one from a watched company);
-2. ICE signs a new award, and a new document appears in the Federal Register;
-3. a modification raises an existing award (Palantir's, as with ImmigrationOS);
-4. a company rewrites its statement, and the campaign posts on Bluesky.
+1. signatures rise past a milestone, with named signatories (one from a watched
+   company) and anonymous ones, counted by company;
+2. ICE posts a sole-source justification on SAM.gov (the earliest public trace);
+3. ICE signs a new award, and a new document appears in the Federal Register;
+4. a modification raises Palantir's existing award (ImmigrationOS; the award id has
+   the shape of the real one, ``CONT_AWD_70CTD022FR0000170_7012_GS35F0086U_4730``);
+5. a company rewrites its statement, and the campaign posts on Bluesky.
 
 Alerts go to the console, and to a Matrix room or Discord channel as well when
 ``ALERTS_DEMO_MATRIX_ROOM`` / ``ALERTS_DEMO_DISCORD_CHANNEL`` name one (the sinks'
@@ -23,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,13 +41,14 @@ from alerts.config import Config, Settings, load_config
 from alerts.fixture_server import FixtureServer, Recorded, Reply
 from alerts.model import DeliveryState, Event, EventKind
 
-PALANTIR = "CONT_AWD_70CMSD22FR0000170_7012_47QTCA18D003G_4732"
+PALANTIR = "CONT_AWD_70CTD022FR0000170_7012_GS35F0086U_4730"
 ICE = "U.S. Immigration and Customs Enforcement"
 EXPECTED: frozenset[tuple[str, EventKind]] = frozenset(
     {
         ("iceout-letter", EventKind.MILESTONE),
         ("iceout-letter", EventKind.DELTA),
         ("iceout-letter", EventKind.NEW),
+        ("ice-sam", EventKind.NEW),
         ("ice-awards", EventKind.NEW),
         ("ice-awards", EventKind.UPDATED),
         ("ice-federal-register", EventKind.NEW),
@@ -52,7 +58,8 @@ EXPECTED: frozenset[tuple[str, EventKind]] = frozenset(
 )
 STAGES = (
     "baseline: every source is read once and nothing is alerted",
-    "signatures rise past 1,000, with new named signatories",
+    "signatures rise past 1,000: four named signatories, sixty anonymous",
+    "ICE posts a sole-source justification for Palantir on SAM.gov",
     "ICE signs a new award; a new ICE document in the Federal Register",
     "a modification raises Palantir's existing ICE award",
     "ExampleCorp rewrites its statement; the campaign posts on Bluesky",
@@ -88,7 +95,7 @@ async def run_demo(
     """Play the timeline; return the alerts delivered to the console."""
     stream = out or sys.stdout
     world = Campaign()
-    with tempfile.TemporaryDirectory(prefix="alerts-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="alerts-demo-") as tmp, _sam_key():
         async with FixtureServer() as server:
             world.install(server)
             settings = _settings(Path(tmp), server.base_url)
@@ -132,6 +139,21 @@ async def _play(
         await runtime.close()
     missing = set(EXPECTED - {(e.source_id, e.kind) for e in delivered})
     return DemoResult(delivered=delivered, missing=missing)
+
+
+@contextmanager
+def _sam_key() -> Iterator[None]:
+    """The demo's SAM.gov server wants a key: lend one for the demo's duration only."""
+    name = "ALERTS_SAM_API_KEY"
+    before = os.environ.get(name)
+    os.environ[name] = "demo-key"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _say(stream: TextIO, line: str) -> None:
@@ -242,6 +264,16 @@ topics = ["contracts"]
 follow = ["{palantir}"]
 
 [[sources]]
+id = "ice-sam"
+name = "ICE notices on SAM.gov"
+kind = "sam"
+url = "{base}/opportunities/v2/search"
+interval = "30s"
+topics = ["contracts"]
+notice_types = ["u", "a"]
+organization_code = "7012"
+
+[[sources]]
 id = "ice-federal-register"
 name = "ICE in the Federal Register"
 kind = "federal_register"
@@ -278,6 +310,7 @@ _SIGNATORIES = [
     ("Grace Hopper", "Principal Engineer", "Google"),
     ("Alan Turing", "Researcher", "DeepMind"),
 ]
+_ANONYMOUS = [("", "", "Google")] * 40 + [("Anonymous", "", "Microsoft")] * 20
 _NEW_SIGNATORIES = [
     ("Margaret Hamilton", "Engineer", "Palantir"),
     ("Katherine Johnson", "Data Scientist", "Amazon"),
@@ -294,6 +327,7 @@ class Campaign:
 
     def install(self, server: FixtureServer) -> None:
         server.route("GET", "/letter", lambda _r: Reply.html(self.letter()))
+        server.route("GET", "/opportunities/v2/search", self.notices)
         server.route("POST", "/api/v2/search/spending_by_award/", self.awards)
         server.route("POST", "/api/v2/search/spending_by_transaction/", self.transactions_search)
         server.route("POST", "/api/v2/transactions/", self.transactions)
@@ -303,7 +337,7 @@ class Campaign:
         server.route("GET", "/xrpc/app.bsky.feed.getAuthorFeed", lambda _r: Reply.json(self.feed()))
 
     def letter(self) -> str:
-        people = _SIGNATORIES + (_NEW_SIGNATORIES if self.stage >= 1 else [])
+        people = _SIGNATORIES + (_NEW_SIGNATORIES + _ANONYMOUS if self.stage >= 1 else [])
         count = "1,020" if self.stage >= 1 else "940"
         rows = "".join(
             f'<li class="signatory"><span class="name">{n}</span>'
@@ -315,11 +349,19 @@ class Campaign:
             f'<p class="signature-count">{count} signatures</p><ul>{rows}</ul></body></html>'
         )
 
+    def notices(self, request: Recorded) -> Reply:
+        """SAM.gov Get Opportunities v2 (open.gsa.gov/api/get-opportunities-public-api)."""
+        justification = self.stage >= 2 and dict(request.query).get("ptype") == "u"
+        rows = [_justification()] if justification else []
+        return Reply.json(
+            {"totalRecords": len(rows), "limit": 100, "offset": 0, "opportunitiesData": rows}
+        )
+
     def awards(self, _request: Recorded) -> Reply:
         rows = [
             _award("70CDCR26C00000012", "GEO GROUP, INC., THE", 45_800_000.0, "DETENTION SERVICES")
         ]
-        if self.stage >= 2:
+        if self.stage >= 3:
             rows.append(
                 _award("70CTD026FR0000031", "CLEARVIEW AI, INC.", 1_250_000.0, "FACIAL RECOGNITION")
             )
@@ -327,13 +369,13 @@ class Campaign:
 
     def transactions_search(self, _request: Recorded) -> Reply:
         rows = []
-        if self.stage >= 3:
+        if self.stage >= 4:
             rows.append(
                 {
                     "internal_id": "287331190",
-                    "Award ID": "70CMSD22FR0000170",
+                    "Award ID": "70CTD022FR0000170",
                     "Mod": "P00011",
-                    "Recipient Name": "PALANTIR USG INC",
+                    "Recipient Name": "PALANTIR TECHNOLOGIES INC.",
                     "Action Date": "2026-01-28",
                     "Transaction Amount": "29854750.00",
                     "Transaction Description": "IMMIGRATIONOS - CASE MANAGEMENT ENHANCEMENTS",
@@ -346,29 +388,29 @@ class Campaign:
 
     def transactions(self, _request: Recorded) -> Reply:
         rows = [_tx("P00010", "2025-09-12", 18_400_000.0), _tx("0", "2022-09-26", 77_500_000.0)]
-        if self.stage >= 3:
+        if self.stage >= 4:
             rows.insert(0, _tx("P00011", "2026-01-28", 29_854_750.0))
         return Reply.json({"page_metadata": _last_page(), "results": rows})
 
     def award(self) -> dict[str, Any]:
         return {
             "generated_unique_award_id": PALANTIR,
-            "piid": "70CMSD22FR0000170",
+            "piid": "70CTD022FR0000170",
             "description": "INVESTIGATIVE CASE MANAGEMENT",
             "awarding_agency": {"subtier_agency": {"name": ICE, "code": "7012"}},
-            "recipient": {"recipient_name": "PALANTIR USG INC"},
+            "recipient": {"recipient_name": "PALANTIR TECHNOLOGIES INC."},
         }
 
     def documents(self) -> dict[str, Any]:
         docs = [_doc("2026-00987", "Privacy Act of 1974; System of Records", "Notice")]
-        if self.stage >= 2:
+        if self.stage >= 3:
             docs.insert(0, _doc("2026-01234", "Detention Standards Revision", "Proposed Rule"))
         return {"count": len(docs), "total_pages": 1, "results": docs}
 
     def statement(self) -> str:
         position = (
             "We will not renew our contract with U.S. Immigration and Customs Enforcement."
-            if self.stage >= 4
+            if self.stage >= 5
             else "We review every public-sector engagement against our human rights policy."
         )
         return (
@@ -380,9 +422,33 @@ class Campaign:
 
     def feed(self) -> dict[str, Any]:
         posts = [_post("3lgwz7aaaaa2c", "Read the letter and sign: ICE out of tech.")]
-        if self.stage >= 4:
+        if self.stage >= 5:
             posts.insert(0, _post("3lgxq4vbzyc2a", "ExampleCorp just dropped its ICE contract!"))
         return {"feed": posts, "cursor": "x"}
+
+
+def _justification() -> dict[str, Any]:
+    """One notice in the documented v2 shape (see tests/campaign/fixtures/sam)."""
+    return {
+        "noticeId": "4c8e2b7f1d3a4e6b9f0a1c2d3e4f5a6b",
+        "title": "Sole Source Justification - ImmigrationOS Case Management Platform",
+        "solicitationNumber": "70CTD025R00000017",
+        "fullParentPathName": "HOMELAND SECURITY, DEPARTMENT OF.US IMMIGRATION AND CUSTOMS "
+        "ENFORCEMENT.ICE-MISSION SUPPORT DALLAS",
+        "fullParentPathCode": "070.7012.70CDCR",
+        "postedDate": "2026-01-20",
+        "type": "Justification",
+        "baseType": "Justification",
+        "responseDeadLine": None,
+        "active": "Yes",
+        "award": {
+            "date": "2026-01-19",
+            "number": "70CTD022FR0000170",
+            "amount": None,
+            "awardee": {"name": "PALANTIR TECHNOLOGIES INC.", "location": {}},
+        },
+        "uiLink": "https://sam.gov/opp/4c8e2b7f1d3a4e6b9f0a1c2d3e4f5a6b/view",
+    }
 
 
 def _last_page() -> dict[str, Any]:
@@ -405,7 +471,7 @@ def _award(piid: str, recipient: str, amount: float, description: str) -> dict[s
 
 def _tx(mod: str, when: str, amount: float) -> dict[str, Any]:
     return {
-        "id": f"CONT_TX_7012_-NONE-_70CMSD22FR0000170_{mod}_47QTCA18D003G_0",
+        "id": f"CONT_TX_7012_-NONE-_70CTD022FR0000170_{mod}_GS35F0086U_0",
         "type": "C",
         "type_description": "DELIVERY ORDER",
         "action_date": when,

@@ -28,6 +28,7 @@ from typing import Any
 
 from alerts.config import SourceSpec
 from alerts.model import JSON, Event, EventKind, Item, Observation
+from alerts.route import source_admits
 from alerts.sources import DerivesEvents
 from alerts.store import ItemState
 
@@ -142,6 +143,7 @@ def detect(
         events += [_with_topics(e, spec) for e in derived.events]
         state["adapter"] = dict(derived.state)
 
+    events = [e for e in events if source_admits(spec.include, spec.exclude, e)]
     events.sort(key=lambda e: e.occurred_at or _FAR_PAST)
     events, dropped = _cap(spec, events, now)
     return Detection(

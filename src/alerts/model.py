@@ -141,11 +141,6 @@ class Event:
     def with_id(self, event_id: int) -> Event:
         return dataclasses.replace(self, id=event_id)
 
-    def text_for_matching(self) -> str:
-        """Lower-cased text that keyword filters search."""
-        parts = [self.title, self.summary, *(str(v) for v in self.fields.values())]
-        return " ".join(parts).casefold()
-
 
 def _parse_dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
@@ -175,7 +170,9 @@ class Subscription:
 
     Exactly one of ``topic`` and ``source`` is set, or neither (everything).
     ``kinds`` empty means every kind. ``include``: at least one keyword must occur;
-    ``exclude``: none may. ``min_amount`` drops events whose ``amount`` field is lower.
+    ``exclude``: none may (keywords as ``alerts.keywords`` matches them).
+    ``min_amount`` drops events whose ``amount`` field is lower; ``min_change`` those
+    whose ``delta`` field (the change an update made) is smaller in absolute value.
     """
 
     destination_id: str
@@ -187,6 +184,7 @@ class Subscription:
     min_amount: float | None = None
     created_by: str | None = None
     id: int | None = None
+    min_change: float | None = None
 
 
 class DeliveryState(StrEnum):

@@ -1,17 +1,44 @@
 """The router: which destinations want an event.
 
 Static routes from config and subscriptions made by chat command are the same
-``Subscription`` shape and are matched by the same rules (``matches``).
+``Subscription`` shape and are matched by the same rules (``matches``):
+
+* ``topic`` / ``source`` / ``kinds`` select events;
+* ``include`` (at least one) and ``exclude`` (none) are keywords matched by
+  ``alerts.keywords``: whole words, case- and accent-insensitive, ``re:`` for an
+  RE2 regular expression; they search the title, summary and every field value;
+* ``min_amount`` drops events whose ``amount`` field is lower;
+* ``min_change`` drops events whose ``delta`` (an award modification's change in
+  dollars, a petition's rise in signatures) is smaller in absolute value. Events
+  without a number there (a new award, a page rewrite) are not held back by it.
+
+A source's own ``include`` / ``exclude`` (``source_admits``) use the same matching and
+drop its item events before any room is considered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from alerts.model import Event, Subscription
+from alerts.keywords import Text, any_found
+from alerts.model import Event, EventKind, Subscription
+
+_FILTERED_BY_SOURCE = frozenset({EventKind.NEW, EventKind.UPDATED})
 
 
-def matches(sub: Subscription, event: Event) -> bool:
+def event_text(event: Event) -> Text:
+    """What keyword filters search: title, summary and every field value."""
+    return Text.of(event.title, event.summary, *event.fields.values())
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def matches(sub: Subscription, event: Event, text: Text | None = None) -> bool:
+    """Does ``sub`` want ``event``? ``text`` is ``event_text(event)``, if already made."""
     if sub.topic is not None and sub.topic not in event.topics:
         return False
     if sub.source is not None and sub.source != event.source_id:
@@ -19,16 +46,34 @@ def matches(sub: Subscription, event: Event) -> bool:
     if sub.kinds and event.kind not in sub.kinds:
         return False
     if sub.include or sub.exclude:
-        text = event.text_for_matching()
-        if sub.include and not any(k.casefold() in text for k in sub.include):
+        text = text or event_text(event)
+        if sub.include and not any_found(sub.include, text):
             return False
-        if any(k.casefold() in text for k in sub.exclude):
+        if any_found(sub.exclude, text):
             return False
+    return _big_enough(sub, event)
+
+
+def _big_enough(sub: Subscription, event: Event) -> bool:
     if sub.min_amount is not None:
-        amount = event.fields.get("amount")
-        if isinstance(amount, int | float) and amount < sub.min_amount:
+        amount = _number(event.fields.get("amount"))
+        if amount is not None and amount < sub.min_amount:
+            return False
+    if sub.min_change is not None:
+        change = _number(event.fields.get("delta"))
+        if change is not None and abs(change) < sub.min_change:
             return False
     return True
+
+
+def source_admits(include: Sequence[str], exclude: Sequence[str], event: Event) -> bool:
+    """A source's own keyword filter, applied to its ``new`` and ``updated`` events."""
+    if event.kind not in _FILTERED_BY_SOURCE or not (include or exclude):
+        return True
+    text = event_text(event)
+    if include and not any_found(include, text):
+        return False
+    return not any_found(exclude, text)
 
 
 class Router:
@@ -48,7 +93,12 @@ class Router:
 
     def route(self, event: Event) -> tuple[str, ...]:
         found: dict[str, None] = {}
+        text: Text | None = None  # made once, and only if some filter needs it
         for sub in (*self._static, *self._dynamic):
-            if sub.destination_id not in found and matches(sub, event):
+            if sub.destination_id in found:
+                continue
+            if text is None and (sub.include or sub.exclude):
+                text = event_text(event)
+            if matches(sub, event, text):
                 found[sub.destination_id] = None
         return tuple(found)

@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from alerts.cli import main
-from alerts.demo import EXPECTED, DemoSettings, demo_config, run_demo
+from alerts.demo import EXPECTED, PALANTIR, DemoSettings, demo_config, run_demo
 from alerts.model import EventKind
 
 
@@ -17,16 +17,27 @@ async def test_demo_delivers_the_timeline(capsys: pytest.CaptureFixture[str]) ->
     result = await run_demo(step_s=1.5, poll_s=0.4, settle_s=15.0, out=io.StringIO())
     assert result.missing == set()
     got = {(e.source_id, e.kind): e for e in result.delivered}
+    assert PALANTIR == "CONT_AWD_70CTD022FR0000170_7012_GS35F0086U_4730"  # the real id's shape
     assert set(got) == EXPECTED
     assert len(result.delivered) == len(EXPECTED)  # no duplicates, nothing at the baseline
     modification = got[("ice-awards", EventKind.UPDATED)]
     assert modification.changes == {"amount": (95_900_000.0, 125_754_750.0)}
     assert modification.fields["delta"] == 29_854_750.0
-    assert got[("iceout-letter", EventKind.MILESTONE)].fields["threshold"] == 1000
+    assert modification.url == f"https://www.usaspending.gov/award/{PALANTIR}"
+    milestone = got[("iceout-letter", EventKind.MILESTONE)]
+    assert (milestone.fields["threshold"], milestone.fields["anonymous"]) == (1000, 60)
+    delta = got[("iceout-letter", EventKind.DELTA)]
+    assert delta.fields["delta"] == 80  # 940 -> 1,020: the rise of the count
+    assert delta.fields["anonymous"] == 60
+    assert delta.fields["by_company"]["Google"] == 40
     assert got[("iceout-letter", EventKind.NEW)].title == "Margaret Hamilton"
+    notice = got[("ice-sam", EventKind.NEW)]
+    assert notice.title.startswith("Justification: Sole Source Justification - ImmigrationOS")
+    assert notice.detected_at < modification.detected_at  # the notice came first
     printed = capsys.readouterr().out
     assert "Margaret Hamilton" in printed
-    assert "PALANTIR USG INC" in printed
+    assert "PALANTIR TECHNOLOGIES INC." in printed
+    assert "60 of the newest signed anonymously" in printed
 
 
 def test_demo_command_is_wired(capsys: pytest.CaptureFixture[str]) -> None:

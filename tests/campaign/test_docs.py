@@ -31,7 +31,9 @@ def reference() -> str:
     return "\n".join(out) + "\n"
 
 
-@pytest.mark.parametrize("kind", ["petition", "awards", "federal_register", "webpage", "bluesky"])
+@pytest.mark.parametrize(
+    "kind", ["petition", "awards", "federal_register", "webpage", "bluesky", "sam"]
+)
 def test_adapter_documented(kind: str) -> None:
     text = DOC.read_text(encoding="utf-8")
     factory = registry()[kind]

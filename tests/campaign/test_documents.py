@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -230,8 +231,17 @@ def test_unified_diff_is_cut() -> None:
 
 
 def test_bad_noise_pattern_is_rejected() -> None:
-    with pytest.raises(ValueError, match="noise pattern"):
+    with pytest.raises(ValueError, match=r"regular expression '\(unclosed': missing \)"):
         WebpageOptions(selector="main", noise=["(unclosed"])
+
+
+async def test_noise_runs_in_linear_time(server: FixtureServer, http: HttpClient) -> None:
+    """``(a+)+$`` backtracks for ages in Python ``re``; RE2 strips it at once."""
+    page = "<html><body><main>" + "a" * 50_000 + "b</main></body></html>"
+    server.route("GET", "/newsroom", Reply.html(page))
+    source = webpage(server, http, selector="main", noise=["(a+)+$"])
+    obs = await asyncio.wait_for(source.fetch(SourceState()), timeout=5)
+    assert obs.items[0].fields["text"].endswith("ab")
 
 
 # --- bluesky ------------------------------------------------------------------

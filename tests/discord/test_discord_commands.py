@@ -76,6 +76,19 @@ async def test_subscribe_list_unsubscribe_change_the_store(
     assert await store.list_subscriptions(f"discord:{channel}") == []
 
 
+async def test_subscribe_with_min_change_and_keywords(
+    fake: FakeDiscord, bot: DiscordSink, store: Store, channel: int
+) -> None:
+    reply = await run(
+        fake, channel, "subscribe", topic="contracts", min_change="1M", keywords="palantir"
+    )
+    assert reply["content"] == "Subscribed: contracts keywords=palantir min_change=1,000,000"
+    [sub] = await store.list_subscriptions(f"discord:{channel}")
+    assert (sub.include, sub.min_change) == (("palantir",), 1_000_000.0)
+    bad = await run(fake, channel, "subscribe", topic="contracts", keywords="re:(a")
+    assert "keywords: regular expression '(a': missing )" in bad["content"]
+
+
 @pytest.mark.parametrize(
     ("subcommand", "expected"),
     [

@@ -114,6 +114,11 @@ async def test_commands_subscribe_list_topics_help_unsubscribe(
         subs = await store.list_subscriptions(destination)
         unknown = await ask(alice, room_id, "!alerts subscribe weather")
         unsubscribed = await ask(alice, room_id, "!alerts unsubscribe contracts")
+        filtered = await ask(
+            alice, room_id, "!alerts subscribe contracts min_change=1M keywords=palantir"
+        )
+        [watch] = await store.list_subscriptions(destination)
+        bad = await ask(alice, room_id, "!alerts subscribe contracts keywords=re:(a")
 
     assert "subscribe TOPIC" in help_reply.body
     assert "- contracts: Federal contract awards" in topics.body
@@ -124,7 +129,9 @@ async def test_commands_subscribe_list_topics_help_unsubscribe(
     ]
     assert "unknown topic 'weather'; topics are: contracts, news" in unknown.body
     assert unsubscribed.body.startswith("Unsubscribed from contracts")
-    assert await store.list_subscriptions(destination) == []
+    assert filtered.body == "Subscribed: contracts keywords=palantir min_change=1,000,000"
+    assert (watch.include, watch.min_change) == (("palantir",), 1_000_000.0)
+    assert "keywords: regular expression '(a': missing )" in bad.body
 
 
 async def test_non_moderator_is_refused(

@@ -178,16 +178,18 @@ async def test_subscriptions_replace_list_remove_and_bump_the_version(store: Sto
     v0 = await store.subscriptions_version()
     first = await store.add_subscription(Subscription("room-a", topic="news", include=("ice",)))
     again = await store.add_subscription(
-        Subscription("room-a", topic="news", kinds=frozenset({EventKind.NEW}), min_amount=5.0)
+        Subscription(
+            "room-a", topic="news", kinds=frozenset({EventKind.NEW}), min_amount=5.0, min_change=1e6
+        )
     )
     await store.add_subscription(Subscription("room-a", topic="contracts"))
     await store.add_subscription(Subscription("room-b", source="s1"))
     assert first.id is not None and again.id == first.id
     assert await store.subscriptions_version() != v0
     subs = await store.list_subscriptions("room-a")
-    assert [(s.topic, s.kinds, s.include, s.min_amount) for s in subs] == [
-        ("news", frozenset({EventKind.NEW}), (), 5.0),
-        ("contracts", frozenset(), (), None),
+    assert [(s.topic, s.kinds, s.include, s.min_amount, s.min_change) for s in subs] == [
+        ("news", frozenset({EventKind.NEW}), (), 5.0, 1e6),
+        ("contracts", frozenset(), (), None, None),
     ]
     assert len(await store.list_subscriptions()) == 3
     assert await store.remove_subscriptions("room-a", topic="news") == 1

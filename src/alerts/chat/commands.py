@@ -9,8 +9,13 @@ Grammar (words separated by spaces; values may be quoted)::
     help
     topics
     list
-    subscribe TOPIC [kinds=new,updated,…] [keywords=a,b,…] [exclude=c,d,…] [min_amount=N]
+    subscribe TOPIC [kinds=new,updated,…] [keywords=a,b,…] [exclude=c,d,…]
+              [min_amount=N] [min_change=N]
     unsubscribe TOPIC | all
+
+Keywords match whole words, case- and accent-insensitively; ``re:PATTERN`` is an
+RE2 regular expression (``alerts.keywords``). A bad keyword is refused with the
+reason, before anything is stored.
 
 Mutating commands (subscribe, unsubscribe) need ``may_manage`` in the context; the
 front end decides it (Matrix power level, Discord Manage Channels).
@@ -18,11 +23,13 @@ front end decides it (Matrix power level, Discord Manage Channels).
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from alerts.keywords import check_keywords
 from alerts.model import Destination, EventKind, Subscription
 
 if TYPE_CHECKING:
@@ -36,8 +43,12 @@ Commands:
   help                      this text
   topics                    the topics you can subscribe to
   list                      this room's subscriptions
-  subscribe TOPIC [kinds=new,updated,milestone,delta] [keywords=a,b] [exclude=c,d] [min_amount=N]
-                            send this room alerts on TOPIC, optionally filtered
+  subscribe TOPIC [kinds=new,updated,milestone,delta] [keywords=a,b] [exclude=c,d]
+            [min_amount=N] [min_change=N]
+                            send this room alerts on TOPIC, optionally filtered:
+                            keywords are whole words (re:PATTERN for a regex),
+                            min_amount the smallest award, min_change the smallest
+                            change a modification makes (1M = 1,000,000)
   unsubscribe TOPIC|all     stop alerts on TOPIC (or all of them)
 subscribe and unsubscribe need moderator rights in this room."""
 
@@ -54,6 +65,7 @@ class Command:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     min_amount: float | None = None
+    min_change: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,18 +104,29 @@ def parse_kinds(value: str) -> frozenset[EventKind]:
     return frozenset(kinds)
 
 
-def parse_amount(value: str) -> float:
+def parse_amount(value: str, name: str = "min_amount") -> float:
+    """``1000000``, ``1,000,000``, ``$1M``, ``2.5k``, ``1B``: a finite amount ≥ 0."""
     cleaned = value.replace(",", "").replace("_", "").lstrip("$")
     multiplier = 1.0
     if cleaned[-1:].lower() in ("k", "m", "b"):
         multiplier = {"k": 1e3, "m": 1e6, "b": 1e9}[cleaned[-1].lower()]
         cleaned = cleaned[:-1]
     try:
-        return float(cleaned) * multiplier
+        amount = float(cleaned) * multiplier
     except ValueError:
-        raise CommandError(
-            f"min_amount must be a number like 1000000 or 1M, not {value!r}"
-        ) from None
+        amount = math.nan
+    if not math.isfinite(amount) or amount < 0 or not cleaned[:1].isdigit():
+        raise CommandError(f"{name} must be an amount like 1000000 or 1M, not {value!r}")
+    return amount
+
+
+def parse_keywords(value: str, name: str) -> tuple[str, ...]:
+    """Comma-separated keywords, each checked by the matching engine."""
+    words = _split_list(value)
+    try:
+        return check_keywords(words)
+    except ValueError as exc:
+        raise CommandError(f"{name}: {exc}") from None
 
 
 def parse(text: str) -> Command:
@@ -125,7 +148,8 @@ def parse(text: str) -> Command:
     options = dict(a.split("=", 1) for a in args if "=" in a)
     if len(positional) != 1:
         raise CommandError(
-            f"usage: {verb} TOPIC" + (" [kinds=…] [keywords=…]" if verb == "subscribe" else "|all")
+            f"usage: {verb} TOPIC"
+            + (" [kinds=…] [keywords=…] [min_change=…]" if verb == "subscribe" else "|all")
         )
     if verb == "unsubscribe":
         if options:
@@ -137,6 +161,7 @@ def parse(text: str) -> Command:
         keywords=options.pop("keywords", ""),
         exclude=options.pop("exclude", ""),
         min_amount=options.pop("min_amount", ""),
+        min_change=options.pop("min_change", ""),
         unknown=options,
     )
 
@@ -148,21 +173,24 @@ def build_subscribe(
     keywords: str = "",
     exclude: str = "",
     min_amount: str = "",
+    min_change: str = "",
     unknown: Mapping[str, str] | None = None,
 ) -> Command:
     """A subscribe command from its fields (what Discord's slash options give)."""
     if unknown:
         names = ", ".join(sorted(unknown))
         raise CommandError(
-            f"unknown option(s) {names}; options are kinds, keywords, exclude, min_amount"
+            f"unknown option(s) {names}; options are kinds, keywords, exclude, "
+            "min_amount, min_change"
         )
     return Command(
         "subscribe",
         topic=topic,
         kinds=parse_kinds(kinds),
-        include=_split_list(keywords),
-        exclude=_split_list(exclude),
+        include=parse_keywords(keywords, "keywords"),
+        exclude=parse_keywords(exclude, "exclude"),
         min_amount=parse_amount(min_amount) if min_amount else None,
+        min_change=parse_amount(min_change, "min_change") if min_change else None,
     )
 
 
@@ -234,6 +262,7 @@ class CommandService:
                 include=command.include,
                 exclude=command.exclude,
                 min_amount=command.min_amount,
+                min_change=command.min_change,
                 created_by=ctx.user,
             )
         )
@@ -276,4 +305,6 @@ def describe(sub: Subscription) -> str:
         parts.append("exclude=" + ",".join(sub.exclude))
     if sub.min_amount is not None:
         parts.append(f"min_amount={sub.min_amount:,.0f}")
+    if sub.min_change is not None:
+        parts.append(f"min_change={sub.min_change:,.0f}")
     return " ".join(parts)

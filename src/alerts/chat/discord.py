@@ -75,6 +75,7 @@ class AlertsGroup(app_commands.Group):
         keywords="Only alerts mentioning one of these words, comma-separated",
         exclude="Never alerts mentioning these words, comma-separated",
         min_amount="Skip awards below this amount (e.g. 1M)",
+        min_change="Skip modifications that change less than this (e.g. 1M)",
     )
     async def subscribe(
         self,
@@ -84,6 +85,7 @@ class AlertsGroup(app_commands.Group):
         keywords: str | None = None,
         exclude: str | None = None,
         min_amount: str | None = None,
+        min_change: str | None = None,
     ) -> None:
         try:
             command = build_subscribe(
@@ -92,6 +94,7 @@ class AlertsGroup(app_commands.Group):
                 keywords=keywords or "",
                 exclude=exclude or "",
                 min_amount=min_amount or "",
+                min_change=min_change or "",
             )
         except CommandError as exc:
             await self.front.reply(interaction, Reply(str(exc), ok=False))

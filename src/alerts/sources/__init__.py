@@ -44,6 +44,7 @@ def _builtin() -> dict[str, SourceFactory]:
     from alerts.sources.federal_register import FederalRegisterSource
     from alerts.sources.feed import FeedSource
     from alerts.sources.petition import PetitionSource
+    from alerts.sources.sam import SamSource
     from alerts.sources.webpage import WebpageSource
 
     # mypy cannot match a class object against a protocol mixing ``__call__`` with
@@ -56,6 +57,7 @@ def _builtin() -> dict[str, SourceFactory]:
         FederalRegisterSource,
         WebpageSource,
         BlueskySource,
+        SamSource,
     )
     return {a.kind: cast("SourceFactory", a) for a in adapters}
 

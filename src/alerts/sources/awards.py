@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.errors import ParseError
+from alerts.keywords import has_words
 from alerts.model import JSON, Event, EventKind, Item, Observation
 from alerts.sources import Derived, SourceState
-from alerts.sources._parse import normalise
 from alerts.sources.http import HttpClient
 
 DEFAULT_API = "https://api.usaspending.gov"
@@ -52,6 +53,7 @@ _TYPE_GROUPS = {
     **dict.fromkeys(["09", "11", "-1"], "other"),
 }
 _BASE_MODS = {"", "0", "00", "000", "0000", "00000", "P00000"}
+_PARENTS_MAX = 1000  # award -> parent recipient lookups remembered (the newest)
 
 
 class AwardsOptions(BaseModel):
@@ -61,17 +63,24 @@ class AwardsOptions(BaseModel):
     agency_tier: str = Field(
         default="subtier", pattern="^(subtier|toptier)$", description="subtier or toptier"
     )
+    agency_type: Literal["awarding", "funding"] = Field(
+        default="awarding", description="awarding agency, or the funding agency"
+    )
     award_type_codes: list[str] = Field(
         default_factory=lambda: ["A", "B", "C", "D"], description="one USAspending type group"
     )
     recipients: list[str] = Field(
-        default_factory=list, description="recipient watchlist (substrings); empty = all"
+        default_factory=list,
+        description="recipient watchlist (recipient or parent name contains it); empty = all",
     )
     min_amount: float = Field(default=0.0, description="drop awards and modifications below")
     window_days: int = Field(default=30, ge=1, le=3650, description="sliding search window")
     page_size: int = Field(default=100, ge=1, le=100, description="results per request")
     max_pages: int = Field(default=10, ge=1, le=100, description="pages per search per poll")
     modifications: bool = Field(default=True, description="also search modifications")
+    include_zero_modifications: bool = Field(
+        default=False, description="also alert modifications that change no money"
+    )
     follow: list[str] = Field(
         default_factory=list, description="generated_internal_ids of awards always read"
     )
@@ -95,6 +104,7 @@ class _Mod:
     amount: float
     action_date: str
     row: Mapping[str, Any]
+    matched: str = ""
 
     @property
     def key(self) -> str:
@@ -114,21 +124,29 @@ class AwardsSource:
       For a modified award, the obligated total is the sum of its transactions from
       ``POST /api/v2/transactions/`` (looked up once per new modification).
 
-    Both searches are filtered by the awarding agency (``agency``, at ``agency_tier``
-    ``subtier`` by default: U.S. Immigration and Customs Enforcement) and
-    ``award_type_codes`` (contracts A to D by default; one group per source, e.g.
-    ``["IDV_A", "IDV_B", …]`` for indefinite-delivery vehicles); pages are followed while
-    ``page_metadata.hasNext`` (at most ``max_pages`` of ``page_size``).
-    ``recipients`` is a watchlist (case-insensitive substrings of the recipient name;
-    empty = everyone); ``min_amount`` drops smaller awards and modifications.
+    Both searches are filtered by the agency (``agency``, at ``agency_tier``
+    ``subtier`` by default: U.S. Immigration and Customs Enforcement) as the awarding
+    agency, or as the funding agency with ``agency_type = "funding"`` (ICE-funded awards
+    made by other DHS offices), and by ``award_type_codes`` (contracts A to D by
+    default; one group per source, e.g. ``["IDV_A", "IDV_B", …]`` for
+    indefinite-delivery vehicles); pages are followed while ``page_metadata.hasNext``
+    (at most ``max_pages`` of ``page_size``). ``recipients`` is a watchlist of whole
+    words (``Palantir`` matches "PALANTIR USG INC"; empty = everyone): an award whose
+    recipient does not match is checked against its parent recipient
+    (``recipient.parent_recipient_name`` of ``GET /api/v2/awards/<id>/``, read once per
+    award), so a subsidiary under another legal name is kept, and the alert says the
+    parent matched. ``min_amount`` drops smaller awards and modifications.
+    Modifications that move no money ($0 administrative changes) are skipped unless
+    ``include_zero_modifications = true``.
     ``follow`` lists ``generated_internal_id``s of awards to watch whatever the
     window: their transactions are read on every poll, and their recipient once
     from ``GET /api/v2/awards/<id>/``.
 
     Items are awards, keyed on ``generated_internal_id``, with fields ``recipient``,
     ``amount`` (obligated, USD), ``agency``, ``award_id``, ``description``, ``action``
-    (``new award`` when signed in the window, else ``modification``) and
-    ``modification`` (the latest modification number seen, if any), linking to
+    (``new award`` when signed in the window, else ``modification``),
+    ``modification`` (the latest modification number seen, if any) and, with a
+    watchlist, ``matched`` (``recipient`` or ``parent``, with ``parent_recipient``), linking to
     ``https://www.usaspending.gov/award/<id>``. The fingerprint is the amount, so a
     modification that changes it is an ``updated`` event with ``amount`` old → new and
     the ``delta``; a modification of an award never seen before (a contract signed
@@ -157,6 +175,7 @@ class AwardsSource:
 
     async def fetch(self, state: SourceState) -> Observation:
         ledger: dict[str, Any] = dict(state.cursor.get("mods", {}))
+        self._parents: dict[str, str] = dict(state.cursor.get("parents", {}))
         items = {i.key: i for i in await self._new_awards()}
         if self.options.modifications:
             for award_key, mods in _by_award(await self._modifications()).items():
@@ -167,7 +186,8 @@ class AwardsSource:
             if award_key not in items:
                 items[award_key] = await self._followed(award_key, ledger)
         keep = {k: v for k, v in ledger.items() if k in items}
-        return Observation(items=tuple(items.values()), cursor={"mods": keep})
+        parents = dict(list(self._parents.items())[-_PARENTS_MAX:])
+        return Observation(items=tuple(items.values()), cursor={"mods": keep, "parents": parents})
 
     # --- requests ------------------------------------------------------------
 
@@ -184,7 +204,11 @@ class AwardsSource:
                 }
             ],
             "agencies": [
-                {"type": "awarding", "tier": self.options.agency_tier, "name": self.options.agency}
+                {
+                    "type": self.options.agency_type,
+                    "tier": self.options.agency_tier,
+                    "name": self.options.agency,
+                }
             ],
         }
         if self.options.recipients:
@@ -214,8 +238,15 @@ class AwardsSource:
             "subawards": False,
         }
         rows = await self._search("/api/v2/search/spending_by_award/", payload)
-        items = [self._award_item(row) for row in rows]
-        return [i for i in items if self._wanted(i.fields["recipient"], i.fields["amount"])]
+        items = []
+        for row in rows:
+            item = self._award_item(row)
+            if float(item.fields["amount"]) < self.options.min_amount:
+                continue
+            matched = await self._match(item.key, item.fields["recipient"])
+            if matched is not None:
+                items.append(_with_match(item, matched, self._parents.get(item.key)))
+        return items
 
     async def _modifications(self) -> list[_Mod]:
         payload = {
@@ -231,9 +262,15 @@ class AwardsSource:
             if mod.upper() in _BASE_MODS:
                 continue
             amount = _money(row.get("Transaction Amount"), "Transaction Amount")
-            if self._wanted(row.get("Recipient Name"), abs(amount)):
-                award_key = _required_str(row, "generated_internal_id")
-                mods.append(_Mod(award_key, mod, amount, str(row.get("Action Date") or ""), row))
+            if amount == 0 and not self.options.include_zero_modifications:
+                continue  # an administrative modification: no money moved
+            if abs(amount) < self.options.min_amount:
+                continue
+            award_key = _required_str(row, "generated_internal_id")
+            matched = await self._match(award_key, row.get("Recipient Name"))
+            if matched is not None:
+                date = str(row.get("Action Date") or "")
+                mods.append(_Mod(award_key, mod, amount, date, row, matched))
         return mods
 
     async def _transactions(self, award_key: str) -> list[Mapping[str, Any]]:
@@ -280,7 +317,7 @@ class AwardsSource:
             "mods": sorted(seen | {m.mod for m in mods}),
         }
         row = latest.row
-        return _item(
+        item = _item(
             award_key,
             award_id=str(row.get("Award ID") or award_key),
             recipient=str(row.get("Recipient Name") or ""),
@@ -296,6 +333,9 @@ class AwardsSource:
             mod_amount=latest.amount,
             published=latest.action_date or None,
         )
+        if known is not None and "matched" in known.fields:
+            return _with_match(item, str(known.fields["matched"]), self._parents.get(award_key))
+        return _with_match(item, latest.matched, self._parents.get(award_key))
 
     async def _followed(self, award_key: str, ledger: dict[str, Any]) -> Item:
         rows = await self._transactions(award_key)
@@ -331,13 +371,32 @@ class AwardsSource:
             "description": str(data.get("description") or ""),
         }
 
-    def _wanted(self, recipient: Any, amount: float) -> bool:
-        if amount < self.options.min_amount:
-            return False
+    async def _match(self, award_key: str, recipient: Any) -> str | None:
+        """Why an award is wanted: ``recipient``, ``parent`` (or ``""``: no watchlist).
+
+        USAspending's ``recipient_search_text`` also finds awards whose *parent*
+        recipient matches, so a subsidiary under another legal name is checked
+        against its parent (``recipient.parent_recipient_name`` of
+        ``GET /api/v2/awards/<id>/``, read once per award) before it is dropped.
+        """
         if not self.options.recipients:
-            return True
-        name = normalise(str(recipient or ""))
-        return any(normalise(r) in name for r in self.options.recipients)
+            return ""
+        if self._listed(recipient):
+            return "recipient"
+        parent = await self._parent(award_key)
+        return "parent" if parent and self._listed(parent) else None
+
+    def _listed(self, name: Any) -> bool:
+        return any(has_words(name, r) for r in self.options.recipients)
+
+    async def _parent(self, award_key: str) -> str:
+        if award_key not in self._parents:
+            data = (await self.http.get(f"{self.api}/api/v2/awards/{award_key}/")).json()
+            recipient = data.get("recipient") if isinstance(data, dict) else None
+            if not isinstance(recipient, dict):
+                raise ParseError(f"USAspending award {award_key}: no recipient object")
+            self._parents[award_key] = str(recipient.get("parent_recipient_name") or "")
+        return self._parents[award_key]
 
     # --- events --------------------------------------------------------------
 
@@ -353,9 +412,15 @@ class AwardsSource:
     ) -> Derived:
         """Report modifications as such: ``updated`` with old → new and the delta."""
         amounts = {i.key: float(i.fields["amount"]) for i in observation.items}
+        mods = {
+            i.key: i.fields["modification"]
+            for i in observation.items
+            if i.fields.get("modification")
+        }
         if baseline:
-            return Derived(state={"amounts": amounts})
+            return Derived(state={"amounts": amounts, "mods": mods})
         known: Mapping[str, Any] = state.get("amounts") or {}
+        known_mods: Mapping[str, Any] = state.get("mods") or {}
         events: list[Event] = []
         folded: set[str] = set()
         for item in new_items:
@@ -372,11 +437,27 @@ class AwardsSource:
                 events.append(self._mod_event(item, float(old_amount), now))
                 folded.add(item.key)
         keep = {i.key for i in new_items} | {i.key for i, _ in updated_items}
+        events += self._zero_modifications(observation, known_mods, keep | folded, now)
         return Derived(
             events=events,
-            state={"amounts": _remember(known, amounts)},
+            state={"amounts": _remember(known, amounts), "mods": _remember(known_mods, mods)},
             keep_item_events=frozenset(keep - folded),
         )
+
+    def _zero_modifications(
+        self, observation: Observation, known_mods: Mapping[str, Any], done: set[str], now: datetime
+    ) -> list[Event]:
+        """With ``include_zero_modifications``: a new $0 modification of a known award."""
+        if not self.options.include_zero_modifications:
+            return []
+        return [
+            self._mod_event(item, float(item.fields["amount"]), now)
+            for item in observation.items
+            if item.key not in done
+            and item.fields.get("modification")
+            and item.fields.get("modification") != known_mods.get(item.key)
+            and item.fields.get("mod_amount") == 0
+        ]
 
     def _mod_event(self, item: Item, old: float, now: datetime) -> Event:
         new = float(item.fields["amount"])
@@ -427,6 +508,18 @@ def _item(
             "mod_amount": mod_amount,
         },
     )
+
+
+def _with_match(item: Item, matched: str, parent: str | None) -> Item:
+    """Say which name put the award on the watchlist (its recipient or its parent)."""
+    if not matched:
+        return item
+    fields = {**item.fields, "matched": matched}
+    summary = item.summary
+    if matched == "parent" and parent:
+        fields["parent_recipient"] = parent
+        summary = f"{summary} (parent: {parent})".strip()
+    return dataclasses.replace(item, fields=fields, summary=summary)
 
 
 def _page(data: Any, path: str) -> tuple[list[Mapping[str, Any]], bool]:

@@ -217,12 +217,14 @@ class HttpClient:
         validators: Validators | None = None,
         max_bytes: int | None = None,
         accept_statuses: tuple[int, ...] = (),
+        follow_redirects: bool = True,
     ) -> HttpResponse:
         """Fetch ``url``; raise a ``FetchError`` subclass for anything but success.
 
         ``validators`` turns the request conditional; a 304 comes back as a response
         whose ``not_modified`` is true. Statuses in ``accept_statuses`` are returned
-        instead of raised.
+        instead of raised. ``follow_redirects=False`` returns a 3xx as it came (for a
+        caller that must decide per hop, e.g. which origin may see a credential).
         """
         send_headers = dict(headers or {})
         if validators is not None:
@@ -241,6 +243,7 @@ class HttpClient:
                     params=params,
                     timeout=self._timeout,
                     max_redirects=self.limits.max_redirects,
+                    allow_redirects=follow_redirects,
                 ) as resp:
                     return await self._finish(resp, url, limit, accept_statuses, validators)
             except aiohttp.TooManyRedirects as exc:

@@ -7,23 +7,29 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from alerts.errors import ParseError
+from alerts.keywords import check_keywords, has_words
 from alerts.model import JSON, Event, EventKind, Item, Observation
 from alerts.options import DurationS
 from alerts.sources import Derived, SourceState
-from alerts.sources._parse import json_path, normalise, parse_count
+from alerts.sources._parse import check_selector, json_path, normalise, parse_count, public_url
 from alerts.sources.http import HttpClient, HttpResponse
+from alerts.sources.osdi import OsdiReader
 
 _JSON_SCRIPTS = 'script[type="application/ld+json"], script[type="application/json"]'
 _PENDING_MAX = 500  # named signatories kept for the next delta; beyond, only counted
 _LD_COUNT_PATHS = ("interactionStatistic.userInteractionCount", "userInteractionCount")
+ANONYMOUS_NAMES = frozenset(
+    {"", "anonymous", "anon", "anonymous signer", "anonymous signatory", "name withheld"}
+)
+NO_COMPANY = "(no company)"
 
 
 class PetitionSettings(BaseSettings):
@@ -35,22 +41,38 @@ class PetitionSettings(BaseSettings):
 
 
 class Signatory(BaseModel):
-    name: str
+    """One row of the signatory list. A row without a name is an anonymous signer."""
+
+    name: str = ""
     title: str = ""
     company: str = ""
+    row_id: str = ""  # what the page offers beyond name|company (a row or signature id)
 
     @property
-    def key(self) -> str:
-        return f"{normalise(self.name)}|{normalise(self.company)}"
+    def anonymous(self) -> bool:
+        return normalise(self.name) in ANONYMOUS_NAMES
 
-    def item(self, url: str) -> Item:
+    @property
+    def base_key(self) -> str:
+        if self.row_id:
+            return f"id:{self.row_id}"
+        who = "anonymous" if self.anonymous else normalise(self.name)
+        return f"{who}|{normalise(self.company)}"
+
+    def item(self, key: str, url: str | None) -> Item:
         role = ", ".join(p for p in (self.title, self.company) if p)
+        name = "Anonymous" if self.anonymous else self.name
         return Item(
-            key=self.key,
-            title=self.name,
+            key=key,
+            title=name,
             url=url,
             summary=role,
-            fields={"name": self.name, "title": self.title, "company": self.company},
+            fields={
+                "name": name,
+                "title": self.title,
+                "company": self.company,
+                "anonymous": self.anonymous,
+            },
         )
 
 
@@ -84,11 +106,15 @@ class PetitionOptions(BaseModel):
     company_key: str = Field(
         default="company", description="key of the company in JSON signatories"
     )
+    id_key: str = Field(default="id", description="key of a row id in JSON signatories, if any")
     osdi_title_field: str = Field(default="title", description="OSDI person custom field")
     osdi_company_field: str = Field(default="company", description="OSDI person custom field")
     max_pages: int = Field(default=10, ge=1, le=200, description="OSDI signature pages per poll")
+    max_person_lookups: int = Field(
+        default=200, ge=1, le=5000, description="OSDI person links followed per poll"
+    )
     milestones: list[int] = Field(
-        default_factory=list, description="signature counts that each alert once"
+        default_factory=list, description="signature counts that each alert once (increasing)"
     )
     delta_period: DurationS = Field(
         default=3600.0, description="at most one delta alert per period (90, 15m, 1h)"
@@ -107,45 +133,80 @@ class PetitionOptions(BaseModel):
             raise ValueError("mode 'json' needs count_path")
         return self
 
+    @field_validator(
+        "count_selector",
+        "signatory_selector",
+        "name_selector",
+        "title_selector",
+        "company_selector",
+    )
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        return None if value is None else check_selector(value)
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, values: list[int]) -> list[int]:
+        if any(v <= 0 for v in values):
+            raise ValueError("milestones must be positive signature counts")
+        if any(b <= a for a, b in pairwise(values)):
+            raise ValueError(f"milestones must be listed in increasing order, each once: {values}")
+        return values
+
+    @field_validator("watch_companies", "watch_titles")
+    @classmethod
+    def _keywords(cls, values: list[str]) -> list[str]:
+        return list(check_keywords(values))
+
 
 class PetitionSource:
-    """Petition: a signature count and, where the page lists them, named signatories.
+    """Petition: a signature count and, where the page lists them, its signatories.
 
     Modes (``mode = …``):
 
     * ``html`` (default) — fetch a page. The count comes from embedded JSON when
       ``count_path`` is set (searched in every ``application/ld+json`` and
       ``application/json`` script, e.g. ``__NEXT_DATA__``), else from the text of
-      ``count_selector`` (locale-aware: ``1,234``, ``1.234``, ``1 234``, ``12k``),
-      else from schema.org ``interactionStatistic.userInteractionCount`` in JSON-LD.
+      ``count_selector`` (``1,234``, ``1.234``, ``1 234``, ``12k``; anything that could
+      be read two ways, like ``1e3`` or ``-5``, is an error, never a guess), else from
+      schema.org ``interactionStatistic.userInteractionCount`` in JSON-LD.
       Signatories: ``signatory_selector`` (one element per person) with
       ``name_selector``, ``title_selector``, ``company_selector`` inside it; or
       ``signatories_path`` in the embedded JSON with ``name_key``/``title_key``/
-      ``company_key``.
+      ``company_key`` (and ``id_key`` when rows carry an id).
     * ``json`` — ``url`` is a JSON endpoint; ``count_path`` (required) and
       ``signatories_path`` are dotted paths (``data.petition.count``, ``items[0]``).
     * ``osdi`` — Action Network's OSDI API: ``url`` is the petition resource
       (``https://actionnetwork.org/api/v2/petitions/<id>``). The count is
-      ``total_signatures``; signatories are read from the paged ``osdi:signatures``
-      collection (up to ``max_pages``) where the person is embedded, with title and
-      company from the custom fields ``osdi_title_field`` / ``osdi_company_field``.
-      After the first poll only signatures created since the newest one seen are
-      asked for (``filter=created_date gt '…'``). The API key comes from
-      ``ALERTS_PETITION_OSDI_TOKEN``; verify on a live petition that signatures
-      embed their person (else only the count is tracked).
+      ``total_signatures``; signatures are read from the paged ``osdi:signatures``
+      collection, newest pages first (at most ``max_pages`` per poll, stopping at the
+      first page with nothing new), and each new signature's person is read from its
+      ``osdi:person`` link (at most ``max_person_lookups`` per poll, concurrently
+      within the per-host limit; people already read are remembered). Title and
+      company come from the person's custom fields ``osdi_title_field`` /
+      ``osdi_company_field``. The API key comes from ``ALERTS_PETITION_OSDI_TOKEN``
+      and is sent only to the origin of ``url``: never across a redirect or to a link
+      on another host.
 
-    Events: ``delta`` — N new signatories (or N more signatures when the page names
-    nobody) since the last delta, with a breakdown by company, at most one per
-    ``delta_period`` (default 1h; pending signatories accumulate in between) and
-    only when N ≥ ``delta_min``. ``milestone`` — each of ``milestones`` fires once
-    when the count reaches it (never at the baseline; a jump over several fires the
-    highest). ``new`` — only for signatories whose company contains one
-    of ``watch_companies`` or whose title one of ``watch_titles``, as whole words
-    ("Palantir" matches "Palantir Technologies"; "CTO" does not match "Director"). A count that
-    goes down is recorded, not alerted. A page whose count can no longer be found,
-    or whose signatory list vanished while the count is positive, is an error, never
-    a zero. Pages are fetched in full on every poll (no conditional GET) so that a
-    pending delta goes out when its period ends.
+    A row without a name, or named "Anonymous", is an anonymous signer: counted, in
+    the breakdown by company, never dropped. Rows are told apart by their id where
+    the page gives one (JSON ``id_key``, an HTML row's ``id``/``data-id``, an OSDI
+    signature identifier), else by name, company and how many such rows there are.
+
+    Events: ``delta`` — how far the count rose since the last delta ("+61 signatures
+    (1,295 total)"), with the new rows by company (anonymous ones included) and the
+    new names, at most one per ``delta_period`` (default 1h) and only when the rise
+    is at least ``delta_min``. ``milestone`` — each of ``milestones`` (increasing)
+    fires once when the count reaches it (never at the baseline; a jump over several
+    fires the highest). ``new`` — a named signatory whose company contains one of
+    ``watch_companies`` or whose title one of ``watch_titles`` (whole words:
+    "Palantir" matches "Palantir Technologies"; "CTO" does not match "Director"), and
+    one alert per watched company for its new anonymous signers. A count that goes
+    down is recorded, not alerted. A page whose count can no longer be found, or
+    whose signatory list vanished while the count is positive, is an error, never a
+    zero. Links in alerts never carry the page URL's secrets (``?key=``, ``token``,
+    ``user:pass@``…). Pages are fetched in full on every poll (no conditional GET) so
+    that a pending delta goes out when its period ends.
     """
 
     kind: ClassVar[str] = "petition"
@@ -159,6 +220,7 @@ class PetitionSource:
         self.url = url
         self.options = options
         self.http = http
+        self.link = public_url(url)
 
     async def fetch(self, state: SourceState) -> Observation:
         if self.options.mode == "osdi":
@@ -167,10 +229,10 @@ class PetitionSource:
         # for its period goes out on time even when the page has not changed.
         resp = await self.http.get(self.url)
         if self.options.mode == "json":
-            count, people = self._from_json(resp.json(), resp.url)
+            count, people = self._from_json(resp.json(), self.link or "the JSON endpoint")
         else:
             count, people = self._from_html(resp)
-        return _observation(count, people, self.url, resp)
+        return _observation(count, people, self.link)
 
     # --- html / json -------------------------------------------------------
 
@@ -185,36 +247,37 @@ class PetitionSource:
         rows = json_path(data, self.options.signatories_path)
         if not isinstance(rows, list):
             raise ParseError(f"{self.options.signatories_path} is not a list")
+        return [self._json_person(row) for row in rows]
+
+    def _json_person(self, row: Any) -> Signatory:
         opts = self.options
-        people = []
-        for row in rows:
-            if not isinstance(row, dict) or not row.get(opts.name_key):
-                raise ParseError(f"signatory without {opts.name_key!r}: {str(row)[:80]}")
-            people.append(
-                Signatory(
-                    name=str(row[opts.name_key]).strip(),
-                    title=str(row.get(opts.title_key) or "").strip(),
-                    company=str(row.get(opts.company_key) or "").strip(),
-                )
-            )
-        return people
+        if not isinstance(row, dict):
+            raise ParseError(f"signatory is not an object: {str(row)[:80]}")
+        row_id = row.get(opts.id_key)
+        return Signatory(
+            name=_text(row.get(opts.name_key)),
+            title=_text(row.get(opts.title_key)),
+            company=_text(row.get(opts.company_key)),
+            row_id=_text(row_id) if isinstance(row_id, str | int) else "",
+        )
 
     def _from_html(self, resp: HttpResponse) -> tuple[int, list[Signatory]]:
         tree = LexborHTMLParser(resp.text())
         blobs = _embedded_json(tree)
         opts = self.options
+        where = self.link or "the page"
         if opts.count_path:
-            data = _first_with(blobs, opts.count_path, resp.url)
-            count = _as_count(json_path(data, opts.count_path), resp.url)
+            data = _first_with(blobs, opts.count_path, where)
+            count = _as_count(json_path(data, opts.count_path), where)
         elif opts.count_selector:
             node = tree.css_first(opts.count_selector)
             if node is None:
                 raise ParseError(f"count_selector {opts.count_selector!r} matches nothing")
             count = parse_count(node.text(separator=" "))
         else:
-            count = _jsonld_count(blobs, resp.url)
+            count = _jsonld_count(blobs, where)
         if opts.signatories_path:
-            people = self._json_people(_first_with(blobs, opts.signatories_path, resp.url))
+            people = self._json_people(_first_with(blobs, opts.signatories_path, where))
         elif opts.signatory_selector:
             people = self._html_people(tree, opts.signatory_selector)
             if not people and count > 0:
@@ -227,72 +290,34 @@ class PetitionSource:
         return count, people
 
     def _html_people(self, tree: LexborHTMLParser, selector: str) -> list[Signatory]:
-        people = []
-        for row in tree.css(selector):
-            name = _node_text(row, self.options.name_selector)
-            if not name:
-                raise ParseError(f"signatory without name ({self.options.name_selector!r})")
-            people.append(
-                Signatory(
-                    name=name,
-                    title=_node_text(row, self.options.title_selector),
-                    company=_node_text(row, self.options.company_selector),
-                )
+        opts = self.options
+        return [
+            Signatory(
+                name=_node_text(row, opts.name_selector),
+                title=_node_text(row, opts.title_selector),
+                company=_node_text(row, opts.company_selector),
+                row_id=row.attributes.get("data-id") or row.attributes.get("id") or "",
             )
-        return people
+            for row in tree.css(selector)
+        ]
 
     # --- Action Network OSDI -----------------------------------------------
 
     async def _fetch_osdi(self, state: SourceState) -> Observation:
         token = PetitionSettings().osdi_token
-        headers = {"OSDI-API-Token": token.get_secret_value()} if token else {}
-        resp = await self.http.get(self.url, headers=headers)
-        petition = resp.json()
-        if not isinstance(petition, dict) or "total_signatures" not in petition:
-            raise ParseError(f"no total_signatures in the OSDI petition at {resp.url}")
-        count = _as_count(petition["total_signatures"], resp.url)
-        since = state.cursor.get("since")
-        link = _href(petition, "osdi:signatures") or self.url.rstrip("/") + "/signatures"
-        people: list[Signatory] = []
-        newest = since if isinstance(since, str) else ""
-        page_url: str | None = _since(link, newest)
-        for _ in range(self.options.max_pages):
-            if page_url is None:
-                break
-            page = (await self.http.get(page_url, headers=headers)).json()
-            people += self._osdi_people(page, page_url)
-            newest = max([newest, *_created_dates(page)])
-            page_url = _href(page, "next")
-        browser = petition.get("browser_url")
-        obs = _observation(count, people, browser if isinstance(browser, str) else None, resp)
-        return dataclasses.replace(obs, cursor={"since": newest} if newest else {})
-
-    def _osdi_people(self, page: Any, where: str) -> list[Signatory]:
-        embedded = page.get("_embedded") if isinstance(page, dict) else None
-        signatures = embedded.get("osdi:signatures") if isinstance(embedded, dict) else None
-        if not isinstance(signatures, list):
-            raise ParseError(f"no _embedded.osdi:signatures list at {where}")
-        people = []
-        for sig in signatures:
-            person = (
-                (sig.get("_embedded") or {}).get("osdi:person") if isinstance(sig, dict) else None
-            )
-            if not isinstance(person, dict):
-                continue
-            name = " ".join(
-                str(person.get(k) or "").strip() for k in ("given_name", "family_name")
-            ).strip()
-            if not name:
-                continue
-            custom = person.get("custom_fields") or {}
-            people.append(
-                Signatory(
-                    name=name,
-                    title=str(custom.get(self.options.osdi_title_field) or "").strip(),
-                    company=str(custom.get(self.options.osdi_company_field) or "").strip(),
-                )
-            )
-        return people
+        reader = OsdiReader(
+            self.http,
+            api_url=self.url,
+            token=token.get_secret_value() if token else None,
+            max_pages=self.options.max_pages,
+            max_lookups=self.options.max_person_lookups,
+            title_field=self.options.osdi_title_field,
+            company_field=self.options.osdi_company_field,
+        )
+        result = await reader.read(state.cursor)
+        people = [Signatory(**row) for row in result.rows]
+        obs = _observation(result.count, people, public_url(result.browser_url))
+        return dataclasses.replace(obs, cursor=result.cursor)
 
     # --- events --------------------------------------------------------------
 
@@ -314,12 +339,15 @@ class PetitionSource:
         if baseline:
             tally.fired |= {t for t in self.options.milestones if t <= count}
             return Derived(state=tally.dump(int(count), now=None))
-        events = [*self._milestones(tally, int(count), now)]
         tally.add_pending(new_items)
+        events = [*self._milestones(tally, int(count), now)]
         delta = self._delta(tally, int(count), now)
         if delta is not None:
             events.append(delta)
-        watched = frozenset(i.key for i in new_items if self._watched(i))
+        events += self._anonymous_watched(new_items, now)
+        watched = frozenset(
+            i.key for i in new_items if not i.fields.get("anonymous") and self._watched(i)
+        )
         return Derived(
             events=events,
             state=tally.dump(int(count), now=now if delta else tally.last_delta_at),
@@ -332,13 +360,18 @@ class PetitionSource:
         if not crossed:
             return []
         top = max(crossed)
+        fields: dict[str, JSON] = {"count": count, "threshold": top}
+        summary = f"{count:,} signatures now."
+        if tally.anonymous:  # anonymous signers count as much as named ones
+            fields["anonymous"] = tally.anonymous
+            summary += f" {tally.anonymous:,} of the newest signed anonymously."
         return [
             self._event(
                 EventKind.MILESTONE,
                 f"milestone:{top}",
                 f"{top:,} signatures reached",
-                f"{count:,} signatures now.",
-                {"count": count, "threshold": top},
+                summary,
+                fields,
                 now,
             )
         ]
@@ -347,36 +380,52 @@ class PetitionSource:
         period = timedelta(seconds=self.options.delta_period)
         if tally.last_delta_at is not None and now - tally.last_delta_at < period:
             return None
-        named = tally.pending
-        n = len(named) + tally.more if named else max(0, count - tally.delta_base)
+        n = count - tally.delta_base
         if n < self.options.delta_min:
             return None
-        by_company = Counter(p.get("company") or "(no company)" for p in named)
-        names = [p["name"] for p in named[:10]]
-        summary = ", ".join(names) + (f" and {n - len(names)} more" if n > len(names) else "")
+        names = [p["name"] for p in tally.pending[:10]]
         fields: dict[str, JSON] = {
             "count": count,
             "delta": n,
-            "by_company": dict(by_company.most_common()),
+            "by_company": dict(Counter(tally.by_company).most_common()),
             "names": names,
+            "anonymous": tally.anonymous,
         }
-        tally.pending, tally.more = [], 0
-        tally.delta_base = count
-        noun = "new signatories" if named else "more signatures"
+        summary = _delta_summary(names, len(tally.pending) + tally.more, tally)
+        tally.reset(count)
         return self._event(
             EventKind.DELTA,
             f"delta:{now.isoformat()}",
-            f"+{n:,} {noun} ({count:,} total)",
+            f"+{n:,} signatures ({count:,} total)",
             summary or f"{count:,} signatures now.",
             fields,
             now,
         )
 
+    def _anonymous_watched(self, new_items: Sequence[Item], now: datetime) -> list[Event]:
+        """One ``new`` per watched company for its new anonymous signers."""
+        by_company = Counter(
+            str(i.fields.get("company") or "")
+            for i in new_items
+            if i.fields.get("anonymous") and self._watched(i)
+        )
+        return [
+            self._event(
+                EventKind.NEW,
+                f"anonymous:{normalise(company)}:{now.isoformat()}",
+                f"{n:,} anonymous signer{'s' if n != 1 else ''} from {company}",
+                f"{n:,} people from {company} signed without giving their name.",
+                {"company": company, "anonymous": n},
+                now,
+            )
+            for company, n in by_company.most_common()
+        ]
+
     def _watched(self, item: Item) -> bool:
         company = item.fields.get("company")
         title = item.fields.get("title")
-        return any(_has_words(company, c) for c in self.options.watch_companies) or any(
-            _has_words(title, t) for t in self.options.watch_titles
+        return any(has_words(company, c) for c in self.options.watch_companies) or any(
+            has_words(title, t) for t in self.options.watch_titles
         )
 
     def _event(
@@ -393,16 +442,35 @@ class PetitionSource:
             kind=kind,
             key=key,
             title=title,
-            url=self.url if self.options.mode != "osdi" else None,
+            url=self.link if self.options.mode != "osdi" else None,
             summary=summary,
             fields=fields,
             occurred_at=now,
         )
 
 
+def _delta_summary(names: list[str], named: int, tally: _Tally) -> str:
+    parts = []
+    if names:
+        parts.append(
+            ", ".join(names) + (f" and {named - len(names):,} more" if named > len(names) else "")
+        )
+    if tally.anonymous:
+        parts.append(f"{tally.anonymous:,} anonymous")
+    companies = Counter(tally.by_company).most_common(5)
+    if companies:
+        parts.append("by company: " + ", ".join(f"{c} {n:,}" for c, n in companies))
+    return "; ".join(parts)
+
+
 @dataclasses.dataclass
 class _Tally:
-    """The petition's detector state, kept between polls in ``Derived.state``."""
+    """The petition's detector state, kept between polls in ``Derived.state``.
+
+    ``pending`` are the named signatories since the last delta (at most
+    ``_PENDING_MAX``; ``more`` counts the rest); ``by_company`` counts every new row
+    since then, anonymous ones included, and ``anonymous`` those without a name.
+    """
 
     fired: set[int]
     pending: list[dict[str, str]]
@@ -410,6 +478,8 @@ class _Tally:
     delta_base: int
     last_count: int | None
     more: int = 0
+    by_company: dict[str, int] = dataclasses.field(default_factory=dict)
+    anonymous: int = 0
 
     @classmethod
     def load(cls, state: Mapping[str, JSON], count: int) -> _Tally:
@@ -421,12 +491,18 @@ class _Tally:
             delta_base=int(state.get("delta_base", count)),
             last_count=state.get("last_count"),
             more=int(state.get("more", 0)),
+            by_company=dict(state.get("by_company") or {}),
+            anonymous=int(state.get("anonymous", 0)),
         )
 
     def add_pending(self, items: Sequence[Item]) -> None:
         known = {p["key"] for p in self.pending}
         for item in items:
-            if len(self.pending) >= _PENDING_MAX:
+            company = str(item.fields.get("company") or "") or NO_COMPANY
+            self.by_company[company] = self.by_company.get(company, 0) + 1
+            if item.fields.get("anonymous"):
+                self.anonymous += 1
+            elif len(self.pending) >= _PENDING_MAX:
                 self.more += 1
             elif item.key not in known:
                 known.add(item.key)
@@ -439,37 +515,45 @@ class _Tally:
                     }
                 )
 
+    def reset(self, count: int) -> None:
+        self.pending, self.more, self.by_company, self.anonymous = [], 0, {}, 0
+        self.delta_base = count
+
     def dump(self, count: int, *, now: datetime | None) -> dict[str, JSON]:
         return {
             "fired": sorted(self.fired),
             "pending": self.pending,
             "more": self.more,
+            "by_company": self.by_company,
+            "anonymous": self.anonymous,
             "last_delta_at": now.isoformat() if now else None,
             "delta_base": min(self.delta_base, count),
             "last_count": count,
         }
 
 
-def _has_words(text: Any, phrase: str) -> bool:
-    """``phrase`` occurs in ``text`` as whole words ("CTO" is not in "Director")."""
-    words, wanted = normalise(str(text or "")), normalise(phrase)
-    return bool(wanted) and f" {wanted} " in f" {words} "
+def _observation(count: int, people: list[Signatory], url: str | None) -> Observation:
+    """Items keyed so that rows sharing name|company (anonymous ones) stay distinct."""
+    seen: Counter[str] = Counter()
+    items = []
+    for person in people:
+        base = person.base_key
+        seen[base] += 1
+        key = base if seen[base] == 1 else f"{base}#{seen[base]}"
+        items.append(person.item(key, url))
+    return Observation(items=tuple(items), values={"signatures": float(count)})
 
 
-def _observation(
-    count: int, people: list[Signatory], url: str | None, resp: HttpResponse
-) -> Observation:
-    items = {p.key: p.item(url or resp.url) for p in people}
-    return Observation(
-        items=tuple(items.values()),
-        values={"signatures": float(count)},
-    )
+def _text(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
 
 
 def _as_count(value: Any, where: str) -> int:
     if isinstance(value, bool) or value is None:
         raise ParseError(f"signature count at {where} is {value!r}, not a number")
     if isinstance(value, int | float):
+        if value < 0 or value != int(value):
+            raise ParseError(f"signature count at {where} is {value!r}, not a count")
         return int(value)
     if isinstance(value, str):
         return parse_count(value)
@@ -515,27 +599,3 @@ def _node_text(row: LexborNode, selector: str | None) -> str:
         return ""
     node = row.css_first(selector)
     return " ".join(node.text(separator=" ").split()) if node is not None else ""
-
-
-def _since(link: str, since: str) -> str:
-    """Only signatures created after ``since`` (Action Network's OData filter)."""
-    if not since:
-        return link
-    sep = "&" if "?" in link else "?"
-    query = urlencode({"filter": f"created_date gt '{since}'"})
-    return f"{link}{sep}{query}"
-
-
-def _created_dates(page: Any) -> list[str]:
-    signatures = (page.get("_embedded") or {}).get("osdi:signatures") or []
-    return [
-        s["created_date"]
-        for s in signatures
-        if isinstance(s, dict) and isinstance(s.get("created_date"), str)
-    ]
-
-
-def _href(doc: Any, rel: str) -> str | None:
-    link = doc.get("_links", {}).get(rel) if isinstance(doc, dict) else None
-    href = link.get("href") if isinstance(link, dict) else None
-    return href if isinstance(href, str) else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -12,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from selectolax.lexbor import LexborHTMLParser
 
 from alerts.errors import ParseError
+from alerts.keywords import Regexes, compile_regex
 from alerts.model import JSON, Event, EventKind, Item, Observation
 from alerts.sources import Derived, SourceState
-from alerts.sources._parse import squash
+from alerts.sources._parse import check_selector, public_url, squash
 from alerts.sources.http import HttpClient
 
 _SUMMARY_CHARS = 1500
@@ -25,30 +25,28 @@ class WebpageOptions(BaseModel):
 
     selector: str = Field(description="CSS selector of the region to watch")
     title: str | None = Field(default=None, description="name in alerts (default: <title>)")
-    noise: list[str] = Field(
-        default_factory=list, description="regular expressions removed before comparing"
+    noise: Regexes = Field(
+        default_factory=list, description="regular expressions (RE2) removed before comparing"
     )
     max_diff_lines: int = Field(default=20, ge=1, le=500, description="longest diff in alerts")
     max_chars: int = Field(default=100_000, ge=100, description="longest region text kept")
 
-    @field_validator("noise")
+    @field_validator("selector")
     @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"noise pattern {pattern!r}: {exc}") from exc
-        return patterns
+    def _selector(cls, selector: str) -> str:
+        return check_selector(selector)
 
 
 class WebpageSource:
     """A region of a web page (a company's statement page, a press-release list).
 
     ``selector`` is a CSS selector (selectolax); the text of every matching element
-    is the region. Whitespace is normalised and each ``noise`` regular expression is
-    removed before comparing, so dates, view counters or session tokens do not
-    count as changes (e.g. ``noise = ['\\d+ views', 'Updated \\w+ \\d+, \\d{4}']``).
+    is the region (a selector that cannot be parsed is a config error). Whitespace is
+    normalised and each ``noise`` regular expression is removed before comparing, so
+    dates, view counters or session tokens do not count as changes (e.g.
+    ``noise = ['\\d+ views', 'Updated \\w+ \\d+, \\d{4}']``). Noise patterns run on
+    RE2 (linear time, multiline: ``^``/``$`` match at line ends; no look-behind or
+    back-references), checked when the config is loaded.
     One item per page, keyed on the URL and selector; its fingerprint is that
     cleaned text. When it changes, an ``updated`` event carries a unified diff of at
     most ``max_diff_lines`` lines. A selector that matches nothing is an error (the
@@ -67,7 +65,8 @@ class WebpageSource:
         self.url = url
         self.options = options
         self.http = http
-        self._noise = [re.compile(p, re.MULTILINE) for p in options.noise]
+        self._noise = [compile_regex(p, multiline=True) for p in options.noise]
+        self.link = public_url(url)
 
     async def fetch(self, state: SourceState) -> Observation:
         resp = await self.http.get(self.url, validators=state.validators)
@@ -76,20 +75,20 @@ class WebpageSource:
         tree = LexborHTMLParser(resp.text())
         nodes = tree.css(self.options.selector)
         if not nodes:
-            raise ParseError(f"selector {self.options.selector!r} matches nothing at {resp.url}")
+            raise ParseError(f"selector {self.options.selector!r} matches nothing at {self.link}")
         text = self.clean("\n".join(n.text(separator="\n") for n in nodes))
         if not text:
             raise ParseError(
-                f"selector {self.options.selector!r} matches only empty elements at {resp.url} "
+                f"selector {self.options.selector!r} matches only empty elements at {self.link} "
                 "(is the region filled in by JavaScript?)"
             )
         page_title = tree.css_first("title")
-        title = self.options.title or (page_title.text(strip=True) if page_title else self.url)
+        title = self.options.title or (page_title.text(strip=True) if page_title else "")
         first_line = text.splitlines()[0] if text else ""
         item = Item(
             key=f"{self.url}#{self.options.selector}",
-            title=title,
-            url=self.url,
+            title=title or self.link or self.options.selector,
+            url=self.link,
             summary=first_line[:300],
             fields={"text": text[: self.options.max_chars]},
         )

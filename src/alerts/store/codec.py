@@ -60,6 +60,7 @@ def subscription_row(sub: Subscription) -> dict[str, Any]:
         "include": dumps(list(sub.include)),
         "exclude": dumps(list(sub.exclude)),
         "min_amount": sub.min_amount,
+        "min_change": sub.min_change,
         "created_by": sub.created_by,
     }
 
@@ -74,6 +75,7 @@ def subscription_from_row(row: Any) -> Subscription:
         include=tuple(json.loads(row["include"])),
         exclude=tuple(json.loads(row["exclude"])),
         min_amount=row["min_amount"],
+        min_change=row["min_change"],
         created_by=row["created_by"],
     )
 

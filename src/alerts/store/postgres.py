@@ -383,11 +383,12 @@ class PostgresStore:
         async with self._tx() as conn:
             stored = await conn.fetchrow(
                 "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, "
-                "exclude, min_amount, created_by, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                "exclude, min_amount, min_change, created_by, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
                 "ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
                 "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
-                "min_amount = excluded.min_amount, created_by = excluded.created_by RETURNING *",
+                "min_amount = excluded.min_amount, min_change = excluded.min_change, "
+                "created_by = excluded.created_by RETURNING *",
                 row["destination_id"],
                 row["topic"],
                 row["source"],
@@ -395,6 +396,7 @@ class PostgresStore:
                 row["include"],
                 row["exclude"],
                 row["min_amount"],
+                row["min_change"],
                 row["created_by"],
                 datetime.now(UTC),
             )

@@ -356,11 +356,12 @@ class SqliteStore:
         async with self._tx() as db:
             async with db.execute(
                 "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, "
-                "exclude, min_amount, created_by, created_at) VALUES (:destination_id, :topic, "
-                ":source, :kinds, :include, :exclude, :min_amount, :created_by, "
-                ":created_at) ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
-                "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
-                "min_amount = excluded.min_amount, created_by = excluded.created_by RETURNING *",
+                "exclude, min_amount, min_change, created_by, created_at) VALUES (:destination_id, "
+                ":topic, :source, :kinds, :include, :exclude, :min_amount, :min_change, "
+                ":created_by, :created_at) ON CONFLICT (destination_id, topic, source) DO UPDATE "
+                "SET kinds = excluded.kinds, include = excluded.include, "
+                "exclude = excluded.exclude, min_amount = excluded.min_amount, "
+                "min_change = excluded.min_change, created_by = excluded.created_by RETURNING *",
                 row,
             ) as cur:
                 stored = await cur.fetchone()
