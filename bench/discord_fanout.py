@@ -35,8 +35,8 @@ from fake_discord import FakeDiscord, Limits  # noqa: E402
 
 from alerts.dispatch import Dispatcher  # noqa: E402
 from alerts.model import Destination, utcnow  # noqa: E402
+from alerts.platforms.discord import DiscordSettings, DiscordSink  # noqa: E402
 from alerts.sinks import SinkContext  # noqa: E402
-from alerts.sinks.discord import DiscordSettings, DiscordSink  # noqa: E402
 from alerts.store import PollCommit, RoutedEvent  # noqa: E402
 from alerts.store.sqlite import SqliteStore  # noqa: E402
 

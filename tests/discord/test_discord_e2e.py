@@ -10,8 +10,8 @@ from fake_discord import MANAGE_CHANNELS, FakeDiscord, Fault
 from alerts.chat.commands import CommandService
 from alerts.dispatch import Dispatcher
 from alerts.model import Destination, Event, Subscription, utcnow
+from alerts.platforms.discord import DiscordSink
 from alerts.route import Router
-from alerts.sinks.discord import DiscordSink
 from alerts.store import PollCommit, RoutedEvent, Store
 
 SOURCE = "usaspending-ice"

@@ -18,13 +18,13 @@ from alerts.errors import (
     RejectedError,
 )
 from alerts.model import Destination
-from alerts.sinks import SinkContext, registry
-from alerts.sinks.discord import (
+from alerts.platforms.discord import (
     DiscordSettings,
     DiscordSink,
     DiscordWebhookSink,
     GlobalLimiter,
 )
+from alerts.sinks import SinkContext, registry
 
 CONTEXT = SinkContext(settings=None, store=None, data_dir=".")  # type: ignore[arg-type]
 

@@ -8,7 +8,7 @@ import pytest
 from discord_helpers import make_event
 
 from alerts.model import EventKind
-from alerts.render.discord import COLOURS, embed_payload
+from alerts.platforms.discord.render import COLOURS, embed_payload
 
 
 def _fields(payload: dict[str, Any]) -> dict[str, str]:

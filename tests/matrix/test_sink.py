@@ -11,7 +11,7 @@ import pytest
 
 from alerts.errors import DestinationUnavailable, RateLimitedError
 from alerts.model import Delivery, Destination, Event, EventKind
-from alerts.sinks.matrix import MatrixSink
+from alerts.platforms.matrix import MatrixSink
 
 from .helpers import Peer
 from .synapse_server import Account, SynapseServer
@@ -54,10 +54,10 @@ def delivery_to(
 async def joined_room(
     reader: Peer, sink: MatrixSink, *, encrypted: bool = False, bot_power: int | None = None
 ) -> str:
-    bot = sink._client().user_id
+    bot = sink.session.client.user_id
     power = {bot: bot_power} if bot_power is not None else None
     room_id = await reader.create_room(encrypted=encrypted, invite=[bot], power=power)
-    resp = await sink._client().join(room_id)
+    resp = await sink.session.client.join(room_id)
     assert isinstance(resp, nio.JoinResponse), resp
     assert await sink.wait_for_sync(10)
     return room_id
@@ -161,12 +161,12 @@ async def test_same_delivery_twice_is_one_event_even_after_sink_restart(
 
     first = await sink.send(delivery)
     second = await sink.send(delivery)
-    device = sink._client().device_id
+    device = sink.session.client.device_id
     await sink.close()
     restarted = await make_sink()
     third = await restarted.send(delivery)
 
-    assert restarted._client().device_id == device
+    assert restarted.session.client.device_id == device
     assert first == second == third
     other = await restarted.send(delivery_to(room_id, key="dup-2"))
     await alice.wait_for(room_id, by_id(other))
@@ -174,7 +174,7 @@ async def test_same_delivery_twice_is_one_event_even_after_sink_restart(
 
 
 def sink_user(sink: MatrixSink) -> str:
-    return str(sink._client().user_id)
+    return str(sink.session.client.user_id)
 
 
 async def test_rate_limited_then_delivered_later_nothing_lost(
@@ -223,11 +223,11 @@ async def test_a_room_alias_is_resolved_and_a_missing_one_is_unavailable(
 ) -> None:
     sink = await make_sink()
     alice = await peers("alice")
-    bot = sink._client().user_id
+    bot = sink.session.client.user_id
     server = bot.split(":", 1)[1]
     created = await alice.client.room_create(alias="campaign-alerts", invite=[bot])
     assert isinstance(created, nio.RoomCreateResponse), created
-    joined = await sink._client().join(created.room_id)
+    joined = await sink.session.client.join(created.room_id)
     assert isinstance(joined, nio.JoinResponse), joined
     assert await sink.wait_for_sync(10)
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import nio
 import pytest
+from alerts.render.matrix import defuse, render, sanitize_html
 
 from alerts.errors import (
     ConfigError,
@@ -19,9 +20,9 @@ from alerts.errors import (
     SendError,
 )
 from alerts.model import Destination, Event, EventKind
-from alerts.render.matrix import defuse, render, sanitize_html
+from alerts.platforms.matrix import MatrixSettings, MatrixSink
+from alerts.platforms.matrix.session import error_for, txn_id_for
 from alerts.sinks import registry
-from alerts.sinks.matrix import MatrixSettings, MatrixSink, error_for, txn_id_for
 
 
 def error(
@@ -193,7 +194,7 @@ class FakeClock:
 
 
 async def test_pacer_learns_spacing_from_429s_and_defers_far_slots() -> None:
-    from alerts.sinks.matrix import Pacer
+    from alerts.platforms.matrix.session import Pacer
 
     clock = FakeClock()
     pacer = Pacer(max_wait_s=0.2, clock=clock)
