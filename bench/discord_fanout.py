@@ -122,7 +122,7 @@ async def _dispatch(
             dispatcher = Dispatcher(store=store, sinks={"discord": sink}, owner="bench")
             started = time.time()
             await dispatcher.drain(timeout_s=len(channel_ids) / 50 * 3 + 30)
-            round_trips = sorted(sink.limiter.round_trips_s)
+            round_trips = sorted(sink.session.limiter.round_trips_s)
             return time.time() - started, len(ids), round_trips
         finally:
             await sink.close()

@@ -119,7 +119,7 @@ async def make_rooms(alice: Peer, sink: MatrixSink, count: int) -> list[str]:
     while len(rooms) < count:
         rooms += await asyncio.gather(*(one() for _ in range(min(10, count - len(rooms)))))
     while not set(rooms) <= set(sink.session.client.rooms):
-        await sink.wait_for_sync(5)
+        await sink.session.wait_for_sync(5)
     return rooms
 
 
