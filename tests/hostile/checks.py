@@ -214,7 +214,13 @@ def matrix_problems(content: Mapping[str, Any], *, link: str | None) -> list[str
 _ESCAPE = re.compile(r"\\[^0-9A-Za-z\s]")
 _DELIMITERS = re.compile(r"[*_~`|<>\[\]]")
 _LINE_MARKUP = re.compile(r"^\s*(#|>|-|\+|\d+[.)]\s)", re.MULTILINE)
-_TOKENS = re.compile(r"@everyone|@here|<[@#:/t]|</|\w+://", re.IGNORECASE)
+# Discord's formats (developer docs, Reference, "Message Formatting") and autolinks.
+_TOKENS = re.compile(
+    r"@everyone|@here|<@[!&]?\d+>|<#\d+>|</[^>]+:\d+>|<a?:\w+:\d+>|<t:-?\d+(:\w)?>"
+    r"|<id:\w+>|\w+://",
+    re.IGNORECASE,
+)
+_OPENERS = re.compile(r"<[@#:/a-z]|\w+:/", re.IGNORECASE)
 DISCORD_LIMITS = {"title": 256, "description": 4096, "name": 256, "value": 1024, "footer": 2048}
 
 
@@ -224,13 +230,13 @@ def utf16(text: str) -> int:
 
 def markdown_problems(where: str, text: str) -> list[str]:
     """What Discord's markdown would still find in ``text`` once escapes are read."""
-    literal = _ESCAPE.sub("", text)
+    literal = _ESCAPE.sub("\u00a4", text)  # an escaped character is a plain one: "¤"
     problems = [f"{where}: markdown {m.group()!r}" for m in _DELIMITERS.finditer(literal)]
     problems += [
         f"{where}: line starts with {m.group(1)!r}" for m in _LINE_MARKUP.finditer(literal)
     ]
     problems += [f"{where}: {m.group()!r} (mention, token or link)" for m in _TOKENS.finditer(text)]
-    problems += [f"{where}: {m.group()!r} once unescaped" for m in _TOKENS.finditer(literal)]
+    problems += [f"{where}: {m.group()!r} once unescaped" for m in _OPENERS.finditer(literal)]
     return problems
 
 

@@ -43,7 +43,7 @@ _DEFUSE = re.compile(
     r"@(?=\S)"  # @room, @user:server
     r"|[#!+](?=[^\s:]*:\S)"  # #alias:server, !room:server, +group:server
     r"|:(?=//)"  # scheme://
-    r"|(?i:matrix)(?=\.to)",  # bare matrix.to links
+    r"|(?i:matrix(?=\.to))",  # bare matrix.to links
 )
 
 
