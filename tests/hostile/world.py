@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from alerts.config import HttpConfig
 from alerts.fixture_server import FixtureServer, Recorded, Reply
 
 CORPUS_FILE = Path(__file__).with_name("corpus.yaml")
@@ -251,6 +252,8 @@ def config_toml(world: HostileWorld, base: str, targets: Mapping[str, str]) -> s
         "[service]", 'contact = "mailto:tests@example.org"', "jitter = 0.0",
         "max_events_per_poll = 1000", "", "[topics.hostile]", 'description = "Hostile"', "",
     ]  # fmt: skip
+    if "allow_private_network" in HttpConfig.model_fields:  # the SSRF guard: opt in to loopback
+        lines += ["[http]", "allow_private_network = true", ""]
     for name, (sink, target) in {
         "room": ("matrix", targets["matrix"]),
         "channel": ("discord", targets["discord"]),
