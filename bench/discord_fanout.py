@@ -35,8 +35,8 @@ from fake_discord import FakeDiscord, Limits  # noqa: E402
 
 from alerts.dispatch import Dispatcher  # noqa: E402
 from alerts.model import Destination, utcnow  # noqa: E402
+from alerts.platforms.discord import DiscordSettings, DiscordSink  # noqa: E402
 from alerts.sinks import SinkContext  # noqa: E402
-from alerts.sinks.discord import DiscordSettings, DiscordSink  # noqa: E402
 from alerts.store import PollCommit, RoutedEvent  # noqa: E402
 from alerts.store.sqlite import SqliteStore  # noqa: E402
 
@@ -122,7 +122,7 @@ async def _dispatch(
             dispatcher = Dispatcher(store=store, sinks={"discord": sink}, owner="bench")
             started = time.time()
             await dispatcher.drain(timeout_s=len(channel_ids) / 50 * 3 + 30)
-            round_trips = sorted(sink.limiter.round_trips_s)
+            round_trips = sorted(sink.session.limiter.round_trips_s)
             return time.time() - started, len(ids), round_trips
         finally:
             await sink.close()

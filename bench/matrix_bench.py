@@ -37,8 +37,8 @@ from tests.matrix.synapse_server import SynapseServer, synapse_python
 
 from alerts.config import Settings
 from alerts.model import Destination, Event, EventKind, Subscription
+from alerts.platforms.matrix import MatrixSettings, MatrixSink
 from alerts.sinks import SinkContext
-from alerts.sinks.matrix import MatrixSettings, MatrixSink
 from alerts.store.sqlite import SqliteStore
 
 TOPICS = {"news": "bench"}
@@ -106,20 +106,20 @@ async def subscribe(pipeline: Pipeline, room_id: str) -> None:
 
 
 async def make_rooms(alice: Peer, sink: MatrixSink, count: int) -> list[str]:
-    bot = str(sink._client().user_id)
+    bot = str(sink.session.client.user_id)
 
     async def one() -> str:
         resp = await alice.client.room_create(invite=[bot])
         assert isinstance(resp, nio.RoomCreateResponse), resp
-        joined = await sink._client().join(resp.room_id)
+        joined = await sink.session.client.join(resp.room_id)
         assert isinstance(joined, nio.JoinResponse), joined
         return str(resp.room_id)
 
     rooms: list[str] = []
     while len(rooms) < count:
         rooms += await asyncio.gather(*(one() for _ in range(min(10, count - len(rooms)))))
-    while not set(rooms) <= set(sink._client().rooms):
-        await sink.wait_for_sync(5)
+    while not set(rooms) <= set(sink.session.client.rooms):
+        await sink.session.wait_for_sync(5)
     return rooms
 
 

@@ -139,9 +139,10 @@ def _destinations(tmp_path: Path, sink: str) -> Path:
 @pytest.mark.parametrize(
     ("sink", "command", "problem"),
     [
-        pytest.param("discord", "check", "is not a Discord channel id", id="discord-check"),
-        pytest.param("discord", "run", "is not a Discord channel id", id="discord-run"),
-        pytest.param("discord_webhook", "run", "no webhook named", id="webhook-run"),
+        pytest.param("discord", "check", "a webhook URL is not a channel id", id="discord-check"),
+        pytest.param("discord", "run", "a webhook URL is not a channel id", id="discord-run"),
+        pytest.param("discord_webhook", "check", "destinations.alerts-channel.target", id="webhook-check"),
+        pytest.param("discord_webhook", "run", "destinations.alerts-channel.target", id="webhook-run"),
     ],
 )
 def test_a_webhook_url_as_target_is_not_echoed_at_start_up(
@@ -150,16 +151,12 @@ def test_a_webhook_url_as_target_is_not_echoed_at_start_up(
     env = _env(tmp_path, _destinations(tmp_path, sink))
     result = alerts(command, env=env)
     assert result.returncode == 2, result.stderr
-    masked = "https://discord.com/api/webhooks/123456789012345678/***"
-    assert f"destinations.alerts-channel.target: '{masked}'" in result.stderr or (
-        f"no webhook named '{masked}'" in result.stderr
-    )
+    assert "destinations.alerts-channel.target: " in result.stderr
     assert problem in result.stderr
     assert_clean(result.stdout, result.stderr)
-    if command == "run":  # start-up stored the destination before refusing it
+    if command == "run":  # whatever start-up stored before refusing it is shown masked
         listed = alerts("destinations", env=env)
         assert listed.returncode == 0
-        assert masked in listed.stdout
         assert_clean(listed.stdout, listed.stderr)
 
 

@@ -15,8 +15,8 @@ from discord_openapi import OpenApi, load, locate_spec
 from fake_discord import FakeDiscord, Limits
 
 from alerts.chat.commands import CommandService
+from alerts.platforms.discord import DiscordSettings, DiscordSink
 from alerts.sinks import SinkContext
-from alerts.sinks.discord import DiscordSettings, DiscordSink
 from alerts.store import Store
 from alerts.store.sqlite import SqliteStore
 
@@ -112,7 +112,7 @@ async def bot(
     listener = asyncio.create_task(sink.listen(service))
     try:
         await fake.wait_identified()
-        await asyncio.wait_for(sink.client.wait_until_ready(), 10)
+        await asyncio.wait_for(sink.session.client.wait_until_ready(), 10)
         yield sink
     finally:
         listener.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from alerts.model import Delivery, Destination, Event, EventKind
@@ -47,3 +48,10 @@ def make_delivery(
         attempts=0,
         idempotency_key=f"alerts-{delivery_id:x}-abc",
     )
+
+
+def shown(text: str) -> str:
+    """What Discord displays of rendered text: escapes gone (Discord's markdown reads
+    a backslash before punctuation as "this character, literally"), zero-width
+    spaces invisible."""
+    return re.sub(r"\\([^0-9A-Za-z\s])", r"\1", text).replace("\u200b", "")

@@ -10,10 +10,9 @@ from discord_helpers import EPHEMERAL, MEMBER
 from fake_discord import MANAGE_CHANNELS, FakeDiscord
 
 from alerts.chat.commands import CommandService
-from alerts.chat.discord import DiscordCommands
 from alerts.model import Destination, EventKind, Subscription
+from alerts.platforms.discord import DiscordCommands, DiscordSettings, DiscordSink
 from alerts.sinks import SinkContext
-from alerts.sinks.discord import DiscordSettings, DiscordSink
 from alerts.store import Store
 
 CONTEXT = SinkContext(settings=None, store=None, data_dir=".")  # type: ignore[arg-type]
@@ -225,7 +224,7 @@ async def test_command_sync_targets(
     await sink.start()
     try:
         front = DiscordCommands(
-            sink.client, service, guilds=settings.guilds, global_commands=global_commands
+            sink.session.client, service, guilds=settings.guilds, global_commands=global_commands
         )
         await front.sync()
     finally:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from discord_helpers import make_event
+from discord_helpers import make_event, shown
 from fake_discord import MANAGE_CHANNELS, FakeDiscord, Fault
 
 from alerts.chat.commands import CommandService
 from alerts.dispatch import Dispatcher
 from alerts.model import Destination, Event, Subscription, utcnow
+from alerts.platforms.discord import DiscordSink
 from alerts.route import Router
-from alerts.sinks.discord import DiscordSink
 from alerts.store import PollCommit, RoutedEvent, Store
 
 SOURCE = "usaspending-ice"
@@ -59,7 +59,7 @@ async def test_subscribe_event_message_then_unsubscribe_none(
     assert await commit(store, router, first) == (f"discord:{channel}",)
     await dispatcher.drain(timeout_s=10)
     [message] = fake.messages_in(channel)
-    assert message.embeds[0]["title"].startswith("Updated: Palantir")
+    assert shown(message.embeds[0]["title"]).startswith("Updated: Palantir")
     [row] = await store.list_deliveries()
     assert row.remote_id == str(message.id)
 
@@ -110,5 +110,5 @@ async def test_long_rate_limit_reschedules_one_channel_others_move(
     now[0] += timedelta(seconds=46)
     await dispatcher.drain(timeout_s=10)
     for channel_id in channels:
-        titles = [m.embeds[0]["title"] for m in fake.messages_in(channel_id)]
+        titles = [shown(m.embeds[0]["title"]) for m in fake.messages_in(channel_id)]
         assert titles == ["Updated: Award 0", "Updated: Award 1", "Updated: Award 2"]

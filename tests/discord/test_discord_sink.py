@@ -7,7 +7,7 @@ import itertools
 from collections.abc import AsyncIterator
 
 import pytest
-from discord_helpers import make_delivery, make_event
+from discord_helpers import make_delivery, make_event, shown
 from fake_discord import FORUM, PUBLIC_THREAD, FakeDiscord, Fault, Limits
 
 from alerts.errors import (
@@ -18,13 +18,13 @@ from alerts.errors import (
     RejectedError,
 )
 from alerts.model import Destination
-from alerts.sinks import SinkContext, registry
-from alerts.sinks.discord import (
+from alerts.platforms.discord import (
     DiscordSettings,
     DiscordSink,
     DiscordWebhookSink,
     GlobalLimiter,
 )
+from alerts.sinks import SinkContext, registry
 
 CONTEXT = SinkContext(settings=None, store=None, data_dir=".")  # type: ignore[arg-type]
 
@@ -40,8 +40,8 @@ async def test_send_posts_embed_with_nonce(
     assert message.payload["allowed_mentions"]["parse"] == []
     assert "content" not in message.payload
     [embed] = message.embeds
-    assert embed["title"].startswith("Updated: Palantir Technologies")
-    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert shown(embed["title"]).startswith("Updated: Palantir Technologies")
+    fields = {shown(f["name"]): shown(f["value"]) for f in embed["fields"]}
     assert fields["Amount"] == "$95,900,000 → $125,900,000 (+$30,000,000)"
     assert fields["Recipient"] == "Palantir Technologies Inc."
 
@@ -196,10 +196,10 @@ async def test_forum_post_per_alert(fake: FakeDiscord, sink: DiscordSink, guild:
     thread = fake.channels[int(remote or 0)]
     assert thread.parent_id == forum
     assert thread.type == PUBLIC_THREAD
-    assert thread.name.startswith("Palantir gets **$30M** more")
+    assert thread.name.startswith("Updated: Palantir gets **$30M** more")
     assert len(thread.name) <= 100
     [message] = fake.messages_in(thread.id)
-    assert message.embeds[0]["title"].startswith("Updated: Palantir gets \\*\\*")
+    assert message.embeds[0]["title"].startswith("Updated\\: Palantir gets \\*\\*")
 
 
 @pytest.fixture
@@ -302,7 +302,7 @@ async def test_webhook_forum_post(fake: FakeDiscord, guild: int) -> None:
     [message] = fake.messages
     assert remote == str(message.id)
     thread = fake.channels[message.channel_id]
-    assert (thread.parent_id, thread.name) == (forum, "Palantir: new award")
+    assert (thread.parent_id, thread.name) == (forum, "Updated: Palantir: new award")
 
 
 async def test_start_without_token_is_a_config_error() -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from alerts.chat.commands import CommandService
 from alerts.config import Settings
+from alerts.platforms.matrix import MatrixSettings, MatrixSink
 from alerts.sinks import SinkContext
-from alerts.sinks.matrix import MatrixSettings, MatrixSink
 from alerts.store.sqlite import SqliteStore
 
 from .helpers import Peer

@@ -11,7 +11,7 @@ import pytest
 
 from alerts.chat.commands import CommandService
 from alerts.model import EventKind
-from alerts.sinks.matrix import MatrixSink
+from alerts.platforms.matrix import MatrixSink
 from alerts.store.sqlite import SqliteStore
 
 from .helpers import Peer, replying_to
@@ -33,12 +33,12 @@ async def listening(sink: MatrixSink, commands: CommandService) -> AsyncIterator
 
 async def bot_joins(peer: Peer, sink: MatrixSink, *, also: tuple[str, ...] = ()) -> str:
     room_id = await peer.create_room(invite=[sink_user(sink), *also])
-    await peer.wait_until(lambda: room_id in sink._client().rooms)
+    await peer.wait_until(lambda: room_id in sink.session.client.rooms)
     return room_id
 
 
 def sink_user(sink: MatrixSink) -> str:
-    return str(sink._client().user_id)
+    return str(sink.session.client.user_id)
 
 
 async def ask(peer: Peer, room_id: str, text: str) -> nio.RoomMessageNotice:
@@ -60,7 +60,7 @@ async def test_invite_from_allowed_user_joins_and_others_are_refused(
     async with listening(sink, commands):
         allowed = await alice.create_room(invite=[bot])
         refused = await eve.create_room(invite=[bot])
-        await alice.wait_until(lambda: allowed in sink._client().rooms)
+        await alice.wait_until(lambda: allowed in sink.session.client.rooms)
         left = await eve.wait_for(
             refused,
             lambda e: (
@@ -70,7 +70,7 @@ async def test_invite_from_allowed_user_joins_and_others_are_refused(
             ),
         )
     assert left.sender == bot
-    assert refused not in sink._client().rooms
+    assert refused not in sink.session.client.rooms
 
 
 @pytest.mark.parametrize(
@@ -83,14 +83,10 @@ async def test_invite_from_allowed_user_joins_and_others_are_refused(
     ],
 )
 def test_invite_policy(invite_settings: dict[str, object], allowed: bool) -> None:
-    from alerts.chat.matrix import MatrixRooms
-    from alerts.sinks.matrix import MatrixSettings
+    from alerts.platforms.matrix import MatrixRooms, MatrixSession, MatrixSettings
 
-    rooms = MatrixRooms(
-        sink=None,  # type: ignore[arg-type]
-        commands=None,  # type: ignore[arg-type]
-        settings=MatrixSettings(**invite_settings),  # type: ignore[arg-type]
-    )
+    session = MatrixSession(settings=MatrixSettings(**invite_settings), home=None)  # type: ignore[arg-type]
+    rooms = MatrixRooms(session=session, commands=None)  # type: ignore[arg-type]
     assert rooms.inviter_allowed("@carol:localhost") is allowed
     assert rooms.inviter_allowed(None) is False
 
@@ -163,7 +159,7 @@ async def test_configured_power_level_lets_a_moderator_manage(
     bot = sink_user(sink)
     async with listening(sink, commands):
         room_id = await alice.create_room(invite=[bot, bob.user_id], power={bob.user_id: 10})
-        await alice.wait_until(lambda: room_id in sink._client().rooms)
+        await alice.wait_until(lambda: room_id in sink.session.client.rooms)
         await bob.client.join(room_id)
         reply = await ask(bob, room_id, "!alerts subscribe news")
     assert reply.body.startswith("Subscribed: news")
@@ -184,7 +180,7 @@ async def test_kick_drops_the_rooms_subscriptions(
         assert len(await store.list_subscriptions(f"matrix:{room_id}")) == 1
         await alice.client.room_kick(room_id, sink_user(sink), reason="bye")
         await alice.wait_until(_no_subscriptions(store, room_id))
-    assert room_id not in sink._client().rooms
+    assert room_id not in sink.session.client.rooms
 
 
 def _no_subscriptions(store: SqliteStore, room_id: str) -> Callable[[], Awaitable[bool]]:
@@ -226,7 +222,7 @@ async def test_commands_work_in_an_encrypted_room(
     sink = await make_sink(invite_users=alice.user_id)
     async with listening(sink, commands):
         room_id = await alice.create_room(encrypted=True, invite=[sink_user(sink)])
-        await alice.wait_until(lambda: room_id in sink._client().rooms)
+        await alice.wait_until(lambda: room_id in sink.session.client.rooms)
         reply = await ask(alice, room_id, "!alerts subscribe news")
     assert reply.body.startswith("Subscribed: news")
     assert [s.topic for s in await store.list_subscriptions(f"matrix:{room_id}")] == ["news"]

@@ -9,7 +9,7 @@ import nio
 import pytest
 
 from alerts.model import DeliveryState, Event, EventKind
-from alerts.sinks.matrix import MatrixSink
+from alerts.platforms.matrix import MatrixSink
 from alerts.store.sqlite import SqliteStore
 
 from .conftest import TOPICS
@@ -33,7 +33,7 @@ async def test_subscribe_then_event_is_delivered_unsubscribe_then_not(
     alice = await peers("alice")
     sink = await make_sink(invite_users=alice.user_id)
     pipeline = Pipeline(store, {"matrix": sink}, TOPICS)
-    bot = str(sink._client().user_id)
+    bot = str(sink.session.client.user_id)
 
     async with listening(sink, pipeline.commands), pipeline.running():
         room_id = await bot_joins(alice, sink)

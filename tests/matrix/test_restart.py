@@ -9,8 +9,8 @@ import pytest
 
 from alerts.config import Settings
 from alerts.errors import PlatformUnavailable
+from alerts.platforms.matrix import MatrixSink
 from alerts.sinks import SinkContext
-from alerts.sinks.matrix import MatrixSink
 from alerts.store.sqlite import SqliteStore
 
 from .conftest import bot_settings

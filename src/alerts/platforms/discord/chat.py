@@ -1,5 +1,8 @@
 """``/alerts`` slash commands: Discord's front end to the one command grammar.
 
+It stands on the bot's ``DiscordSession`` (its logged-in client) and never on the
+sink.
+
 Discord users fill the fields of ``/alerts subscribe topic:… kinds:… keywords:…``;
 this module only translates an interaction into an ``alerts.chat.commands.Command``
 and a ``CommandContext`` (the channel is the room: ``discord:<channel id>``, with
@@ -20,7 +23,6 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 from alerts.chat.commands import (
     Command,
@@ -30,7 +32,8 @@ from alerts.chat.commands import (
     Reply,
     build_subscribe,
 )
-from alerts.render.discord import cut
+from alerts.platforms.discord.session import AlertsClient
+from alerts.render.facts import cut
 
 with warnings.catch_warnings():  # discord.py imports audioop, deprecated since Python 3.11
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
@@ -133,7 +136,7 @@ class DiscordCommands:
 
     def __init__(
         self,
-        client: Any,
+        client: AlertsClient,
         service: CommandService,
         *,
         guilds: Sequence[int] = (),
@@ -143,7 +146,7 @@ class DiscordCommands:
         self.service = service
         self.guilds = list(guilds)
         self.global_commands = global_commands
-        self.tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+        self.tree: app_commands.CommandTree[AlertsClient] = app_commands.CommandTree(client)
         self.tree.add_command(AlertsGroup(self))
 
     async def sync(self) -> None:

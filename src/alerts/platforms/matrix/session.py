@@ -1,4 +1,20 @@
-"""Matrix sink: alerts into Matrix rooms with matrix-nio (see ``MatrixSink``)."""
+"""The Matrix session: one logged-in account, the layer under the sink and the chat.
+
+``MatrixSession`` owns the matrix-nio client and everything that is about the
+account rather than about alerts or commands: login (password or access token),
+the device and where it lives between runs (``DeviceHome``), the sync loop and its
+hooks, end-to-end key upkeep, pacing to the homeserver's rate limit (``Pacer``) and
+the mapping of Matrix failures onto the error tree (``ERRCODE_ERRORS``,
+``STATUS_ERRORS``). The sink (``sink.py``) and the room front end (``chat.py``)
+both stand on it and never on each other; they meet only in the package's
+``MatrixSink``, which runs both on one session.
+
+One process owns an account's device at a time. ``DeviceHome`` is where the device
+id and its key store are kept: today the id in the alerts store and the keys under
+the data directory; handing a device to another process means moving those two
+things behind the same interface, and claiming them (``open``) and releasing them
+(``close``) is already where a lease would go.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +27,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, TypeVar
 
 import aiohttp
 import nio
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from alerts.contracts import Store
 from alerts.errors import (
     ConfigError,
     DestinationUnavailable,
@@ -27,18 +44,11 @@ from alerts.errors import (
     RetryableSendError,
     SendError,
 )
-from alerts.render.matrix import render
-
-if TYPE_CHECKING:
-    from alerts.chat.commands import CommandService
-    from alerts.model import Delivery, Destination
-    from alerts.sinks import SinkContext
 
 log = logging.getLogger(__name__)
 
 KV_NAMESPACE = "matrix"
-ROOM_ID = re.compile(r"^![^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
-ROOM_ALIAS = re.compile(r"^#[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
+T = TypeVar("T")
 
 # Matrix errcodes → error classes; HTTP status decides when the errcode is unknown.
 ERRCODE_ERRORS: Mapping[str, type[SendError]] = {
@@ -132,16 +142,10 @@ class MatrixSettings(BaseSettings):
         host = re.sub(r"^https?://", "", self.homeserver).split("/")[0].split(":")[0]
         return f"@{self.user}:{host}"
 
-
-class MatrixOptions(BaseModel):
-    """Options of a Matrix destination."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    msgtype: Literal["m.notice", "m.text"] = "m.notice"
-
-
-SyncHook = Callable[[nio.SyncResponse, bool], Awaitable[None]]
+    def has_credentials(self) -> bool:
+        """A homeserver, a user and a password or token are set."""
+        secret = self.password is not None or self.access_token is not None
+        return bool(self.homeserver and self.user and secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,66 +218,83 @@ class Pacer:
         self.interval_s = min(self.max_interval_s, max(self.interval_s, retry_after_s))
 
 
-class MatrixSink:
-    """Matrix sink: post alerts to Matrix rooms as a bot user, with matrix-nio.
+@dataclass(frozen=True, slots=True)
+class DeviceHome:
+    """Where an account's device lives between runs: its id in the alerts store (kv
+    namespace ``matrix``) and its end-to-end key store in ``key_dir``.
 
-    A destination's ``target`` is a room id (``!abc:example.org``); the bot must be
-    a member of the room (invite it; see ``docs/matrix.md``). Options::
+    Keep both: the same device means Synapse deduplicates transaction ids across a
+    restart, and room members' clients keep trusting the bot's keys."""
 
-        [destinations.ops]
-        sink = "matrix"
-        target = "!abc:example.org"
-        msgtype = "m.notice"        # or "m.text" to make clients notify
+    store: Store
+    key_dir: Path
 
-    The bot logs in with ``ALERTS_MATRIX_HOMESERVER`` and ``ALERTS_MATRIX_USER`` plus
-    either ``ALERTS_MATRIX_PASSWORD`` or ``ALERTS_MATRIX_ACCESS_TOKEN``. Its device id
-    is kept in the store and its encryption keys under the data directory, so a
-    restart is the same device: Synapse deduplicates the transaction id (derived from
-    the delivery's idempotency key) per device, so a delivery retried after a crash
-    shows once. Encrypted rooms work (keys are shared with every device of the room,
-    verified or not, as a bot must). A 429 comes straight back as ``RateLimitedError``
-    with the server's ``retry_after_ms``; forbidden / not in the room means the
-    destination is parked. The same sink answers ``!alerts`` commands in rooms when
-    the runtime runs it as the chat listener.
+    async def device_id(self, user_id: str) -> str | None:
+        return await self.store.kv_get(KV_NAMESPACE, f"device:{user_id}")
+
+    async def remember(self, user_id: str, device_id: str) -> None:
+        await self.store.kv_set(KV_NAMESPACE, f"device:{user_id}", device_id)
+
+    def has_keys(self, user_id: str, device_id: str) -> bool:
+        return (self.key_dir / f"{user_id}_{device_id}.db").exists()
+
+
+SyncHook = Callable[[nio.SyncResponse, bool], Awaitable[None]]
+
+
+class MatrixSession:
+    """One logged-in Matrix account on its persisted device, kept in sync.
+
+    ``open`` logs in, syncs once (``catching_up``) and keeps syncing in the
+    background; hooks added with ``add_sync_hook`` see every sync. ``send_message``
+    sends one ``m.room.message`` with a fixed transaction id, paced and with its
+    failures mapped onto the error tree.
     """
 
-    kind: ClassVar[str] = "matrix"
-    Options: ClassVar[type[BaseModel]] = MatrixOptions
-
-    def __init__(self, *, context: SinkContext, settings: MatrixSettings | None = None) -> None:
-        self.context = context
-        self.settings = settings or MatrixSettings()
-        self.client: nio.AsyncClient | None = None
+    def __init__(
+        self, *, settings: MatrixSettings, home: DeviceHome | None, pacer: Pacer | None = None
+    ) -> None:
+        self.settings = settings
+        self.home = home
+        self.pacer = pacer or Pacer()
+        self._client: nio.AsyncClient | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._synced = asyncio.Condition()
         self._sync_count = 0
         self._keys_lock = asyncio.Lock()
         self._hooks: list[SyncHook] = []
         self._aliases: dict[str, str] = {}  # room alias -> room id, resolved when first used
-        self.pacer = Pacer()
 
-    @classmethod
-    def configured(cls) -> bool:
-        """True when the environment names a homeserver, a user and a credential."""
-        settings = MatrixSettings()
-        has_secret = settings.password is not None or settings.access_token is not None
-        return bool(settings.homeserver and settings.user and has_secret)
+    @property
+    def client(self) -> nio.AsyncClient:
+        """The nio client of the open session."""
+        if self._client is None:
+            raise RetryableSendError("Matrix session is not open")
+        return self._client
 
-    # --- lifecycle ---------------------------------------------------------------
+    @property
+    def user_id(self) -> str:
+        return str(self.client.user_id)
 
-    async def start(self) -> None:
+    @property
+    def device_id(self) -> str:
+        return str(self.client.device_id)
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
         """Log in on the persisted device, sync once, upload keys, keep syncing."""
         settings = self.settings
         if not settings.homeserver or not settings.user:
             raise ConfigError("ALERTS_MATRIX_HOMESERVER and ALERTS_MATRIX_USER must be set")
         if settings.password is None and settings.access_token is None:
             raise ConfigError("set ALERTS_MATRIX_PASSWORD or ALERTS_MATRIX_ACCESS_TOKEN")
-        store_dir = Path(self.context.data_dir) / "matrix"
-        store_dir.mkdir(parents=True, exist_ok=True)
-        self.client = nio.AsyncClient(
+        home = self._home()
+        await asyncio.to_thread(home.key_dir.mkdir, parents=True, exist_ok=True)
+        self._client = nio.AsyncClient(
             settings.homeserver,
             settings.user_id(),
-            store_path=str(store_dir),
+            store_path=str(home.key_dir),
             config=nio.AsyncClientConfig(
                 max_limit_exceeded=0,
                 max_timeouts=0,
@@ -284,7 +305,7 @@ class MatrixSink:
             ),
         )
         try:
-            await self._login(store_dir)
+            await self._login()
             await self._sync_once(first=True)
         except BaseException:
             await self.close()
@@ -292,50 +313,56 @@ class MatrixSink:
         self._sync_task = asyncio.create_task(self._sync_loop(), name="matrix-sync")
 
     async def close(self) -> None:
+        """Stop syncing and close the client (the device stays for the next run)."""
         if self._sync_task is not None:
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync_task
             self._sync_task = None
-        if self.client is not None:
-            await self.client.close()
-            self.client = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
-    async def _login(self, store_dir: Path) -> None:
-        client = self._client()
-        user_id = self.settings.user_id()
-        device_key = f"device:{user_id}"
+    async def _login(self) -> None:
         if self.settings.access_token is not None:
-            token = self.settings.access_token.get_secret_value()
-            client.access_token = token
-            who = await self._request(client.whoami())
-            if not isinstance(who, nio.WhoamiResponse) or not who.device_id:
-                raise ConfigError(f"ALERTS_MATRIX_ACCESS_TOKEN was refused: {who}")
-            client.restore_login(who.user_id, who.device_id, token)
+            await self._login_with_token(self.settings.access_token.get_secret_value())
         else:
-            assert self.settings.password is not None
-            device_id = await self.context.store.kv_get(KV_NAMESPACE, device_key)
-            if (
-                device_id
-                and self.settings.encryption
-                and not (store_dir / f"{user_id}_{device_id}.db").exists()
-            ):
-                log.warning(
-                    "Matrix: device %s has no key store under %s; logging in as a new device",
-                    device_id,
-                    store_dir,
-                )
-                device_id = None
-            client.device_id = device_id
-            resp = await self._request(
-                client.login(
-                    self.settings.password.get_secret_value(), device_name=self.settings.device_name
-                )
-            )
-            if not isinstance(resp, nio.LoginResponse):
-                raise ConfigError(f"Matrix login as {client.user_id} failed: {resp}")
-        await self.context.store.kv_set(KV_NAMESPACE, device_key, str(client.device_id))
+            await self._login_with_password()
+        client = self.client
+        await self._home().remember(str(client.user_id), str(client.device_id))
         log.info("Matrix: logged in as %s on device %s", client.user_id, client.device_id)
+
+    async def _login_with_token(self, token: str) -> None:
+        client = self.client
+        client.access_token = token
+        who = await self.request(client.whoami())
+        if not isinstance(who, nio.WhoamiResponse) or not who.device_id:
+            raise ConfigError(f"ALERTS_MATRIX_ACCESS_TOKEN was refused: {who}")
+        client.restore_login(who.user_id, who.device_id, token)
+
+    async def _login_with_password(self) -> None:
+        client, settings = self.client, self.settings
+        assert settings.password is not None
+        user_id, home = settings.user_id(), self._home()
+        device_id = await home.device_id(user_id)
+        if device_id and settings.encryption and not home.has_keys(user_id, device_id):
+            log.warning(
+                "Matrix: device %s has no key store under %s; logging in as a new device",
+                device_id,
+                home.key_dir,
+            )
+            device_id = None
+        client.device_id = device_id
+        resp = await self.request(
+            client.login(settings.password.get_secret_value(), device_name=settings.device_name)
+        )
+        if not isinstance(resp, nio.LoginResponse):
+            raise ConfigError(f"Matrix login as {client.user_id} failed: {resp}")
+
+    def _home(self) -> DeviceHome:
+        if self.home is None:
+            raise ConfigError("Matrix: no place to keep the device (no store or data directory)")
+        return self.home
 
     # --- syncing -------------------------------------------------------------------
 
@@ -347,13 +374,13 @@ class MatrixSink:
         self._hooks.remove(hook)
 
     async def _sync_once(self, *, first: bool = False) -> None:
-        client = self._client()
+        client = self.client
         timeout_ms = 0 if first else int(self.settings.sync_timeout_s * 1000)
         resp = await client.sync(timeout=timeout_ms, full_state=first or None)
         if not isinstance(resp, nio.SyncResponse):
             raise error_for(resp)
         if client.should_upload_keys:
-            await self._request(client.keys_upload())
+            await self.request(client.keys_upload())
         await self._maintain_keys()
         self._forget_left_rooms(resp)
         for hook in list(self._hooks):
@@ -380,19 +407,19 @@ class MatrixSink:
                 await asyncio.sleep(delay)
 
     async def _maintain_keys(self) -> None:
-        client = self._client()
+        client = self.client
         if client.olm is None:
             return
         async with self._keys_lock:
             if client.should_query_keys:
-                await self._request(client.keys_query())
+                await self.request(client.keys_query())
             if client.should_claim_keys:
-                await self._request(client.keys_claim(client.get_users_for_key_claiming()))
+                await self.request(client.keys_claim(client.get_users_for_key_claiming()))
             if client.outgoing_to_device_messages:
-                await self._request(client.send_to_device_messages())
+                await self.request(client.send_to_device_messages())
 
     def _forget_left_rooms(self, resp: nio.SyncResponse) -> None:
-        client = self._client()
+        client = self.client
         for room_id in resp.rooms.leave:
             client.rooms.pop(room_id, None)
             client.invited_rooms.pop(room_id, None)
@@ -409,46 +436,63 @@ class MatrixSink:
                 return False
         return True
 
-    # --- sending -------------------------------------------------------------------
+    # --- rooms ---------------------------------------------------------------------
 
-    async def send(self, delivery: Delivery) -> str | None:
-        """Send one alert; the txn id makes a repeat of the same delivery a no-op."""
-        options = MatrixOptions.model_validate(dict(delivery.destination.options))
-        content = render(delivery.event, msgtype=options.msgtype)
-        target = delivery.destination.target
-        room_id = await self._room_id(target)
-        try:
-            return await self.send_content(room_id, content, txn_id_for(delivery.idempotency_key))
-        except DestinationUnavailable as exc:
-            self._aliases.pop(target, None)  # the alias may point elsewhere by now
-            if room_id != target:
-                raise DestinationUnavailable(f"{exc} (room alias {target})") from exc
-            raise
+    def room(self, room_id: str) -> nio.MatrixRoom | None:
+        """The joined room as of the last sync, or None."""
+        return self.client.rooms.get(room_id)
 
-    async def _room_id(self, target: str) -> str:
-        """The room id of a destination's target: itself, or what its alias points to."""
+    def invites(self) -> dict[str, str | None]:
+        """Pending invites: room id → the inviter (None when unknown)."""
+        return {rid: room.inviter for rid, room in self.client.invited_rooms.items()}
+
+    async def join(self, room_id: str) -> bool:
+        """Join (accept an invite); True when the homeserver agreed."""
+        resp = await self.request(self.client.join(room_id))
+        self.client.invited_rooms.pop(room_id, None)
+        return isinstance(resp, nio.JoinResponse)
+
+    async def leave(self, room_id: str) -> bool:
+        """Leave (or refuse an invite); True when the homeserver agreed."""
+        resp = await self.request(self.client.room_leave(room_id))
+        self.client.invited_rooms.pop(room_id, None)
+        return isinstance(resp, nio.RoomLeaveResponse)
+
+    async def room_state(self, room_id: str) -> list[dict[str, Any]] | None:
+        """The room's full state events, or None when they cannot be read."""
+        resp = await self.request(self.client.room_get_state(room_id))
+        return list(resp.events) if isinstance(resp, nio.RoomGetStateResponse) else None
+
+    async def resolve_room(self, target: str) -> str:
+        """The room id of a room id or alias (aliases are resolved once and cached)."""
         if not target.startswith("#"):
             return target
         known = self._aliases.get(target)
         if known is not None:
             return known
-        resp = await self._request(self._client().room_resolve_alias(target))
+        resp = await self.request(self.client.room_resolve_alias(target))
         if isinstance(resp, nio.RoomResolveAliasResponse):
-            self._aliases[target] = resp.room_id
+            self._aliases[target] = str(resp.room_id)
             return str(resp.room_id)
         error = error_for(resp)
         if isinstance(error, DestinationUnavailable):
             raise DestinationUnavailable(f"Matrix: room alias {target} does not resolve: {error}")
         raise error
 
-    async def send_content(
+    def forget_alias(self, target: str) -> None:
+        """Resolve ``target`` again next time (it may point elsewhere by now)."""
+        self._aliases.pop(target, None)
+
+    # --- sending -------------------------------------------------------------------
+
+    async def send_message(
         self, room_id: str, content: dict[str, Any], txn_id: str, *, patient: bool = False
     ) -> str:
         """Send an ``m.room.message`` with a fixed transaction id; map failures.
 
         ``patient`` waits out the pacer instead of raising ``RateLimitedError``.
         """
-        client = self._client()
+        client = self.client
         await self._require_room(room_id)
         try:
             await self._maintain_keys()
@@ -470,10 +514,10 @@ class MatrixSink:
 
     async def _require_room(self, room_id: str) -> None:
         """Make sure nio knows the room (it must, to encrypt) or say why not."""
-        client = self._client()
+        client = self.client
         if room_id in client.rooms:
             return
-        joined = await self._request(client.joined_rooms())
+        joined = await self.request(client.joined_rooms())
         if not isinstance(joined, nio.JoinedRoomsResponse):
             raise error_for(joined)
         if room_id not in joined.rooms:
@@ -482,37 +526,9 @@ class MatrixSink:
         if room_id not in client.rooms:
             raise RetryableSendError(f"Matrix: room {room_id} not synced yet")
 
-    async def _request(self, call: Awaitable[Any]) -> Any:
+    async def request(self, call: Awaitable[T]) -> T:
+        """Await a nio call; an unreachable homeserver is ``PlatformUnavailable``."""
         try:
             return await call
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise PlatformUnavailable(f"Matrix homeserver unreachable: {exc!r}") from exc
-
-    def validate_destination(self, destination: Destination) -> None:
-        if not (ROOM_ID.match(destination.target) or ROOM_ALIAS.match(destination.target)):
-            raise ConfigError(
-                f"destinations.{destination.id}.target: {destination.target!r} is not a Matrix "
-                "room id or alias (like !abc:example.org or #alerts:example.org)"
-            )
-        try:
-            MatrixOptions.model_validate(dict(destination.options))
-        except ValidationError as exc:
-            raise ConfigError(f"destinations.{destination.id}: {exc}") from None
-
-    # --- chat ----------------------------------------------------------------------
-
-    async def listen(self, commands: CommandService) -> None:
-        """Answer ``!alerts`` commands and follow invites and kicks until cancelled."""
-        from alerts.chat.matrix import MatrixRooms
-
-        rooms = MatrixRooms(sink=self, commands=commands, settings=self.settings)
-        self.add_sync_hook(rooms.on_sync)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            self.remove_sync_hook(rooms.on_sync)
-
-    def _client(self) -> nio.AsyncClient:
-        if self.client is None:
-            raise RetryableSendError("Matrix sink is not started")
-        return self.client

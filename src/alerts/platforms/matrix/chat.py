@@ -1,6 +1,6 @@
 """The Matrix room front end: invites, kicks and ``!alerts`` commands.
 
-It rides on the Matrix sink's sync loop (``MatrixSink.add_sync_hook``) and only
+It rides on a ``MatrixSession``'s sync loop (``add_sync_hook``) and only
 translates: commands go to ``CommandService.handle_text`` with the room as the
 destination, and the reply goes back as an ``m.notice`` reply.
 
@@ -17,18 +17,17 @@ destination, and the reply goes back as an ``m.notice`` reply.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nio
 
 from alerts.chat.commands import CommandContext, CommandService
 from alerts.errors import SendError
-
-if TYPE_CHECKING:
-    from alerts.sinks.matrix import MatrixSettings, MatrixSink
+from alerts.platforms.matrix.session import MatrixSession
 
 log = logging.getLogger(__name__)
 
@@ -36,37 +35,39 @@ SINK_KIND = "matrix"
 
 
 class MatrixRooms:
-    """Follows invites/kicks and answers commands for one logged-in Matrix bot."""
+    """Follows invites/kicks and answers commands for one logged-in Matrix account."""
 
-    def __init__(
-        self, *, sink: MatrixSink, commands: CommandService, settings: MatrixSettings
-    ) -> None:
-        self.sink = sink
+    def __init__(self, *, session: MatrixSession, commands: CommandService) -> None:
+        self.session = session
         self.commands = commands
-        self.settings = settings
+        self.settings = session.settings
         self._pending_invites_checked = False
         self._creators: dict[str, frozenset[str]] = {}
 
-    @property
-    def user_id(self) -> str:
-        return str(self.sink._client().user_id)
+    async def run(self) -> None:
+        """Answer until cancelled."""
+        self.session.add_sync_hook(self.on_sync)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.session.remove_sync_hook(self.on_sync)
 
     async def on_sync(self, resp: nio.SyncResponse, catching_up: bool) -> None:
         """Handle one sync: invites, kicks, and (unless catching up) commands."""
-        client = self.sink._client()
+        session = self.session
+        invites = session.invites()
         if not self._pending_invites_checked:
             self._pending_invites_checked = True
-            for room_id, room in list(client.invited_rooms.items()):
-                await self._on_invite(room_id, room.inviter)
+            for room_id, inviter in invites.items():
+                await self._on_invite(room_id, inviter)
         for room_id in resp.rooms.invite:
-            room = client.invited_rooms.get(room_id)
-            await self._on_invite(room_id, room.inviter if room else None)
+            await self._on_invite(room_id, invites.get(room_id))
         for room_id, info in resp.rooms.leave.items():
             await self._on_leave(room_id, info.timeline.events)
         if catching_up:
             return
         for room_id, info in resp.rooms.join.items():
-            room = client.rooms.get(room_id)
+            room = session.room(room_id)
             for event in info.timeline.events:
                 if room is not None and isinstance(event, nio.RoomMessageText):
                     await self._on_message(room, event)
@@ -82,24 +83,23 @@ class MatrixRooms:
         return server in self.settings.invite_servers
 
     async def _on_invite(self, room_id: str, inviter: str | None) -> None:
-        client = self.sink._client()
         if self.inviter_allowed(inviter):
-            resp = await client.join(room_id)
-            log.info("Matrix: invited to %s by %s; joined: %s", room_id, inviter, resp)
+            joined = await self.session.join(room_id)
+            log.info("Matrix: invited to %s by %s; joined: %s", room_id, inviter, joined)
         else:
-            resp = await client.room_leave(room_id)
-            log.info("Matrix: refused invite to %s from %s (%s)", room_id, inviter, resp)
-        client.invited_rooms.pop(room_id, None)
+            left = await self.session.leave(room_id)
+            log.info("Matrix: refused invite to %s from %s (left: %s)", room_id, inviter, left)
 
     async def _on_leave(self, room_id: str, events: list[Any]) -> None:
+        me = self.session.user_id
         mine = [
             e
             for e in events
             if isinstance(e, nio.RoomMemberEvent)
-            and e.state_key == self.user_id
+            and e.state_key == me
             and e.membership in ("leave", "ban")
         ]
-        if not mine or mine[-1].sender == self.user_id:
+        if not mine or mine[-1].sender == me:
             return
         last = mine[-1]
         reason = f"removed from Matrix room by {last.sender} ({last.membership})"
@@ -128,18 +128,18 @@ class MatrixRooms:
         if not (version.isdigit() and int(version) >= 12):
             return frozenset()
         if room.room_id not in self._creators:
-            resp = await self.sink._client().room_get_state(room.room_id)
-            if not isinstance(resp, nio.RoomGetStateResponse):
+            events = await self.session.room_state(room.room_id)
+            if events is None:
                 return frozenset()
             create: dict[str, Any] = next(
-                (e for e in resp.events if e.get("type") == "m.room.create"), {}
+                (e for e in events if e.get("type") == "m.room.create"), {}
             )
             extra = create.get("content", {}).get("additional_creators", [])
             self._creators[room.room_id] = frozenset([create.get("sender", ""), *extra])
         return self._creators[room.room_id]
 
     async def _on_message(self, room: nio.MatrixRoom, event: nio.RoomMessageText) -> None:
-        if event.sender == self.user_id:
+        if event.sender == self.session.user_id:
             return
         text = self.command_text(event.body)
         if text is None:
@@ -152,7 +152,7 @@ class MatrixRooms:
         )
         reply = await self.commands.handle_text(text, ctx)
         try:
-            await self.sink.send_content(
+            await self.session.send_message(
                 room.room_id,
                 reply_content(reply.text, event),
                 reply_txn_id(event.event_id),

@@ -1,0 +1,254 @@
+"""Sending alerts to Discord: as the bot (``DiscordSender``) or through incoming
+webhooks (``DiscordWebhookSink``), on the sessions of ``session.py``.
+
+Both render with ``render.py``, attach ``allowed_mentions`` that parses nothing,
+and map failures with the session's table (``guarded``): 403/404 park the
+destination, 401 (revoked token), 5xx and connection errors are retried, other
+4xx reject the delivery, and a rate limit longer than ``max_ratelimit_timeout``
+comes back as ``RateLimitedError`` so the dispatcher retries that channel later
+while the others keep moving.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from alerts.errors import ConfigError, DestinationUnavailable
+from alerts.model import Delivery, Destination
+from alerts.platforms.discord.render import allowed_mentions, render_embed, thread_name
+from alerts.platforms.discord.session import (
+    SNOWFLAKE,
+    WEBHOOK_URL,
+    DiscordSession,
+    DiscordSettings,
+    WebhookSession,
+    guarded,
+)
+
+with warnings.catch_warnings():  # discord.py imports audioop, deprecated since Python 3.11
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    import discord
+    from discord.http import Route, handle_message_parameters
+
+if TYPE_CHECKING:
+    from alerts.contracts import SinkContext
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def channel_problem(target: str) -> str | None:
+    """Why ``target`` cannot name a Discord channel, or None when it can (never echoes a
+    webhook URL: its token is a secret)."""
+    if SNOWFLAKE.fullmatch(target):
+        return None
+    if WEBHOOK_URL.search(target) or "/webhooks/" in target:
+        return (
+            "a webhook URL is not a channel id, and it is a secret: use sink "
+            '"discord_webhook" with the URL in ALERTS_DISCORD_WEBHOOKS or '
+            "ALERTS_DISCORD_WEBHOOK_URL"
+        )
+    if "://" in target:
+        return "a URL is not a channel id (enable Developer Mode, right-click the channel, Copy Channel ID)"
+    return (
+        f"{target!r} is not a Discord channel id (enable Developer Mode, right-click the "
+        "channel, Copy Channel ID)"
+    )
+
+
+def _channel_id(destination: Destination) -> int:
+    problem = channel_problem(destination.target)
+    if problem is not None:
+        raise ConfigError(f"destinations.{destination.id}.target: {problem}")
+    return int(destination.target)
+
+
+def _options(model: type[M], destination: Destination) -> M:
+    try:
+        return model.model_validate(dict(destination.options))
+    except ValidationError as exc:
+        raise ConfigError(f"destinations.{destination.id}.options: {exc}") from None
+
+
+class DiscordOptions(BaseModel):
+    """Options of a ``discord`` destination.
+
+    ``post = "forum_post"`` when the target is a forum channel: each alert opens a
+    post titled with the alert title. ``guild_id`` is filled in by the slash
+    commands (so leaving a guild drops its subscriptions).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    post: Literal["message", "forum_post"] = "message"
+    guild_id: str | None = None
+
+
+class DiscordSender:
+    """Sends deliveries as the bot, over one ``DiscordSession``."""
+
+    kind: ClassVar[str] = "discord"
+    Options: ClassVar[type[BaseModel]] = DiscordOptions
+
+    def __init__(self, *, context: SinkContext, settings: DiscordSettings | None = None) -> None:
+        self.context = context
+        self.settings = settings or DiscordSettings()
+        self.session = DiscordSession(self.settings)
+
+    @classmethod
+    def configured(cls) -> bool:
+        """A bot token is in the environment: start the bot even with no destination
+        in config yet (channels subscribe with slash commands)."""
+        return DiscordSettings().token is not None
+
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Static checks for ``alerts check``: a channel id and known options."""
+        _channel_id(destination)
+        _options(DiscordOptions, destination)
+
+    def validate_destination(self, destination: Destination) -> None:
+        self.check_destination(destination)
+
+    async def start(self) -> None:
+        await self.session.open()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def send(self, delivery: Delivery) -> str | None:
+        destination = delivery.destination
+        try:
+            channel_id = _channel_id(destination)
+            options = _options(DiscordOptions, destination)
+        except ConfigError as exc:
+            raise DestinationUnavailable(str(exc)) from None
+        if options.post == "forum_post":
+            return await self._forum_post(channel_id, delivery)
+        params = handle_message_parameters(
+            embed=render_embed(delivery.event),
+            allowed_mentions=allowed_mentions(),
+            nonce=delivery.idempotency_key,
+        )
+        http = self.session.client.http
+
+        async def message() -> str:
+            return str((await http.send_message(channel_id, params=params))["id"])
+
+        return await guarded(message)
+
+    async def _forum_post(self, channel_id: int, delivery: Delivery) -> str:
+        params = handle_message_parameters(
+            embed=render_embed(delivery.event),
+            allowed_mentions=allowed_mentions(),
+            channel_payload={"name": thread_name(delivery.event)},
+        )
+        route = Route("POST", "/channels/{channel_id}/threads", channel_id=channel_id)
+        http = self.session.client.http
+
+        async def post() -> str:
+            thread = await http.request(route, json=params.payload)
+            return str(thread["id"])
+
+        return await guarded(post)
+
+
+class WebhookOptions(BaseModel):
+    """Options of a ``discord_webhook`` destination.
+
+    ``thread_id`` posts into a thread of the webhook's channel; ``forum = true``
+    opens a post per alert when the webhook belongs to a forum channel.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    thread_id: str | None = Field(default=None, pattern=r"^[1-9][0-9]{5,19}$")
+    forum: bool = False
+
+
+class DiscordWebhookSink:
+    """Discord incoming webhook: alerts as embeds, no bot needed.
+
+    Destination: ``sink = "discord_webhook"``, ``target`` = a webhook name from
+    ``ALERTS_DISCORD_WEBHOOKS`` (a JSON object name → URL) or ``default`` for
+    ``ALERTS_DISCORD_WEBHOOK_URL`` (never the URL itself: it holds a secret token).
+    Options: ``thread_id`` to post into a thread, ``forum = true`` for a forum
+    channel's webhook (a post per alert).
+
+    Messages are sent with ``wait=true`` and the returned message id is stored.
+    Webhooks take no nonce: if the service dies after Discord accepted a message
+    and before the outbox recorded it, that one alert is posted again on restart.
+    The window is one HTTP round trip plus one store write. Source text is
+    escaped as for the bot, and ``allowed_mentions`` parses nothing.
+    """
+
+    kind: ClassVar[str] = "discord_webhook"
+    Options: ClassVar[type[BaseModel]] = WebhookOptions
+
+    def __init__(self, *, context: SinkContext, settings: DiscordSettings | None = None) -> None:
+        self.context = context
+        self.settings = settings or DiscordSettings()
+        self.session = WebhookSession(self.settings)
+
+    @classmethod
+    def configured(cls) -> bool:
+        """Webhook URLs are in the environment."""
+        return bool(DiscordSettings().webhook_urls())
+
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Static checks for ``alerts check``: a webhook name (never a URL) and known
+        options; which names exist is checked at start, from the environment."""
+        target = destination.target
+        if "://" in target or "/webhooks/" in target:
+            raise ConfigError(
+                f"destinations.{destination.id}.target: a webhook URL holds a secret "
+                "token: put it in ALERTS_DISCORD_WEBHOOKS (or ALERTS_DISCORD_WEBHOOK_URL) "
+                "and name it here"
+            )
+        if not target:
+            raise ConfigError(
+                f"destinations.{destination.id}.target: a webhook name is required "
+                '(a key of ALERTS_DISCORD_WEBHOOKS, or "default")'
+            )
+        _options(WebhookOptions, destination)
+
+    def validate_destination(self, destination: Destination) -> None:
+        self.check_destination(destination)
+        if destination.target not in self.settings.webhook_urls():
+            known = ", ".join(self.session.names()) or "none configured"
+            raise ConfigError(
+                f"destinations.{destination.id}.target: no webhook named {destination.target!r} "
+                f"(ALERTS_DISCORD_WEBHOOKS / ALERTS_DISCORD_WEBHOOK_URL; known: {known})"
+            )
+
+    async def start(self) -> None:
+        await self.session.open()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def send(self, delivery: Delivery) -> str | None:
+        destination = delivery.destination
+        webhook = self.session.webhook(destination.target)
+        if webhook is None:
+            raise DestinationUnavailable(f"no webhook named {destination.target!r}")
+        options = _options(WebhookOptions, destination)
+        extra: dict[str, Any] = {}
+        if options.thread_id:
+            extra["thread"] = discord.Object(int(options.thread_id))
+        elif options.forum:
+            extra["thread_name"] = thread_name(delivery.event)
+
+        async def execute() -> str:
+            message = await webhook.send(
+                embed=render_embed(delivery.event),
+                allowed_mentions=allowed_mentions(),
+                wait=True,
+                **extra,
+            )
+            return str(message.id)
+
+        return await guarded(execute)

@@ -1,0 +1,129 @@
+"""Render an ``Event`` as a Matrix ``m.notice``: formatting only.
+
+The facts come from ``alerts.render.facts`` (neutralised there); this module lays
+them out. The content has a plain ``body`` and an ``org.matrix.custom.html``
+``formatted_body``::
+
+    <p><strong><a href="LINK">HEADLINE</a></strong><br><em>SOURCE · KIND</em></p>
+    <ul><li><strong>LABEL:</strong> VALUE</li>…</ul>
+    <blockquote>SUMMARY, line<br>by line</blockquote>
+    <p><sub>WHEN</sub></p>
+
+Source text is text: ``formatted_body`` is escaped text inside that markup, which
+this module writes alone, so it uses only tags and attributes of the spec's
+allow-list (client-server API, ``m.room.message`` msgtypes) and is nested three
+deep. The one link is the event's ``safe_link``, and none whose host is
+``matrix.to`` (clients turn those into pills). In both bodies, text that clients
+would turn into a mention or a link is broken with an invisible word joiner
+(U+2060): ``@`` before anything (``@room``, ``@user:server``), the sigil of
+``#alias:server``, ``!room:server`` and ``+group:server``, ``://`` and
+``matrix.to``; in the body's link line ``@`` is percent-encoded instead, so the
+link still works. Every message carries ``"m.mentions": {}``: clients that
+implement intentional mentions notify no one. A content stays under
+``CONTENT_MAX_BYTES`` (events are limited to 65,536 bytes): the summary shrinks,
+then trailing facts go.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import replace
+from typing import Any
+
+from alerts.model import Event
+from alerts.render.facts import Facts, cut, facts_of, link_host
+
+WJ = "\u2060"  # word joiner: invisible, but no longer "@room" to a client
+CONTENT_MAX_BYTES = 48_000
+PILL_HOSTS = ("matrix.to",)
+
+_DEFUSE = re.compile(
+    r"@(?=\S)"  # @room, @user:server
+    r"|[#!+](?=[^\s:]*:\S)"  # #alias:server, !room:server, +group:server
+    r"|:(?=//)"  # scheme://
+    r"|(?i:matrix(?=\.to))",  # bare matrix.to links
+)
+
+
+def render(event: Event, *, msgtype: str = "m.notice") -> dict[str, Any]:
+    """The ``m.room.message`` content for one event."""
+    return render_facts(facts_of(event), msgtype=msgtype)
+
+
+def render_facts(facts: Facts, *, msgtype: str = "m.notice") -> dict[str, Any]:
+    """The content for already neutralised facts, within ``CONTENT_MAX_BYTES``."""
+    while True:
+        content = {
+            "msgtype": msgtype,
+            "body": plain_body(facts),
+            "format": "org.matrix.custom.html",
+            "formatted_body": html_body(facts),
+            "m.mentions": {},
+        }
+        if _size(content) <= CONTENT_MAX_BYTES or not (facts.summary or facts.facts):
+            return content
+        facts = _smaller(facts)
+
+
+def defuse(text: str) -> str:
+    """Text made inert for clients that scan it for mentions, pills and links."""
+    return _DEFUSE.sub(lambda m: m.group() + WJ, text)
+
+
+def room_link(facts: Facts) -> str | None:
+    """The link to show, unless it is none or one clients would turn into a pill."""
+    if facts.link is None:
+        return None
+    host = link_host(facts.link)
+    if any(host == h or host.endswith("." + h) for h in PILL_HOSTS):
+        return None
+    return facts.link
+
+
+def plain_body(facts: Facts) -> str:
+    lines = [defuse(facts.headline)]
+    link = room_link(facts)
+    if link:
+        lines.append(link.replace("@", "%40"))
+    lines.append(defuse(facts.byline))
+    lines += [defuse(f"{fact.label}: {fact.value}") for fact in facts.facts]
+    if facts.summary:
+        lines.append(defuse(facts.summary))
+    lines.append(facts.when_text)
+    return "\n".join(lines)
+
+
+def html_body(facts: Facts) -> str:
+    link = room_link(facts)
+    head = _esc(facts.headline)
+    if link:
+        head = f'<a href="{html.escape(link, quote=True)}">{head}</a>'
+    parts = [f"<p><strong>{head}</strong><br><em>{_esc(facts.byline)}</em></p>"]
+    if facts.facts:
+        rows = "".join(
+            f"<li><strong>{_esc(f.label)}:</strong> {_esc(f.value)}</li>" for f in facts.facts
+        )
+        parts.append(f"<ul>{rows}</ul>")
+    if facts.summary:
+        lines = "<br>".join(_esc(line) for line in facts.summary.split("\n"))
+        parts.append(f"<blockquote>{lines}</blockquote>")
+    parts.append(f"<p><sub>{_esc(facts.when_text)}</sub></p>")
+    return "".join(parts)
+
+
+def _esc(text: str) -> str:
+    return html.escape(defuse(text), quote=True)
+
+
+def _size(content: dict[str, Any]) -> int:
+    return len(json.dumps(content, ensure_ascii=False).encode())
+
+
+def _smaller(facts: Facts) -> Facts:
+    if len(facts.summary) > 200:
+        return replace(facts, summary=cut(facts.summary, len(facts.summary) // 2))
+    if facts.facts:
+        return replace(facts, facts=facts.facts[:-1])
+    return replace(facts, summary="")

@@ -1,0 +1,109 @@
+"""Sending alerts into Matrix rooms, on a ``MatrixSession``.
+
+``MatrixSender`` renders a delivery (``render.py``) and sends it with a transaction
+id derived from the delivery's idempotency key. Rooms are named by id or alias, as
+the spec allows (see ``target_problem``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from alerts.errors import ConfigError, DestinationUnavailable
+from alerts.platforms.matrix.render import render
+from alerts.platforms.matrix.session import DeviceHome, MatrixSession, MatrixSettings, txn_id_for
+
+if TYPE_CHECKING:
+    from alerts.contracts import SinkContext
+    from alerts.model import Delivery, Destination
+
+# Identifier grammar (spec: appendices, "Room IDs", "Room Aliases", "Server Name"):
+# a room id is "!" + an opaque part without ":" and, up to room version 11, ":" + the
+# server name; room version 12 ids have no server part ("!" + 43 base64url chars).
+# An alias is always "#" + a localpart without ":" + ":" + the server name.
+_OPAQUE = r"[^:\s\x00-\x1f\x7f]+"
+_SERVER = r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(?::[0-9]{1,5})?"
+ROOM_ID = re.compile(rf"!{_OPAQUE}(?::{_SERVER})?")
+ROOM_ALIAS = re.compile(rf"#{_OPAQUE}:{_SERVER}")
+ID_MAX_BYTES = 255
+
+
+def target_problem(target: str) -> str | None:
+    """Why ``target`` cannot name a Matrix room, or None when it can."""
+    if len(target.encode()) > ID_MAX_BYTES:
+        return f"longer than {ID_MAX_BYTES} bytes, which no room id or alias is"
+    if ROOM_ID.fullmatch(target) or ROOM_ALIAS.fullmatch(target):
+        return None
+    return (
+        f"{target!r} is not a Matrix room id or alias (like !abc:example.org, "
+        "!8lsnbjajp2zNhbE7J5vh7PqymoI6HQKrZoxGoI1ZUb8 or #alerts:example.org)"
+    )
+
+
+class MatrixOptions(BaseModel):
+    """Options of a Matrix destination."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    msgtype: Literal["m.notice", "m.text"] = "m.notice"
+
+
+def _options(destination: Destination) -> MatrixOptions:
+    try:
+        return MatrixOptions.model_validate(dict(destination.options))
+    except ValidationError as exc:
+        raise ConfigError(f"destinations.{destination.id}: {exc}") from None
+
+
+class MatrixSender:
+    """Sends deliveries to Matrix rooms over one ``MatrixSession``."""
+
+    kind: ClassVar[str] = "matrix"
+    Options: ClassVar[type[BaseModel]] = MatrixOptions
+
+    def __init__(self, *, context: SinkContext, settings: MatrixSettings | None = None) -> None:
+        self.context = context
+        self.settings = settings or MatrixSettings()
+        home = DeviceHome(context.store, Path(context.data_dir) / "matrix") if context else None
+        self.session = MatrixSession(settings=self.settings, home=home)
+
+    @classmethod
+    def configured(cls) -> bool:
+        """True when the environment names a homeserver, a user and a credential."""
+        return MatrixSettings().has_credentials()
+
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Static checks for ``alerts check``: a room id or alias, and known options."""
+        problem = target_problem(destination.target)
+        if problem is not None:
+            raise ConfigError(f"destinations.{destination.id}.target: {problem}")
+        _options(destination)
+
+    def validate_destination(self, destination: Destination) -> None:
+        self.check_destination(destination)
+
+    async def start(self) -> None:
+        await self.session.open()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def send(self, delivery: Delivery) -> str | None:
+        """Send one alert; the txn id makes a repeat of the same delivery a no-op."""
+        options = _options(delivery.destination)
+        content = render(delivery.event, msgtype=options.msgtype)
+        target = delivery.destination.target
+        room_id = await self.session.resolve_room(target)
+        txn_id = txn_id_for(delivery.idempotency_key)
+        try:
+            return await self.session.send_message(room_id, content, txn_id)
+        except DestinationUnavailable as exc:
+            self.session.forget_alias(target)
+            if room_id != target:
+                raise DestinationUnavailable(f"{exc} (room alias {target})") from exc
+            raise
