@@ -235,10 +235,19 @@ class AlertsClient(discord.Client):
 def _channel_id(destination: Destination) -> int:
     if not _SNOWFLAKE.match(destination.target):
         raise ConfigError(
-            f"destinations.{destination.id}.target: {destination.target!r} is not a Discord "
-            "channel id (enable Developer Mode, right-click the channel, Copy Channel ID)"
+            f"destinations.{destination.id}.target: not a Discord channel id (enable "
+            "Developer Mode, right-click the channel, Copy Channel ID)"
         )
     return int(destination.target)
+
+
+def _webhook_named(settings: DiscordSettings, destination: Destination) -> None:
+    if destination.target not in settings.webhook_urls():
+        known = ", ".join(sorted(settings.webhook_urls())) or "none configured"
+        raise ConfigError(
+            f"destinations.{destination.id}.target: no webhook named {destination.target!r} "
+            f"(ALERTS_DISCORD_WEBHOOKS / ALERTS_DISCORD_WEBHOOK_URL; known: {known})"
+        )
 
 
 def _options(model: type[BaseModel], destination: Destination) -> Any:
@@ -252,7 +261,7 @@ class DiscordSink:
     """Discord bot: post alerts as embeds and answer ``/alerts`` slash commands.
 
     Destination: ``sink = "discord"``, ``target = "<channel id>"`` (a thread id
-    works the same). For a forum channel set ``options = { post = "forum_post" }``:
+    works the same). For a forum channel set ``post = "forum_post"`` on the destination:
     every alert opens a post titled with the alert title.
 
     Environment: ``ALERTS_DISCORD_TOKEN`` (the bot token, required),
@@ -270,6 +279,7 @@ class DiscordSink:
 
     kind: ClassVar[str] = "discord"
     Options: ClassVar[type[BaseModel]] = DiscordOptions
+    Settings: ClassVar[type[BaseSettings] | None] = DiscordSettings
 
     def __init__(self, *, context: SinkContext, settings: DiscordSettings | None = None) -> None:
         self.context = context
@@ -389,6 +399,7 @@ class DiscordWebhookSink:
 
     kind: ClassVar[str] = "discord_webhook"
     Options: ClassVar[type[BaseModel]] = WebhookOptions
+    Settings: ClassVar[type[BaseSettings] | None] = DiscordSettings
 
     def __init__(self, *, context: SinkContext, settings: DiscordSettings | None = None) -> None:
         self.context = context
@@ -417,17 +428,13 @@ class DiscordWebhookSink:
 
     @classmethod
     def check_destination(cls, destination: Destination) -> None:
-        """Static checks for ``alerts check``: known options (URLs are secrets, checked
-        at start)."""
+        """Static checks for ``alerts check``: known options and a webhook name the
+        environment defines (URLs are secrets, checked at start)."""
+        _webhook_named(DiscordSettings(), destination)
         _options(WebhookOptions, destination)
 
     def validate_destination(self, destination: Destination) -> None:
-        if destination.target not in self.settings.webhook_urls():
-            known = ", ".join(sorted(self.settings.webhook_urls())) or "none configured"
-            raise ConfigError(
-                f"destinations.{destination.id}.target: no webhook named {destination.target!r} "
-                f"(ALERTS_DISCORD_WEBHOOKS / ALERTS_DISCORD_WEBHOOK_URL; known: {known})"
-            )
+        _webhook_named(self.settings, destination)
         _options(WebhookOptions, destination)
 
     async def send(self, delivery: Delivery) -> str | None:

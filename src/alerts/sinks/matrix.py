@@ -239,6 +239,7 @@ class MatrixSink:
 
     kind: ClassVar[str] = "matrix"
     Options: ClassVar[type[BaseModel]] = MatrixOptions
+    Settings: ClassVar[type[BaseSettings] | None] = MatrixSettings
 
     def __init__(self, *, context: SinkContext, settings: MatrixSettings | None = None) -> None:
         self.context = context
@@ -489,6 +490,11 @@ class MatrixSink:
             raise PlatformUnavailable(f"Matrix homeserver unreachable: {exc!r}") from exc
 
     def validate_destination(self, destination: Destination) -> None:
+        self.check_destination(destination)
+
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Static checks for ``alerts check``: a room id or alias and known options."""
         if not (ROOM_ID.match(destination.target) or ROOM_ALIAS.match(destination.target)):
             raise ConfigError(
                 f"destinations.{destination.id}.target: {destination.target!r} is not a Matrix "
