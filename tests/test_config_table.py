@@ -404,6 +404,14 @@ ROWS: dict[str, Row] = {
         "destinations.hook.target",
         "no webhook named 'news'",
     ),
+    "discord-webhook-not-a-webhook-url": Row(
+        main('[destinations.hook]\nsink = "discord_webhook"\ntarget = "news"\n'),
+        ALERTS,
+        "destinations.hook.target",
+        "not a Discord webhook URL",
+        env={"ALERTS_DISCORD_WEBHOOKS": '{"news": "https://example.org/SECRET-webhook-token"}'},
+        secret="SECRET-webhook-token",
+    ),
     "discord-option-in-options-table": Row(
         main(
             '[destinations.chan]\nsink = "discord"\ntarget = "123456789012345678"\noptions = { post = "forum_post" }\n'

@@ -242,11 +242,17 @@ def _channel_id(destination: Destination) -> int:
 
 
 def _webhook_named(settings: DiscordSettings, destination: Destination) -> None:
-    if destination.target not in settings.webhook_urls():
-        known = ", ".join(sorted(settings.webhook_urls())) or "none configured"
+    urls = settings.webhook_urls()
+    if destination.target not in urls:
+        known = ", ".join(sorted(urls)) or "none configured"
         raise ConfigError(
             f"destinations.{destination.id}.target: no webhook named {destination.target!r} "
             f"(ALERTS_DISCORD_WEBHOOKS / ALERTS_DISCORD_WEBHOOK_URL; known: {known})"
+        )
+    if _WEBHOOK_URL.search(urls[destination.target]) is None:
+        raise ConfigError(
+            f"destinations.{destination.id}.target: the URL of webhook "
+            f"{destination.target!r} is not a Discord webhook URL (…/webhooks/ID/TOKEN)"
         )
 
 
