@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from alerts.config import check_destinations, load_config, parse_duration_s
+from alerts.config_files import parse_toml
 from alerts.errors import ConfigError
 from alerts.model import Destination
 from alerts.options import check_http_url
@@ -310,3 +311,53 @@ def test_problems_a_sink_finds_later_name_the_file(tmp_path: Path) -> None:
 
 def _shown(path: Path) -> str:
     return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param("a = 1\nb = 2\na = 3\n", "a: defined twice (line 3)", id="top-level-key"),
+        pytest.param("[t]\nx = 1\n[u]\n[t]\n", "t: table defined twice (line 4)", id="table"),
+        pytest.param(
+            "[[sources]]\nid = 'a'\n[[sources]]\nid = 'b'\nid = 'c'\n",
+            "sources[1].id: defined twice (line 5)",
+            id="array-of-tables",
+        ),
+        pytest.param("[t]\na.b = 1\na.b = 2\n", "t.a.b: defined twice (line 3)", id="dotted"),
+        pytest.param('[t]\n"a b" = 1\n"a b" = 2\n', 't."a b": defined twice (line 3)', id="quoted"),
+        pytest.param(
+            'a = """\n[t]\nq = 1\n"""\n[t]\nq = 1\nq = 2\n',
+            "t.q: defined twice (line 7)",
+            id="after-a-multi-line-string",
+        ),
+        pytest.param(
+            "x = {a = 1, a = 2}\n", "x: an inline table defines 'a' twice (line 1)", id="inline"
+        ),
+        pytest.param(
+            "[[sources]]\nid = 'a'\ninterval = 30s\n",
+            "sources[0].interval: invalid TOML: Expected newline",
+            id="syntax-error-names-the-key",
+        ),
+        pytest.param(
+            "[t]\nx = [1,\n 2 3]\n", "t.x: invalid TOML: Unclosed array", id="multi-line-array"
+        ),
+        pytest.param(
+            "x = " + "{a = " * 3000 + "1" + "}" * 3000,
+            "x: nested more than 16 levels deep (line 1)",
+            id="recursion",
+        ),
+        pytest.param(
+            "[t]\nx = " + "[" * 17 + "]" * 17, "t.x[0]: nested more than 16", id="too-deep"
+        ),
+        pytest.param("# only a comment\n", "defines nothing (only comments)", id="comments"),
+    ],
+)
+def test_toml_problems_name_the_key(text: str, problem: str) -> None:
+    data, found = parse_toml(text)
+    assert data is None
+    assert found is not None and found.startswith(problem), found
+
+
+def test_sixteen_levels_are_allowed() -> None:
+    data, problem = parse_toml("x = " + "[" * 15 + "]" * 15)
+    assert problem is None and data is not None

@@ -154,15 +154,33 @@ def parse_toml(text: str) -> tuple[dict[str, Any] | None, str | None]:
 
 def _deep_line(text: str) -> int:
     """The line of the statement that opens more than ``MAX_DEPTH`` arrays or inline
-    tables (0: none found; brackets in strings and comments may mislead it)."""
+    tables (0: none found)."""
+    for start, depth in _statements(text):
+        if depth > MAX_DEPTH:
+            return start
+    return 0
+
+
+def _statement_start(text: str, line: int) -> int:
+    """The line where the statement that ``line`` belongs to begins."""
+    starts = [start for start, _ in _statements(text)]
+    return starts[line - 1] if 0 < line <= len(starts) else line
+
+
+def _statements(text: str) -> list[tuple[int, int]]:
+    """For each line: where its statement began (a multi-line array continues one),
+    and the deepest nesting of brackets reached on it. Brackets in strings and
+    comments may mislead it: it only helps to name a key in an error."""
+    out: list[tuple[int, int]] = []
     depth, start = 0, 0
     for number, line in enumerate(text.splitlines(), start=1):
         start = number if depth <= 0 else start
+        deepest = depth
         for char in line:
             depth += 1 if char in "[{" else -1 if char in "]}" else 0
-            if depth > MAX_DEPTH:
-                return start
-    return 0
+            deepest = max(deepest, depth)
+        out.append((start, deepest))
+    return out
 
 
 def _too_deep(value: Any, path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
@@ -199,7 +217,9 @@ def _decode_problem(text: str, message: str) -> str:
         if inline:
             return f"{path}: an inline table defines {inline[1]!r} twice (line {line})"
         return f"{path}: defined twice (line {line})"
-    return f"invalid TOML: {reason} (line {line}, column {located[2]})"
+    path = key_path(_statement_path(text, _statement_start(text, line)))
+    problem = f"invalid TOML: {reason} (line {line}, column {located[2]})"
+    return f"{path}: {problem}" if path else problem
 
 
 def _statement_path(text: str, line: int) -> tuple[str | int, ...]:
