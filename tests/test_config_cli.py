@@ -125,7 +125,7 @@ async def test_sources_shows_the_whole_error_reason_first(tmp_path: Path) -> Non
         table = await asyncio.to_thread(alerts, "sources", **env)
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if line.startswith("gone"))
-    assert f"HTTP 404 Not Found: {server.url(long_name)}" in row
+    assert f"HTTP 404 Not Found from {server.url(long_name)}" in row
 
 
 async def test_a_config_check_accepts_is_run(tmp_path: Path) -> None:

@@ -111,8 +111,8 @@ class SourceError(AlertsError):
 class FetchError(SourceError):
     """The resource could not be fetched.
 
-    Messages give the reason first and the URL last (``HTTP 404 Not Found: URL``),
-    so that a cut message still says what went wrong.
+    Messages give the reason first and the URL last (``HTTP 429 Too Many Requests
+    (retry after 30 s) from URL``), so that a cut message still says what went wrong.
     """
 
 
@@ -125,7 +125,7 @@ class HttpStatusError(FetchError):
         except ValueError:
             phrase = "unknown status"
         suffix = f" ({detail})" if detail else ""
-        super().__init__(f"HTTP {status} {phrase}{suffix}: {url}")
+        super().__init__(f"HTTP {status} {phrase}{suffix} from {url}")
 
 
 class RetryAfterError(HttpStatusError):
@@ -139,12 +139,12 @@ class RetryAfterError(HttpStatusError):
 class ResponseTooLarge(FetchError):
     def __init__(self, url: str, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
-        super().__init__(f"response larger than {limit_bytes} bytes, cut at the cap: {url}")
+        super().__init__(f"response larger than {limit_bytes} bytes (cut at the cap) from {url}")
 
 
 class TooManyRedirects(FetchError):
     def __init__(self, url: str, limit: int) -> None:
-        super().__init__(f"more than {limit} redirects: {url}")
+        super().__init__(f"more than {limit} redirects fetching {url}")
 
 
 class ParseError(SourceError):
