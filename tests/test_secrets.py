@@ -141,8 +141,12 @@ def _destinations(tmp_path: Path, sink: str) -> Path:
     [
         pytest.param("discord", "check", "a webhook URL is not a channel id", id="discord-check"),
         pytest.param("discord", "run", "a webhook URL is not a channel id", id="discord-run"),
-        pytest.param("discord_webhook", "check", "destinations.alerts-channel.target", id="webhook-check"),
-        pytest.param("discord_webhook", "run", "destinations.alerts-channel.target", id="webhook-run"),
+        pytest.param(
+            "discord_webhook", "check", "destinations.alerts-channel.target", id="webhook-check"
+        ),
+        pytest.param(
+            "discord_webhook", "run", "destinations.alerts-channel.target", id="webhook-run"
+        ),
     ],
 )
 def test_a_webhook_url_as_target_is_not_echoed_at_start_up(
@@ -166,8 +170,5 @@ def test_a_database_url_password_is_not_echoed(tmp_path: Path, command: str) -> 
     url = f"mysql://alerts:{PASSWORD}@db.example/alerts"
     result = alerts("--database-url", url, command, env=_env(tmp_path, config))
     assert result.returncode == 2
-    assert (
-        "ALERTS_DATABASE_URL: unsupported scheme in 'mysql://alerts:***@db.example/alerts'"
-        in result.stderr
-    )
+    assert "--database-url: unsupported scheme 'mysql'" in result.stderr
     assert_clean(result.stdout, result.stderr)

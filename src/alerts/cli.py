@@ -1,6 +1,9 @@
 """The ``alerts`` command.
 
-Exit codes: 0 ok, 2 bad config or usage, 1 runtime failure.
+Exit codes: 0 ok, 2 bad config or usage, 1 runtime failure. Global options work
+before and after the command (``alerts --config DIR check`` and ``alerts check
+--config DIR``). Output piped into a reader that stops early (``| head``) ends the
+command quietly.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -15,14 +19,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from alerts import __version__
-from alerts.config import Config, Settings, load_config
+from alerts.config import Config, load_config
 from alerts.errors import AlertsError, ConfigError
 from alerts.logs import setup_logging
 from alerts.model import DeliveryState, utcnow
 from alerts.redact import redact_text
+from alerts.settings import Settings, env_name, read_settings
 
 log = logging.getLogger("alerts")
 
@@ -31,24 +37,25 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
+# Global options: (option, settings field, metavar, help).
+GLOBAL_OPTIONS = (
+    ("--config", "config_dir", "DIR", "config directory (ALERTS_CONFIG_DIR, default config)"),
+    ("--database-url", "database_url", "URL", "store URL (ALERTS_DATABASE_URL)"),
+    ("--log-format", "log_format", "FORMAT", "text or json (ALERTS_LOG_FORMAT)"),
+    ("--log-level", "log_level", "LEVEL", "DEBUG, INFO, WARNING or ERROR (ALERTS_LOG_LEVEL)"),
+)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the global options given."""
     overrides: dict[str, Any] = {}
-    if args.config is not None:
-        overrides["config_dir"] = Path(args.config)
-    if args.database_url is not None:
-        overrides["database_url"] = args.database_url
-    if args.log_format is not None:
-        overrides["log_format"] = args.log_format
-    if args.log_level is not None:
-        overrides["log_level"] = args.log_level
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        problems = [
-            f"environment: ALERTS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise ConfigError(problems) from exc
+    labels: dict[str, str] = {}
+    for option, name, _, _ in GLOBAL_OPTIONS:
+        value = vars(args).get(name)
+        if value is not None:
+            overrides[name] = Path(value) if name == "config_dir" else value
+            labels[name] = option
+    return read_settings(Settings, overrides, labels=labels)
 
 
 # --- commands ----------------------------------------------------------------------
@@ -95,32 +102,18 @@ async def _run_with_web(runtime: Any) -> None:
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Validate the config files and exit (0 valid, 2 invalid)."""
+    """Validate the config and the settings, as ``run`` would, and exit (0 valid, 2 invalid).
+
+    Checks every file, every value, the references between sections, each sink's
+    ALERTS_* settings and each destination against its sink; reports every problem.
+    """
     config = load_config(settings.config_dir)
-    _validate_destinations(config, settings)
     print(
         f"config OK: {len(config.sources)} sources, {len(config.topics)} topics, "
-        f"{len(config.destinations)} destinations, {len(config.routes)} routes "
+        f"{len(config.destinations)} destinations, {config.route_tables} routes "
         f"({', '.join(config.files)})"
     )
     return EXIT_OK
-
-
-def _validate_destinations(config: Config, settings: Settings) -> None:
-    from alerts.sinks import registry
-
-    factories = registry()
-    problems = []
-    for dest in config.destinations.values():
-        factory = factories[dest.sink]
-        check = getattr(factory, "check_destination", None)
-        if callable(check):
-            try:
-                check(dest)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
 
 
 async def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
@@ -233,7 +226,7 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
                 str(r.failures),
                 _when(r.next_due),
                 str(r.item_count),
-                redact_text(r.last_error or "")[:100],
+                " ".join(redact_text(r.last_error or "").split()),
             )
         )
     _print_table(table, sys.stdout)
@@ -318,24 +311,50 @@ async def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.sinks import registry as sinks
     from alerts.sources import registry as sources
 
-    registries: list[tuple[str, dict[str, Any]]] = [
-        ("Source adapters", dict(sources())),
-        ("Sinks", dict(sinks())),
-    ]
-    for title, reg in registries:
-        print(f"# {title}\n")
-        for kind, factory in sorted(reg.items()):
-            print(f"## {kind}\n")
-            print(_dedent(factory.__doc__ or "(undocumented)") + "\n")
-            fields = factory.Options.model_fields
-            if fields:
-                print("Options:")
-                for name, f in fields.items():
-                    default = "required" if f.is_required() else f"default {f.default!r}"
-                    desc = f" — {f.description}" if f.description else ""
-                    print(f"  {name} ({default}){desc}")
-                print()
+    print("# Source adapters\n")
+    for kind, source in sorted(sources().items()):
+        _document(kind, source.__doc__, source.Options.model_fields, "Options")
+        url = source.default_url or "required"
+        print(f"URL: {url}; fingerprint fields: {', '.join(source.fingerprint_fields)}\n")
+    print("# Sinks\n")
+    for kind, sink in sorted(sinks().items()):
+        _document(kind, sink.__doc__, sink.Options.model_fields, "Options")
+        if sink.Settings is not None:
+            fields = {env_name(sink.Settings, n): f for n, f in sink.Settings.model_fields.items()}
+            _fields("Environment", fields)
     return EXIT_OK
+
+
+def _document(kind: str, doc: str | None, fields: dict[str, FieldInfo], title: str) -> None:
+    print(f"## {kind}\n")
+    print(_dedent(doc or "(undocumented)") + "\n")
+    _fields(title, fields)
+
+
+def _fields(title: str, fields: dict[str, FieldInfo]) -> None:
+    if not fields:
+        return
+    print(f"{title}:")
+    for name, info in fields.items():
+        desc = f" — {info.description}" if info.description else ""
+        print(f"  {name} ({_default(info)}){desc}")
+    print()
+
+
+def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
+    value = info.get_default(call_default_factory=True)
+    if value is PydanticUndefined or value is None:
+        return "optional"
+    return f"default {_plain(value)}"
+
+
+def _plain(value: Any) -> str:
+    """A default as an operator writes it (``[]``, ``"text"``, ``30.0``)."""
+    if isinstance(value, str | int | float | bool | list | dict | tuple):
+        return repr(value)
+    return str(value)
 
 
 async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -365,8 +384,9 @@ async def cmd_migrate_store(args: argparse.Namespace, settings: Settings) -> int
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Play a short offline campaign timeline through the real service (no network)."""
-    from alerts.demo import run_demo
+    from alerts.demo import DemoSettings, run_demo
 
+    read_settings(DemoSettings)
     result = await run_demo(step_s=args.step)
     print(f"demo finished: {len(result.delivered)} alerts delivered to the console")
     for source_id, kind in sorted(result.missing):
@@ -487,67 +507,88 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from ALERTS_* environment variables (see README).",
     )
     parser.add_argument("--version", action="version", version=f"alerts {__version__}")
-    parser.add_argument(
-        "--config", metavar="DIR", help="config directory (ALERTS_CONFIG_DIR, default config)"
-    )
-    parser.add_argument("--database-url", metavar="URL", help="store URL (ALERTS_DATABASE_URL)")
-    parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
-    parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR")
+    _add_global_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, handler in COMMANDS.items():
         doc = (handler.__doc__ or "").strip().splitlines()[0]
         p = sub.add_parser(name, help=doc, description=doc)
-        if name == "poll":
-            p.add_argument("source", help="source id")
-            p.add_argument("--dry-run", action="store_true", help="fetch and detect, store nothing")
-        elif name == "deliveries":
-            p.add_argument(
-                "--state", choices=["default", "pending", "dead", "sent", "all"], default="default"
-            )
-            p.add_argument("--limit", type=int, default=50)
-            p.add_argument(
-                "--requeue-dead",
-                nargs="*",
-                metavar="ID",
-                help="make dead deliveries pending again (all without ids)",
-            )
-        elif name == "demo":
-            p.add_argument("--step", type=float, default=4.0, help="seconds between steps")
-        elif name == "destinations":
-            p.add_argument("--unpark", metavar="ID", help="resume a parked destination")
-        elif name == "db":
-            p.add_argument("action", choices=["status", "migrate"])
-        elif name == "migrate-store":
-            p.add_argument("--from", dest="source_url", metavar="URL", required=True)
-            p.add_argument("--to", dest="target_url", metavar="URL", required=True)
-        elif name in OPML_ARGUMENTS:
-            OPML_ARGUMENTS[name](p)
+        _add_command_options(name, p)
+        # Given after the command, a global option wins; not given, it leaves the
+        # value given before the command alone.
+        _add_global_options(p, default=argparse.SUPPRESS)
     return parser
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    group = parser.add_argument_group("global options (before or after the command)")
+    for option, name, metavar, text in GLOBAL_OPTIONS:
+        choices = ["text", "json"] if name == "log_format" else None
+        group.add_argument(
+            option, dest=name, metavar=metavar, default=default, choices=choices, help=text
+        )
+
+
+def _add_command_options(name: str, p: argparse.ArgumentParser) -> None:
+    if name == "poll":
+        p.add_argument("source", help="source id")
+        p.add_argument("--dry-run", action="store_true", help="fetch and detect, store nothing")
+    elif name == "deliveries":
+        p.add_argument(
+            "--state", choices=["default", "pending", "dead", "sent", "all"], default="default"
+        )
+        p.add_argument("--limit", type=int, default=50)
+        p.add_argument(
+            "--requeue-dead",
+            nargs="*",
+            metavar="ID",
+            help="make dead deliveries pending again (all without ids)",
+        )
+    elif name == "demo":
+        p.add_argument("--step", type=float, default=4.0, help="seconds between steps")
+    elif name == "destinations":
+        p.add_argument("--unpark", metavar="ID", help="resume a parked destination")
+    elif name == "db":
+        p.add_argument("action", choices=["status", "migrate"])
+    elif name == "migrate-store":
+        p.add_argument("--from", dest="source_url", metavar="URL", required=True)
+        p.add_argument("--to", dest="target_url", metavar="URL", required=True)
+    elif name in OPML_ARGUMENTS:
+        OPML_ARGUMENTS[name](p)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of our output went away (``alerts adapters | head``): stop
+        # quietly, and keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = _settings(args)
     except ConfigError as exc:
-        print(f"alerts: configuration error:\n{exc}", file=sys.stderr)
+        _print_config_error(exc)
         return EXIT_USAGE
     setup_logging(level=settings.log_level, fmt=settings.log_format)
     handler = COMMANDS[args.command]
     try:
         return asyncio.run(handler(args, settings))
     except ConfigError as exc:
-        print(
-            "alerts: configuration error:\n" + "\n".join(f"  {p}" for p in exc.problems),
-            file=sys.stderr,
-        )
+        _print_config_error(exc)
         return EXIT_USAGE
     except AlertsError as exc:
         print(f"alerts: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return EXIT_RUNTIME
+    except BrokenPipeError:
+        raise
     except Exception as exc:
         log.exception("alerts %s failed", args.command)
         print(
@@ -555,6 +596,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_RUNTIME
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print(
+        "alerts: configuration error:\n" + "\n".join(f"  {p}" for p in exc.problems),
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -1,99 +1,140 @@
 """Operator configuration (TOML files) and deployment settings (environment).
 
 Files: ``<config dir>/alerts.toml`` plus drop-ins ``<config dir>/sources.d/*.toml``,
-read in name order. Every file may hold any section; tables (topics, destinations)
-are merged, arrays (sources, routes) are concatenated, and a name defined twice is
-an error. Everything is validated before anything starts; each problem is reported
-as ``file: key.path: reason``.
+read in name order (names starting with ``.`` are skipped: editors' lock files).
+Every file may hold any section; tables (topics, destinations) are merged, arrays
+(sources, routes) are concatenated, keys of ``[service]`` and ``[http]`` may be
+spread over files, and a name or key defined twice is an error.
+
+``load_config`` runs every check ``alerts run`` makes before it starts: the files
+(``files.py``), every value (where its model declares it), every reference between
+sections, each sink's settings from the environment and each destination against
+its sink. Each problem is reported as ``file: key.path: reason``; all of them at
+once, in one ``ConfigError``.
 
 Secrets and deployment settings come only from the environment (``ALERTS_`` prefix,
-see ``Settings``), never from these files.
+see ``alerts.settings``), never from these files.
 """
 
 from __future__ import annotations
 
+import os
 import re
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
-    field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-from alerts.errors import ConfigError
+from alerts.config_files import ParsedFile, read_config_dir
+from alerts.contracts import SourceFactory
+from alerts.errors import ConfigError, key_path
 from alerts.keywords import Keywords
 from alerts.model import Destination, EventKind, Subscription
 from alerts.netguard import AllowPrivateNetwork, AllowPrivateNetworkOption
-from alerts.options import DurationS, parse_duration_s
+from alerts.options import (
+    MIN_INTERVAL_S,
+    DurationS,
+    HttpUrl,
+    IntervalS,
+    PositiveDurationS,
+    at_least_s,
+    parse_duration_s,
+)
+from alerts.settings import Settings, read_settings
+from alerts.sinks import SinkRegistry
+from alerts.sinks import registry as sink_registry
+from alerts.sources import registry as source_registry
 
-__all__ = ["DurationS", "parse_duration_s"]
+__all__ = [
+    "Config",
+    "DurationS",
+    "Settings",
+    "SourceSpec",
+    "check_destinations",
+    "load_config",
+    "parse_duration_s",
+    "sink_settings_problems",
+]
 
-MIN_INTERVAL_S = 30.0
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+NAME_RULE = (
+    "must be 1 to 64 lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
+)
+RESERVED_TOPICS = frozenset({"all"})  # ``unsubscribe all`` means every topic
+M = TypeVar("M", bound=BaseModel)
 
 
-class Settings(BaseSettings):
-    """Deployment settings from the environment (``ALERTS_`` prefix).
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(NAME_RULE)
+    return value
 
-    Platform credentials live in each sink's own settings (``ALERTS_DISCORD_*``,
-    ``ALERTS_MATRIX_*``).
-    """
 
-    model_config = SettingsConfigDict(env_prefix="ALERTS_", extra="ignore")
+def _text(limit: int) -> AfterValidator:
+    """Printable text of at most ``limit`` characters (it ends up in headers and alerts)."""
 
-    config_dir: Path = Path("config")
-    database_url: str = "sqlite:///data/alerts.db"
-    data_dir: Path = Path("data")
-    log_format: Literal["text", "json"] = "text"
-    log_level: str = "INFO"
-    http_bind: str = Field(
-        default="127.0.0.1:9464",
-        description="host:port of /healthz, /readyz and /metrics; empty turns it off",
-    )
-    instance_name: str = ""
-    api_token: SecretStr | None = None
+    def check(value: str) -> str:
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        if not value.isprintable():
+            raise ValueError("must not contain control characters or line breaks")
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Label = Annotated[str, _text(200)]
+Description = Annotated[str, _text(500)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ServiceConfig(_Strict):
-    contact: str = Field(default="", description="operator contact sent in the User-Agent")
-    default_interval: DurationS = 900.0
-    jitter: float = Field(default=0.1, ge=0.0, le=0.5)
-    max_backoff: DurationS = 6 * 3600.0
-    max_events_per_poll: int = Field(default=20, ge=1)
-    poll_concurrency: int = Field(default=100, ge=1)
-    delivery_max_attempts: int = Field(default=8, ge=1)
-    delivery_concurrency: int = Field(default=50, ge=1)
-    poll_lease: DurationS = Field(
-        default=300.0, ge=1.0, description="how long a replica holds a claimed source"
+    contact: Label = Field(default="", description="operator contact sent in the User-Agent")
+    default_interval: IntervalS = 900.0
+    jitter: StrictFloat = Field(default=0.1, ge=0.0, le=0.5)
+    max_backoff: Annotated[DurationS, at_least_s(MIN_INTERVAL_S)] = 6 * 3600.0
+    max_events_per_poll: StrictInt = Field(default=20, ge=1, le=10_000)
+    poll_concurrency: StrictInt = Field(default=100, ge=1, le=10_000)
+    delivery_max_attempts: StrictInt = Field(default=8, ge=1, le=1_000)
+    delivery_concurrency: StrictInt = Field(default=50, ge=1, le=10_000)
+    poll_lease: Annotated[PositiveDurationS, at_least_s(1.0)] = Field(
+        default=300.0, description="how long a replica holds a claimed source"
     )
-    delivery_lease: DurationS = Field(
-        default=120.0, ge=1.0, description="how long a replica holds claimed deliveries"
+    delivery_lease: Annotated[PositiveDurationS, at_least_s(1.0)] = Field(
+        default=120.0, description="how long a replica holds claimed deliveries"
     )
 
-    @field_validator("default_interval")
-    @classmethod
-    def _min_interval(cls, v: float) -> float:
-        return _at_least_interval(v)
+
+MAX_TIMEOUT_S = 3600.0
+
+
+def _timeout(seconds: float) -> float:
+    if seconds > MAX_TIMEOUT_S:
+        raise ValueError(f"must be at most {MAX_TIMEOUT_S:.0f} s")
+    return seconds
 
 
 class HttpConfig(_Strict):
-    timeout: DurationS = 30.0
-    max_bytes: int = Field(default=5_000_000, ge=1024)
-    max_redirects: int = Field(default=5, ge=0, le=20)
-    per_host: int = Field(default=4, ge=1)
+    timeout: Annotated[PositiveDurationS, AfterValidator(_timeout)] = 30.0
+    max_bytes: StrictInt = Field(default=5_000_000, ge=1024, le=1 << 30)
+    max_redirects: StrictInt = Field(default=5, ge=0, le=20)
+    per_host: StrictInt = Field(default=4, ge=1, le=10_000)
     allow_private_network: AllowPrivateNetworkOption = Field(
         default=False,
         description="let every source reach loopback/private/link-local addresses "
@@ -102,54 +143,36 @@ class HttpConfig(_Strict):
 
 
 class TopicConfig(_Strict):
-    description: str = ""
+    description: Description = ""
 
 
 class SourceConfig(BaseModel):
     """One ``[[sources]]`` table; unknown keys are the adapter's options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
-    id: str
+    id: Name
     kind: str
-    url: str = ""
-    interval: DurationS | None = None
+    url: HttpUrl | None = None
+    interval: IntervalS | None = None
     topics: tuple[str, ...] = ()
-    backfill: int = Field(default=0, ge=0)
-    fingerprint: tuple[str, ...] | None = None
-    max_events: int | None = Field(default=None, ge=1)
-    enabled: bool = True
-    name: str = ""
+    backfill: StrictInt = Field(default=0, ge=0, le=10_000)
+    fingerprint: tuple[str, ...] | None = Field(default=None, min_length=1)
+    max_events: StrictInt | None = Field(default=None, ge=1, le=10_000)
+    enabled: StrictBool = True
+    name: Label = ""
     allow_private_network: AllowPrivateNetworkOption | None = None
     include: Keywords = Field(default=(), description="keep only item events with a keyword")
     exclude: Keywords = Field(default=(), description="drop item events with any keyword")
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        if not _ID.match(v):
-            raise ValueError("must be lower-case letters, digits, '-', '_' or '.' (at most 64)")
-        return v
-
-    @field_validator("interval")
-    @classmethod
-    def _min_interval(cls, v: float | None) -> float | None:
-        return None if v is None else _at_least_interval(v)
-
-
-def _at_least_interval(v: float) -> float:
-    if v < MIN_INTERVAL_S:
-        raise ValueError(f"must be at least {MIN_INTERVAL_S:.0f} s")
-    return v
 
 
 class DestinationConfig(BaseModel):
     """One ``[destinations.NAME]`` table; unknown keys are the sink's options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     sink: str
-    target: str = ""
+    target: Annotated[str, _text(2048)] = ""
 
 
 class RouteConfig(_Strict):
@@ -159,13 +182,13 @@ class RouteConfig(_Strict):
     kinds: tuple[EventKind, ...] = ()
     include: Keywords = ()
     exclude: Keywords = ()
-    min_amount: float | None = Field(default=None, ge=0)
-    min_change: float | None = Field(default=None, ge=0)
+    min_amount: StrictFloat | None = Field(default=None, ge=0)
+    min_change: StrictFloat | None = Field(default=None, ge=0)
 
 
 class ConfigFile(_Strict):
-    service: ServiceConfig | None = None
-    http: HttpConfig | None = None
+    service: dict[str, Any] = {}
+    http: dict[str, Any] = {}
     topics: dict[str, TopicConfig] = {}
     sources: list[SourceConfig] = []
     destinations: dict[str, DestinationConfig] = {}
@@ -198,6 +221,14 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole validated configuration.
+
+    ``origins`` names the file each destination comes from (problems found later,
+    when a sink checks it, name the file too); ``route_tables`` counts the
+    ``[[routes]]`` tables, which ``routes`` expands into one subscription per topic
+    and source.
+    """
+
     service: ServiceConfig
     http: HttpConfig
     topics: Mapping[str, TopicConfig]
@@ -205,6 +236,8 @@ class Config:
     destinations: Mapping[str, Destination]
     routes: tuple[Subscription, ...]
     files: tuple[str, ...] = field(default=())
+    origins: Mapping[str, str] = field(default_factory=dict)
+    route_tables: int = 0
     disabled: tuple[str, ...] = field(default=())
     """Ids of valid sources with ``enabled = false`` (kept, not polled)."""
 
@@ -213,178 +246,290 @@ class Config:
         return {name: t.description for name, t in self.topics.items()}
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _problems(origin: str, exc: ValidationError, prefix: str = "") -> list[str]:
-    lines = []
-    for err in exc.errors():
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        path = _loc(tuple(err["loc"]))
-        path = f"{prefix}.{path}" if prefix and path else (prefix or path)
-        lines.append(f"{origin}: {path}: {msg}")
-    return lines
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def config_files(config_dir: Path) -> list[Path]:
-    main = config_dir / "alerts.toml"
-    dropins = sorted((config_dir / "sources.d").glob("*.toml"))
-    return ([main] if main.exists() else []) + dropins
-
-
 def load_config(config_dir: Path) -> Config:
-    """Read and validate every file; raise ``ConfigError`` listing all problems."""
-    paths = config_files(config_dir)
-    if not paths:
-        raise ConfigError(f"{_display(config_dir)}: no alerts.toml and no sources.d/*.toml found")
-    problems: list[str] = []
-    parsed: list[tuple[str, dict[str, Any], ConfigFile]] = []
-    for path in paths:
-        origin = _display(path)
+    """Read and validate every file, the sinks' settings and every destination;
+    raise one ``ConfigError`` listing every problem."""
+    files, problems = read_config_dir(config_dir)
+    valid: list[tuple[str, ConfigFile]] = []
+    for parsed in files:
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{origin}: cannot read: {exc}")
-            continue
-        except tomllib.TOMLDecodeError as exc:
-            problems.append(f"{origin}: invalid TOML: {exc}")
-            continue
-        try:
-            parsed.append((origin, raw, ConfigFile.model_validate(raw)))
+            valid.append((parsed.origin, ConfigFile.model_validate(parsed.data)))
         except ValidationError as exc:
-            problems.extend(_problems(origin, exc))
+            problems.extend(ConfigError.from_validation(exc, origin=parsed.origin).problems)
     if problems:
         raise ConfigError(problems)
-    return _assemble(parsed, [_display(p) for p in paths])
+    return _Assembly(valid, files).build()
 
 
-def _assemble(parsed: list[tuple[str, dict[str, Any], ConfigFile]], files: list[str]) -> Config:
-    from alerts.sinks import registry as sink_registry
-    from alerts.sources import registry as source_registry
-
+def check_destinations(config: Config, check: Callable[[Destination], None]) -> None:
+    """Run ``check`` on every destination; a ``ConfigError`` it raises is reported
+    with the file the destination comes from."""
     problems: list[str] = []
-    service, http = ServiceConfig(), HttpConfig()
-    topics: dict[str, TopicConfig] = {}
-    destinations: dict[str, tuple[str, DestinationConfig]] = {}
-    for origin, _, cf in parsed:
-        if cf.service is not None:
-            service = cf.service
-        if cf.http is not None:
-            http = cf.http
-        for name, topic in cf.topics.items():
-            if name in topics:
-                problems.append(f"{origin}: topics.{name}: defined twice")
-            topics[name] = topic
-        for name, dest in cf.destinations.items():
-            if name in destinations:
-                problems.append(f"{origin}: destinations.{name}: defined twice")
-            destinations[name] = (origin, dest)
-
-    sources_reg = source_registry()
-    sinks_reg = sink_registry()
-    sources: dict[str, SourceSpec] = {}
-    for origin, _, cf in parsed:
-        for i, sc in enumerate(cf.sources):
-            spec = _source_spec(origin, i, sc, service, topics, sources, sources_reg, problems)
-            if spec is not None:
-                sources[spec.id] = spec
-
-    dests: dict[str, Destination] = {}
-    for name, (origin, dc) in destinations.items():
-        where = f"{origin}: destinations.{name}"
-        factory = sinks_reg.get(dc.sink)
-        if factory is None:
-            problems.append(
-                f"{where}.sink: unknown sink {dc.sink!r}; known: {', '.join(sorted(sinks_reg))}"
-            )
-            continue
-        try:
-            opts = factory.Options.model_validate(dict(dc.model_extra or {}))
-        except ValidationError as exc:
-            problems.extend(_problems(origin, exc, f"destinations.{name}"))
-            continue
-        dests[name] = Destination(name, dc.sink, dc.target, opts.model_dump(mode="json"))
-
-    routes: list[Subscription] = []
-    for origin, _, cf in parsed:
-        for i, rc in enumerate(cf.routes):
-            where = f"{origin}: routes[{i}]"
-            if rc.destination not in dests and rc.destination not in destinations:
-                problems.append(f"{where}.destination: unknown destination {rc.destination!r}")
-            for t in rc.topics:
-                if t not in topics:
-                    problems.append(f"{where}.topics: unknown topic {t!r}")
-            for s in rc.sources:
-                if s not in sources:
-                    problems.append(f"{where}.sources: unknown source {s!r}")
-            routes.extend(_route_subscriptions(rc))
+    for name, destination in config.destinations.items():
+        problems.extend(_checked(config.origins.get(name, ""), check, destination))
     if problems:
         raise ConfigError(problems)
-    disabled = tuple(sc.id for _, _, cf in parsed for sc in cf.sources if not sc.enabled)
-    return Config(service, http, topics, sources, dests, tuple(routes), tuple(files), disabled)
 
 
-def _source_spec(
-    origin: str,
-    index: int,
-    sc: SourceConfig,
-    service: ServiceConfig,
-    topics: Mapping[str, TopicConfig],
-    seen: Mapping[str, SourceSpec],
-    registry: Mapping[str, Any],
-    problems: list[str],
-) -> SourceSpec | None:
-    where = f"{origin}: sources[{index}]"
-    before = len(problems)
-    if sc.id in seen:
-        problems.append(f"{where}.id: source {sc.id!r} already defined in {seen[sc.id].origin}")
-    for t in sc.topics:
-        if t not in topics:
-            problems.append(
-                f"{where}.topics: unknown topic {t!r}; defined topics: {', '.join(sorted(topics)) or 'none'}"
-            )
-    factory = registry.get(sc.kind)
-    if factory is None:
-        problems.append(
-            f"{where}.kind: unknown source kind {sc.kind!r}; known: {', '.join(sorted(registry))}"
-        )
-        return None
+def _checked(origin: str, check: Callable[[Destination], None], dest: Destination) -> list[str]:
     try:
-        options = factory.Options.model_validate(dict(sc.model_extra or {}))
-    except ValidationError as exc:
-        problems.extend(_problems(origin, exc, f"sources[{index}]"))
-        return None
-    if len(problems) > before or not sc.enabled:
-        return None
-    return SourceSpec(
-        id=sc.id,
-        kind=sc.kind,
-        url=sc.url,
-        interval_s=sc.interval or service.default_interval,
-        topics=sc.topics,
-        options=options,
-        fingerprint=sc.fingerprint or tuple(factory.fingerprint_fields),
-        backfill=sc.backfill,
-        max_events=sc.max_events or service.max_events_per_poll,
-        name=sc.name,
-        origin=f"{origin} sources[{index}]",
-        allow_private_network=sc.allow_private_network,
-        include=sc.include,
-        exclude=sc.exclude,
-    )
+        check(dest)
+    except ConfigError as exc:
+        return [f"{origin}: {p}" if origin else p for p in exc.problems]
+    return []
+
+
+def sink_settings_problems(
+    factories: SinkRegistry, used: Collection[str] = ()
+) -> dict[str, list[str]]:
+    """``kind → problems`` of every sink whose environment settings are invalid,
+    among the sinks that matter now: those ``used`` by destinations and those whose
+    variables are set (so a platform nobody uses is not even imported)."""
+    bad: dict[str, list[str]] = {}
+    checked: set[type[BaseSettings]] = set()
+    for kind in factories.in_use(used, os.environ):
+        settings = factories[kind].Settings
+        if settings is None:
+            continue
+        try:
+            read_settings(settings)
+        except ConfigError as exc:
+            bad[kind] = [] if settings in checked else exc.problems
+        checked.add(settings)
+    return bad
+
+
+class _Assembly:
+    """Merges the validated files into one ``Config``, collecting every problem."""
+
+    def __init__(self, files: list[tuple[str, ConfigFile]], parsed: list[ParsedFile]) -> None:
+        self.files = files
+        self.names = tuple(p.origin for p in parsed)
+        self.problems: list[str] = []
+        self.sources_reg: Mapping[str, SourceFactory] = source_registry()
+        self.sinks_reg: SinkRegistry = sink_registry()
+
+    def build(self) -> Config:
+        service = self._section("service", ServiceConfig, [(o, f.service) for o, f in self.files])
+        http = self._section("http", HttpConfig, [(o, f.http) for o, f in self.files])
+        topics = self._topics()
+        sources, all_ids = self._sources(service or ServiceConfig(), topics)
+        used = {dc.sink for _, cf in self.files for dc in cf.destinations.values()}
+        bad_env = sink_settings_problems(self.sinks_reg, used & set(self.sinks_reg))
+        for problems in bad_env.values():
+            self.problems.extend(problems)
+        destinations, origins = self._destinations(bad_env)
+        routes, tables = self._routes(topics, all_ids, origins)
+        if self.problems or service is None or http is None:
+            raise ConfigError(self.problems)
+        disabled = tuple(sc.id for _, _, sc in self._each_source() if not sc.enabled)
+        return Config(
+            service,
+            http,
+            topics,
+            sources,
+            destinations,
+            routes,
+            self.names,
+            origins,
+            tables,
+            disabled,
+        )
+
+    def _section(
+        self, name: str, model: type[M], tables: list[tuple[str, dict[str, Any]]]
+    ) -> M | None:
+        """``[service]`` / ``[http]``: keys may come from several files, once each."""
+        merged: dict[str, Any] = {}
+        where: dict[str, str] = {}
+        for origin, raw in tables:
+            try:
+                model.model_validate(raw)
+            except ValidationError as exc:
+                self.problems.extend(
+                    ConfigError.from_validation(exc, origin=origin, prefix=name).problems
+                )
+            for key, value in raw.items():
+                if key in where:
+                    self.problems.append(
+                        f"{origin}: {name}.{key_path([key])}: already set in {where[key]}"
+                    )
+                merged[key], where[key] = value, origin
+        try:
+            return model.model_validate(merged)
+        except ValidationError:
+            return None  # reported above, with its file
+
+    def _topics(self) -> dict[str, TopicConfig]:
+        topics: dict[str, TopicConfig] = {}
+        where: dict[str, str] = {}
+        for origin, cf in self.files:
+            for name, topic in cf.topics.items():
+                path = f"{origin}: topics.{key_path([name])}"
+                if not _NAME.fullmatch(name) or name in RESERVED_TOPICS:
+                    reason = NAME_RULE if name not in RESERVED_TOPICS else "is a reserved word"
+                    self.problems.append(f"{path}: topic name {reason}")
+                elif name in topics:
+                    self.problems.append(f"{path}: already defined in {where[name]}")
+                topics[name], where[name] = topic, origin
+        return topics
+
+    def _sources(
+        self, service: ServiceConfig, topics: Mapping[str, TopicConfig]
+    ) -> tuple[dict[str, SourceSpec], set[str]]:
+        specs: dict[str, SourceSpec] = {}
+        where: dict[str, str] = {}
+        for origin, index, sc in self._each_source():
+            path = f"{origin}: sources[{index}]"
+            if sc.id in where:
+                self.problems.append(
+                    f"{path}.id: source {sc.id!r} already defined in {where[sc.id]}"
+                )
+            where.setdefault(sc.id, f"{origin} sources[{index}]")
+            spec = _SourceCheck(self, origin, index, sc).spec(service, topics)
+            if spec is not None and sc.enabled:
+                specs[sc.id] = spec
+        return specs, set(where)
+
+    def _each_source(self) -> Iterator[tuple[str, int, SourceConfig]]:
+        for origin, cf in self.files:
+            for index, sc in enumerate(cf.sources):
+                yield origin, index, sc
+
+    def _destinations(
+        self, bad_env: Mapping[str, list[str]]
+    ) -> tuple[dict[str, Destination], dict[str, str]]:
+        destinations: dict[str, Destination] = {}
+        origins: dict[str, str] = {}
+        for origin, cf in self.files:
+            for name, dc in cf.destinations.items():
+                path = f"{origin}: destinations.{key_path([name])}"
+                if name in origins:
+                    self.problems.append(f"{path}: already defined in {origins[name]}")
+                    continue
+                origins[name] = origin
+                if not _NAME.fullmatch(name):
+                    self.problems.append(f"{path}: destination name {NAME_RULE}")
+                    continue
+                destination = self._destination(origin, name, dc, bad_env)
+                if destination is not None:
+                    destinations[name] = destination
+        return destinations, origins
+
+    def _destination(
+        self, origin: str, name: str, dc: DestinationConfig, bad_env: Mapping[str, list[str]]
+    ) -> Destination | None:
+        factory = self.sinks_reg.get(dc.sink) if dc.sink in self.sinks_reg else None
+        if factory is None:
+            known = ", ".join(sorted(self.sinks_reg))
+            self.problems.append(
+                f"{origin}: destinations.{name}.sink: unknown sink {dc.sink!r}; known: {known}"
+            )
+            return None
+        try:
+            options = factory.Options.model_validate(dict(dc.model_extra or {}))
+        except ValidationError as exc:
+            prefix = f"destinations.{name}"
+            self.problems.extend(
+                ConfigError.from_validation(exc, origin=origin, prefix=prefix).problems
+            )
+            return None
+        destination = Destination(name, dc.sink, dc.target, options.model_dump(mode="json"))
+        if dc.sink not in bad_env:
+            self.problems.extend(_checked(origin, factory.check_destination, destination))
+        return destination
+
+    def _routes(
+        self, topics: Mapping[str, TopicConfig], sources: set[str], destinations: Mapping[str, str]
+    ) -> tuple[tuple[Subscription, ...], int]:
+        routes: list[Subscription] = []
+        tables = 0
+        for origin, cf in self.files:
+            for index, rc in enumerate(cf.routes):
+                tables += 1
+                path = f"{origin}: routes[{index}]"
+                if rc.destination not in destinations:
+                    self.problems.append(
+                        f"{path}.destination: unknown destination {rc.destination!r}; "
+                        f"defined: {', '.join(sorted(destinations)) or 'none'}"
+                    )
+                self.unknown(f"{path}.topics", "topic", rc.topics, topics)
+                self.unknown(f"{path}.sources", "source", rc.sources, sources)
+                routes.extend(_route_subscriptions(rc))
+        return tuple(routes), tables
+
+    def unknown(
+        self, path: str, what: str, names: tuple[str, ...], known: Mapping[str, Any] | set[str]
+    ) -> None:
+        for position, name in enumerate(names):
+            if name not in known:
+                defined = ", ".join(sorted(known)) or "none"
+                self.problems.append(
+                    f"{path}[{position}]: unknown {what} {name!r}; defined {what}s: {defined}"
+                )
+
+
+class _SourceCheck:
+    """Checks one ``[[sources]]`` table against its adapter and the topics."""
+
+    def __init__(self, assembly: _Assembly, origin: str, index: int, sc: SourceConfig) -> None:
+        self.assembly, self.origin, self.index, self.sc = assembly, origin, index, sc
+        self.path = f"{origin}: sources[{index}]"
+        self.before = len(assembly.problems)
+
+    def spec(self, service: ServiceConfig, topics: Mapping[str, TopicConfig]) -> SourceSpec | None:
+        sc = self.sc
+        self.assembly.unknown(f"{self.path}.topics", "topic", sc.topics, topics)
+        factory = self.assembly.sources_reg.get(sc.kind)
+        if factory is None:
+            known = ", ".join(sorted(self.assembly.sources_reg))
+            self._problem(".kind", f"unknown source kind {sc.kind!r}; known: {known}")
+            return None
+        url = sc.url or factory.default_url
+        if not url:
+            self._problem(".url", f"required: kind {sc.kind!r} has no default URL")
+        fingerprint = sc.fingerprint or factory.fingerprint_fields
+        self._fingerprint(factory, fingerprint)
+        options = self._options(factory)
+        if len(self.assembly.problems) > self.before or options is None or not url:
+            return None
+        return SourceSpec(
+            id=sc.id,
+            kind=sc.kind,
+            url=url,
+            interval_s=sc.interval or service.default_interval,
+            topics=sc.topics,
+            options=options,
+            fingerprint=tuple(fingerprint),
+            backfill=sc.backfill,
+            max_events=sc.max_events or service.max_events_per_poll,
+            name=sc.name,
+            origin=f"{self.origin} sources[{self.index}]",
+            allow_private_network=sc.allow_private_network,
+            include=sc.include,
+            exclude=sc.exclude,
+        )
+
+    def _fingerprint(self, factory: SourceFactory, fields: tuple[str, ...]) -> None:
+        known = ", ".join(sorted(factory.item_fields))
+        for position, name in enumerate(fields):
+            if name not in factory.item_fields:
+                self._problem(
+                    f".fingerprint[{position}]",
+                    f"kind {self.sc.kind!r} has no item field {name!r}; its fields: {known}",
+                )
+
+    def _options(self, factory: SourceFactory) -> BaseModel | None:
+        try:
+            return factory.Options.model_validate(dict(self.sc.model_extra or {}))
+        except ValidationError as exc:
+            prefix = f"sources[{self.index}]"
+            found = ConfigError.from_validation(exc, origin=self.origin, prefix=prefix)
+            self.assembly.problems.extend(found.problems)
+            return None
+
+    def _problem(self, key: str, reason: str) -> None:
+        self.assembly.problems.append(f"{self.path}{key}: {reason}")
 
 
 def _route_subscriptions(rc: RouteConfig) -> list[Subscription]:

@@ -6,6 +6,7 @@
     DerivesEvents   optional: an adapter that adds its own events (``derive``)
     SourceFactory   what the source registry holds: an adapter class
     Sink            sends one delivery to one destination on one platform
+    BaseSink        defaults for a sink's optional hooks
     SinkFactory     what the sink registry holds: a sink class
     ChatListener    a sink that also answers chat commands (runs on the leader)
     Store           durable state, the outbox, subscriptions and leases
@@ -22,8 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_settings import BaseSettings
 
+from alerts.errors import ConfigError, key_path
 from alerts.model import (
     JSON,
     Delivery,
@@ -47,7 +50,7 @@ from alerts.records import (
 
 if TYPE_CHECKING:
     from alerts.chat.commands import CommandService
-    from alerts.config import Settings
+    from alerts.settings import Settings
     from alerts.sources.http import HttpClient
 
 
@@ -64,11 +67,23 @@ class SourceState:
 
 @runtime_checkable
 class Source(Protocol):
-    """A source adapter instance, bound to one configured source."""
+    """A source adapter instance, bound to one configured source.
+
+    Its class (``SourceFactory``) declares: ``kind``, the name operators write in
+    ``kind = "…"``; ``Options``, a pydantic model of its options
+    (``extra="forbid"``); ``fingerprint_fields``, the item fields that count as a
+    change by default; ``item_fields``, every field name its items can carry (what
+    an operator's ``fingerprint = [...]`` may name: ``title``, ``url``, ``summary``,
+    ``published``, ``author`` and keys of ``Item.fields``); ``default_url``, the URL
+    used when a source sets none (``None``: the source must set ``url``); and a
+    docstring, its user documentation.
+    """
 
     kind: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
     fingerprint_fields: ClassVar[tuple[str, ...]]
+    item_fields: ClassVar[frozenset[str]]
+    default_url: ClassVar[str | None]
 
     async def fetch(self, state: SourceState) -> Observation:
         """Fetch once and report what is there now."""
@@ -114,9 +129,19 @@ class DerivesEvents(Protocol):
 
 
 class SourceFactory(Protocol):
-    kind: ClassVar[str]
-    Options: ClassVar[type[BaseModel]]
-    fingerprint_fields: ClassVar[tuple[str, ...]]
+    """What the source registry holds: an adapter class (see ``Source``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def Options(self) -> type[BaseModel]: ...
+    @property
+    def fingerprint_fields(self) -> tuple[str, ...]: ...
+    @property
+    def item_fields(self) -> frozenset[str]: ...
+    @property
+    def default_url(self) -> str | None: ...
+
     __doc__: str | None
 
     def __call__(self, *, source_id: str, url: str, options: Any, http: HttpClient) -> Source: ...
@@ -137,8 +162,23 @@ class SinkContext:
 
 @runtime_checkable
 class Sink(Protocol):
+    """Sends one delivery to one destination on one platform.
+
+    Its class (``SinkFactory``) declares: ``kind``, the name operators write in
+    ``[destinations.X] sink = "…"``; ``Options``, a pydantic model of a
+    destination's options (``extra="forbid"``); ``Settings``, its
+    ``BaseSettings`` class of environment variables (or ``None``), read and
+    checked before start so a bad variable is reported by name; and a docstring,
+    its user documentation. ``BaseSink`` gives the optional hooks a default.
+
+    ``send`` raises only ``SendError`` subclasses: ``RateLimitedError`` (retry that
+    destination at T, not counted as an attempt), ``RetryableSendError``,
+    ``RejectedError`` (dead), ``DestinationUnavailable`` (park the destination).
+    """
+
     kind: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
+    Settings: ClassVar[type[BaseSettings] | None]
 
     async def start(self) -> None:
         """Log in / open files. Called once before the first send."""
@@ -149,12 +189,74 @@ class Sink(Protocol):
         ...
 
     async def send(self, delivery: Delivery) -> str | None:
-        """Send one delivery; return the remote message id if the platform has one."""
+        """Send ``delivery.event`` to ``delivery.destination`` using
+        ``delivery.idempotency_key``, so that sending the same delivery twice shows
+        once; return the remote message id if the platform has one."""
         ...
 
     def validate_destination(self, destination: Destination) -> None:
-        """Raise ``ConfigError`` if this destination cannot work (called at start-up)."""
+        """Raise ``ConfigError`` if this destination cannot work with this sink
+        instance (called at start-up and on reload)."""
         ...
+
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """Raise ``ConfigError`` (``destinations.NAME.key: reason``) if the
+        destination cannot work: every check that needs no running service,
+        environment settings included. Run by ``alerts check`` and before
+        ``alerts run`` starts, so a destination it passes never fails at start."""
+        ...
+
+    @classmethod
+    def configured(cls) -> bool:
+        """True when the environment holds this sink's credentials: the runtime then
+        starts it even before any destination uses it (rooms subscribe by chat)."""
+        ...
+
+
+class NoOptions(BaseModel):
+    """The options model of a sink or adapter that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BaseSink:
+    """Defaults for a sink's optional hooks: no options, no settings, nothing to
+    start or close, never ``configured``; ``check_destination`` validates the
+    options and ``validate_destination`` runs it. Subclasses set ``kind``, write a
+    docstring and implement ``send``."""
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    Settings: ClassVar[type[BaseSettings] | None] = None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        destination_options(cls.Options, destination)
+
+    def validate_destination(self, destination: Destination) -> None:
+        self.check_destination(destination)
+
+    @classmethod
+    def configured(cls) -> bool:
+        return False
+
+
+def destination_options(model: type[BaseModel], destination: Destination) -> BaseModel:
+    """``destination.options`` validated by ``model``; ``ConfigError`` naming each
+    bad key (``destinations.NAME.key: reason``) otherwise."""
+    try:
+        return model.model_validate(dict(destination.options))
+    except ValidationError as exc:
+        raise ConfigError.from_validation(
+            exc, prefix=f"destinations.{key_path([destination.id])}"
+        ) from None
 
 
 @runtime_checkable
@@ -167,11 +269,22 @@ class ChatListener(Protocol):
 
 
 class SinkFactory(Protocol):
-    kind: ClassVar[str]
-    Options: ClassVar[type[BaseModel]]
+    """What the sink registry holds: a sink class (see ``Sink``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def Options(self) -> type[BaseModel]: ...
+    @property
+    def Settings(self) -> type[BaseSettings] | None: ...
+
     __doc__: str | None
 
     def __call__(self, *, context: SinkContext) -> Sink: ...
+
+    def check_destination(self, destination: Destination) -> None: ...
+
+    def configured(self) -> bool: ...
 
 
 # --- the store ----------------------------------------------------------------------

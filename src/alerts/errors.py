@@ -34,9 +34,19 @@ the CLI or the store through an error.
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
 from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 from alerts.redact import redact_text, redact_url
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+MAX_KEY_CHARS = 64
 
 
 class AlertsError(Exception):
@@ -58,6 +68,54 @@ class ConfigError(AlertsError):
         self.problems = [redact_text(p) for p in raw]
         super().__init__("\n".join(self.problems))
 
+    @classmethod
+    def from_validation(
+        cls, exc: ValidationError, *, origin: str = "", prefix: str = ""
+    ) -> ConfigError:
+        """One ``origin: prefix.key.path: reason`` line per error of a pydantic model
+        (an unknown key reads "unknown key", a missing one "required")."""
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            path = prefix + key_path(tuple(err["loc"]), nested=bool(prefix))
+            where = ": ".join(p for p in (origin, path) if p)
+            problems.append(f"{where}: {_reason(err['type'], err['msg'])}")
+        return cls(problems)
+
+
+def key_path(loc: Sequence[int | str], *, nested: bool = False) -> str:
+    """``sources[2].interval`` from ``("sources", 2, "interval")``; keys that are not
+    bare TOML keys are quoted (``topics."a b"``, control characters escaped) and long
+    ones cut. With ``nested``, the path continues one (``.interval``, ``[2]``)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        shown = part if len(part) <= MAX_KEY_CHARS else part[: MAX_KEY_CHARS - 1] + "…"
+        key = shown if _BARE_KEY.fullmatch(part) else json.dumps(shown, ensure_ascii=False)
+        out += f".{key}" if out or nested else key
+    return out
+
+
+# pydantic error types → what they mean in a TOML file.
+_REASONS = {
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+    "list_type": "must be an array",
+    "tuple_type": "must be an array",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "string_type": "must be a string (in quotes)",
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+}
+
+
+def _reason(kind: str, message: str) -> str:
+    return _REASONS.get(kind) or message.removeprefix("Value error, ")
+
 
 class OpmlError(ConfigError):
     """An OPML file given to ``alerts import-opml`` cannot be used: not XML, not OPML,
@@ -69,7 +127,11 @@ class SourceError(AlertsError):
 
 
 class FetchError(SourceError):
-    """The resource could not be fetched."""
+    """The resource could not be fetched.
+
+    Messages give the reason first and the URL last (``HTTP 429 Too Many Requests
+    (retry after 30 s) from URL``), so that a cut message still says what went wrong.
+    """
 
 
 class HttpStatusError(FetchError):
@@ -80,8 +142,8 @@ class HttpStatusError(FetchError):
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "unknown status"
-        suffix = f": {detail}" if detail else ""
-        super().__init__(f"HTTP {status} {phrase} from {self.url}{suffix}")
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(f"HTTP {status} {phrase}{suffix} from {self.url}")
 
 
 class RetryAfterError(HttpStatusError):
@@ -95,7 +157,7 @@ class RetryAfterError(HttpStatusError):
 class ResponseTooLarge(FetchError):
     def __init__(self, url: str, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
-        super().__init__(f"response from {url} exceeds {limit_bytes} bytes; cut at the cap")
+        super().__init__(f"response larger than {limit_bytes} bytes (cut at the cap) from {url}")
 
 
 class TooManyRedirects(FetchError):

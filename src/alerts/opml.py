@@ -39,7 +39,8 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 import tomli_w
 
-from alerts.config import Config, config_files, load_config
+from alerts.config import Config, load_config
+from alerts.config_files import find_files
 from alerts.errors import ConfigError, OpmlError
 
 MAX_BYTES = 10_000_000
@@ -353,7 +354,7 @@ def import_opml(
     with tempfile.TemporaryDirectory(prefix="alerts-import-") as tmp:
         trial = Path(tmp) / "config"
         _copy_config(config_dir, trial, leave_out=out)
-        existing = _load(trial, config_dir) if config_files(trial) else None
+        existing = _load(trial, config_dir) if find_files(trial)[0] else None
         plan = plan_import(opml, existing=existing, extra_topic=topic)
         if not plan.sources:
             return ImportResult(out, 0, (), tuple(plan.notes))
@@ -369,7 +370,7 @@ def _copy_config(config_dir: Path, trial: Path, *, leave_out: Path) -> None:
     """Copy the config files (not ``leave_out``, the file being replaced) to ``trial``."""
     (trial / "sources.d").mkdir(parents=True)
     skip = leave_out.resolve()
-    for file in config_files(config_dir):
+    for file in find_files(config_dir)[0]:
         if file.resolve() == skip:
             continue
         target = trial / file.relative_to(config_dir)

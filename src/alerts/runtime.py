@@ -21,17 +21,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from alerts import metrics
 from alerts.chat.commands import CommandService
-from alerts.config import Config, Settings, load_config
+from alerts.config import Config, Settings, check_destinations, load_config
 from alerts.dispatch import Dispatcher, RetryPolicy
 from alerts.errors import ConfigError
-from alerts.model import utcnow
+from alerts.model import Destination, utcnow
 from alerts.route import Router
 from alerts.scheduler import Scheduler, Timing
-from alerts.sinks import ChatListener, Sink, SinkContext, SinkFactory
+from alerts.sinks import ChatListener, Sink, SinkContext
 from alerts.sinks import registry as sink_registry
 from alerts.sources import Source
 from alerts.sources import registry as source_registry
@@ -226,12 +225,19 @@ class Runtime:
         for kind, factory in factories.items():
             if kind in overrides:
                 self.sinks[kind] = overrides[kind]
-            elif kind in wanted or _configured(factory):
+            elif kind in wanted or factory.configured():
                 self.sinks[kind] = factory(context=self._sink_context())
-        for destination in self.config.destinations.values():
-            sink = self.sinks.get(destination.sink)
-            if sink is not None:
-                sink.validate_destination(destination)
+        check_destinations(self.config, self._validate_destination)
+
+    def _validate_destination(self, destination: Destination) -> None:
+        """The destination's sink instance accepts it (and that sink has started)."""
+        sink = self.sinks.get(destination.sink)
+        if sink is None:
+            raise ConfigError(
+                f"destinations.{destination.id}.sink: sink {destination.sink!r} "
+                "is not running; it needs a restart to start"
+            )
+        sink.validate_destination(destination)
 
     def _sink_context(self) -> SinkContext:
         return SinkContext(
@@ -359,14 +365,7 @@ class Runtime:
         try:
             config = load_config(self.settings.config_dir)
             adapters = build_adapters(config, self.http)
-            for destination in config.destinations.values():
-                sink = self.sinks.get(destination.sink)
-                if sink is None:
-                    raise ConfigError(
-                        f"destinations.{destination.id}: sink {destination.sink!r} "
-                        "needs a restart to start"
-                    )
-                sink.validate_destination(destination)
+            check_destinations(config, self._validate_destination)
         except ConfigError as exc:
             log.error("reload failed; keeping the running config:\n%s", exc)
             return False
@@ -392,9 +391,3 @@ class Runtime:
                 log.exception("closing sink %s", kind)
         await self.http.close()
         await self.store.close()
-
-
-def _configured(factory: SinkFactory) -> bool:
-    """A sink class may say it has credentials in the environment (``configured()``)."""
-    check: Any = getattr(factory, "configured", None)
-    return bool(check()) if callable(check) else False

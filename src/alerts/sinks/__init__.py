@@ -1,85 +1,137 @@
 """Sinks: send one rendered alert to one destination on one platform.
 
-A sink is a class with:
+The contract is ``alerts.contracts.Sink`` (re-exported here): a class with
+``kind``, ``Options``, ``Settings``, a docstring, ``__init__(*, context)``,
+``async start()``, ``async close()``, ``async send(delivery)``,
+``validate_destination(destination)`` and the classmethods
+``check_destination(destination)`` and ``configured()``. ``BaseSink`` gives the
+optional hooks a default. A sink that also reads commands from its platform
+(Discord slash commands, Matrix ``!alerts``) implements ``ChatListener.listen``;
+the runtime runs it on the leader.
 
-* ``kind`` — the name operators write in ``[destinations.X] sink = "…"``;
-* ``Options`` — a pydantic model of a destination's options (``extra="forbid"``);
-* a docstring — its user documentation;
-* ``__init__(*, context: SinkContext)``, ``async start()``, ``async close()``;
-* ``async send(delivery) -> str | None`` — send ``delivery.event`` to
-  ``delivery.destination`` using ``delivery.idempotency_key`` so that sending the
-  same delivery twice shows once; return the platform's message id.
-
-``send`` raises only ``SendError`` subclasses: ``RateLimitedError`` (retry that
-destination at T, not counted as an attempt), ``RetryableSendError``,
-``RejectedError`` (dead), ``DestinationUnavailable`` (park the destination).
-
-A sink class may also offer ``configured() -> bool`` (a classmethod: its credentials
-are in the environment, so the runtime starts it even before any destination uses
-it) and ``check_destination(destination)`` (a classmethod used by ``alerts check``;
-raises ``ConfigError``).
-
-A sink that also reads commands from its platform (Discord slash commands, Matrix
-``!alerts``) implements ``ChatListener.listen``; the runtime runs it on the leader.
-
-Built-ins are registered in ``BUILTIN``; plugins use the ``alerts.sinks``
-entry-point group, named by kind (``matrix = "pkg.mod:Class"``). A duplicate kind
-is an error. Sink classes are imported when first looked up, so commands that need
-no platform never import one.
+Built-ins are listed in ``BUILTIN`` and imported when first looked up, so commands
+that need no platform never import discord.py or matrix-nio (half a second of
+start-up). Plugins use the ``alerts.sinks`` entry-point group and are loaded and
+checked at once: a duplicate kind is an error, and so is a class that does not
+declare the whole contract.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
-from importlib.metadata import entry_points
-from typing import cast
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TypeGuard
 
-from alerts.contracts import ChatListener, Sink, SinkContext, SinkFactory
+from alerts import plugins
+from alerts.contracts import BaseSink, ChatListener, Sink, SinkContext, SinkFactory
 from alerts.errors import ConfigError
 
-__all__ = ["BUILTIN", "ChatListener", "Sink", "SinkContext", "SinkFactory", "registry"]
+__all__ = [
+    "BUILTIN",
+    "BaseSink",
+    "ChatListener",
+    "Sink",
+    "SinkContext",
+    "SinkFactory",
+    "SinkRegistry",
+    "registry",
+]
 
-# kind → "module:Class". Platform sinks import discord.py or matrix-nio, which take
-# half a second: they are imported when first looked up, not before.
-BUILTIN: Mapping[str, str] = {
-    "console": "alerts.sinks.console:ConsoleSink",
-    "jsonl": "alerts.sinks.console:JsonlSink",
-    "discord": "alerts.platforms.discord:DiscordSink",
-    "discord_webhook": "alerts.platforms.discord:DiscordWebhookSink",
-    "matrix": "alerts.platforms.matrix:MatrixSink",
+CONTRACT = (
+    "kind",
+    "Options",
+    "Settings",
+    "start",
+    "close",
+    "send",
+    "validate_destination",
+    "check_destination",
+    "configured",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkEntry:
+    """Where a sink class lives (``module:Class``) and the prefix of the environment
+    variables its settings read (``None``: it reads none, or it is unknown)."""
+
+    path: str
+    env_prefix: str | None = None
+
+
+BUILTIN: Mapping[str, SinkEntry] = {
+    "console": SinkEntry("alerts.sinks.console:ConsoleSink"),
+    "jsonl": SinkEntry("alerts.sinks.console:JsonlSink"),
+    "discord": SinkEntry("alerts.platforms.discord:DiscordSink", "ALERTS_DISCORD_"),
+    "discord_webhook": SinkEntry("alerts.platforms.discord:DiscordWebhookSink", "ALERTS_DISCORD_"),
+    "matrix": SinkEntry("alerts.platforms.matrix:MatrixSink", "ALERTS_MATRIX_"),
 }
 
 
 class SinkRegistry(Mapping[str, SinkFactory]):
-    """Sink kinds known up front; each class imported when first looked up."""
+    """Sink kinds known up front; each class imported (and its contract checked) when
+    first looked up."""
 
-    def __init__(self, paths: Mapping[str, str]) -> None:
-        self._paths = dict(paths)
-        self._loaded: dict[str, SinkFactory] = {}
+    def __init__(
+        self, entries: Mapping[str, SinkEntry], plugins: Mapping[str, SinkFactory] = {}
+    ) -> None:
+        self._entries = {**entries, **{kind: SinkEntry(f"plugin:{kind}") for kind in plugins}}
+        self._loaded: dict[str, SinkFactory] = dict(plugins)
 
     def __getitem__(self, kind: str) -> SinkFactory:
         if kind not in self._loaded:
-            module, _, name = self._paths[kind].partition(":")
-            factory = cast(SinkFactory, getattr(importlib.import_module(module), name))
-            if getattr(factory, "kind", None) != kind:
-                raise ConfigError(f"sink {self._paths[kind]} is registered as {kind!r}")
-            self._loaded[kind] = factory
+            self._loaded[kind] = _load(kind, self._entries[kind].path)
         return self._loaded[kind]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._paths)
+        return iter(self._entries)
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._entries)
+
+    def in_use(self, used: Collection[str], environ: Mapping[str, str]) -> list[str]:
+        """The kinds whose settings matter now: those ``used`` by destinations, those
+        with variables in ``environ``, and every plugin (whose prefix is unknown)."""
+        return sorted(
+            kind
+            for kind, entry in self._entries.items()
+            if kind in used
+            or (entry.env_prefix is None and kind not in BUILTIN)
+            or (
+                entry.env_prefix is not None
+                and any(name.startswith(entry.env_prefix) for name in environ)
+            )
+        )
 
 
 def registry() -> SinkRegistry:
-    """Built-in sinks plus those of installed plugins (entry point name = kind);
-    duplicates are an error."""
-    paths = dict(BUILTIN)
-    for ep in entry_points(group="alerts.sinks"):
-        if ep.name in paths:
-            raise ConfigError(f"sink kind {ep.name!r} from plugin {ep.value} is already registered")
-        paths[ep.name] = ep.value
-    return SinkRegistry(paths)
+    """Built-in sinks plus those of installed plugins; duplicates are an error."""
+    found: dict[str, SinkFactory] = {}
+    for ep in plugins.entry_points(group="alerts.sinks"):
+        plugin = plugins.load(ep, "sink")
+        if not _is_factory(plugin):
+            raise ConfigError(
+                f"sink plugin {ep.value}: {plugins.shortfall(plugin, CONTRACT, 'sink')}"
+            )
+        if plugin.kind in BUILTIN or plugin.kind in found:
+            raise ConfigError(f"sink plugin {ep.value}: kind {plugin.kind!r} is already registered")
+        found[plugin.kind] = plugin
+    return SinkRegistry(BUILTIN, found)
+
+
+def _load(kind: str, path: str) -> SinkFactory:
+    module, _, name = path.partition(":")
+    try:
+        obj: object = getattr(importlib.import_module(module), name)
+    except Exception as exc:
+        raise ConfigError(f"sink {path}: cannot be loaded: {exc!r}") from None
+    if not _is_factory(obj):
+        raise ConfigError(f"sink {path}: {plugins.shortfall(obj, CONTRACT, 'sink')}")
+    if obj.kind != kind:
+        raise ConfigError(f"sink {path} declares kind {obj.kind!r} but is registered as {kind!r}")
+    return obj
+
+
+def _is_factory(obj: object) -> TypeGuard[SinkFactory]:
+    return plugins.declares(obj, CONTRACT)

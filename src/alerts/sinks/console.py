@@ -12,17 +12,13 @@ from typing import ClassVar, TextIO
 
 from pydantic import BaseModel, ConfigDict
 
+from alerts.contracts import BaseSink, SinkContext, destination_options
 from alerts.errors import ConfigError, RetryableSendError
 from alerts.model import Delivery, Destination
 from alerts.render.text import render_text
-from alerts.sinks import SinkContext
 
 
-class _NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ConsoleSink:
+class ConsoleSink(BaseSink):
     """Print each alert as plain text on standard output.
 
     ``[destinations.console] sink = "console"``: no options. Useful to watch what the
@@ -30,19 +26,9 @@ class ConsoleSink:
     """
 
     kind: ClassVar[str] = "console"
-    Options: ClassVar[type[BaseModel]] = _NoOptions
 
     def __init__(self, *, context: SinkContext, stream: TextIO | None = None) -> None:
         self._stream = stream
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def validate_destination(self, destination: Destination) -> None:
-        return None
 
     async def send(self, delivery: Delivery) -> str | None:
         stream = self._stream or sys.stdout
@@ -56,7 +42,7 @@ class JsonlOptions(BaseModel):
     fsync: bool = True
 
 
-class JsonlSink:
+class JsonlSink(BaseSink):
     """Append each alert as one JSON object per line to a file.
 
     ``[destinations.archive] sink = "jsonl"`` with ``target = "data/alerts.jsonl"``
@@ -79,15 +65,18 @@ class JsonlSink:
         path = Path(destination.target)
         return path if path.is_absolute() else self._data_dir / path
 
-    def validate_destination(self, destination: Destination) -> None:
-        if not destination.target:
-            raise ConfigError(f"destinations.{destination.id}.target: a file path is required")
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
+    @classmethod
+    def check_destination(cls, destination: Destination) -> None:
+        """A file path as ``target`` and known options."""
+        where = f"destinations.{destination.id}.target"
+        if not destination.target.strip():
+            raise ConfigError(f"{where}: required: the file to append to")
+        if not destination.target.isprintable():
+            raise ConfigError(f"{where}: a file path cannot hold control characters")
+        path = Path(destination.target)
+        if destination.target.endswith("/") or (path.is_absolute() and path.is_dir()):
+            raise ConfigError(f"{where}: names a directory; name the file to append to")
+        destination_options(cls.Options, destination)
 
     def _keys(self, path: Path, fd: int) -> set[str]:
         """Keys in the file, reading only what was appended since the last look (other

@@ -157,6 +157,11 @@ class AwardsSource:
     kind: ClassVar[str] = "awards"
     Options: ClassVar[type[BaseModel]] = AwardsOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("amount",)
+    item_fields: ClassVar[frozenset[str]] = frozenset(
+        {"title", "url", "summary", "published", "recipient", "amount", "agency", "award_id"}
+        | {"description", "action", "modification", "mod_amount", "matched", "parent_recipient"}
+    )
+    default_url: ClassVar[str | None] = DEFAULT_API
 
     def __init__(
         self,

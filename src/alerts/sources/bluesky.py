@@ -39,6 +39,10 @@ class BlueskySource:
     kind: ClassVar[str] = "bluesky"
     Options: ClassVar[type[BaseModel]] = BlueskyOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("summary",)
+    item_fields: ClassVar[frozenset[str]] = frozenset(
+        {"title", "url", "summary", "published", "author", "handle"}
+    )
+    default_url: ClassVar[str | None] = DEFAULT_API
 
     def __init__(
         self, *, source_id: str, url: str, options: BlueskyOptions, http: HttpClient

@@ -56,6 +56,11 @@ class FederalRegisterSource:
     kind: ClassVar[str] = "federal_register"
     Options: ClassVar[type[BaseModel]] = FederalRegisterOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("title",)
+    item_fields: ClassVar[frozenset[str]] = frozenset(
+        {"title", "url", "summary", "published"}
+        | {"type", "publication_date", "agencies", "document_number"}
+    )
+    default_url: ClassVar[str | None] = DEFAULT_URL
 
     def __init__(
         self, *, source_id: str, url: str, options: FederalRegisterOptions, http: HttpClient

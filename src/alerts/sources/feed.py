@@ -34,6 +34,13 @@ MAX_CATEGORIES = 20
 MAX_HTML_CHARS = 20_000
 
 
+class FeedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_items: int = Field(default=200, ge=1, le=10_000)
+    summary_chars: int = Field(default=500, ge=0, le=20_000)
+
+
 class FeedSource:
     """Reads a syndication feed: RSS 0.9x, 1.0 (RDF) and 2.0, Atom 1.0, JSON Feed 1.1.
 
@@ -66,16 +73,13 @@ class FeedSource:
 
     kind: ClassVar[str] = "feed"
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("title", "summary", "url")
+    item_fields: ClassVar[frozenset[str]] = frozenset(
+        {"title", "summary", "url", "author", "published", "categories"}
+    )
+    default_url: ClassVar[str | None] = None
+    Options: ClassVar[type[BaseModel]] = FeedOptions
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        max_items: int = Field(default=200, ge=1, le=10_000)
-        summary_chars: int = Field(default=500, ge=0, le=20_000)
-
-    def __init__(
-        self, *, source_id: str, url: str, options: FeedSource.Options, http: HttpClient
-    ) -> None:
+    def __init__(self, *, source_id: str, url: str, options: FeedOptions, http: HttpClient) -> None:
         self.source_id = source_id
         self.url = url
         self.options = options

@@ -212,6 +212,10 @@ class PetitionSource:
     kind: ClassVar[str] = "petition"
     Options: ClassVar[type[BaseModel]] = PetitionOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("title", "summary")
+    item_fields: ClassVar[frozenset[str]] = frozenset(
+        {"title", "summary", "url", "name", "company"}
+    )
+    default_url: ClassVar[str | None] = None
 
     def __init__(
         self, *, source_id: str, url: str, options: PetitionOptions, http: HttpClient

@@ -99,6 +99,12 @@ class SamSource:
         "response_deadline",
         "amount",
     )
+    item_fields: ClassVar[frozenset[str]] = frozenset(
+        {"title", "url", "summary", "published", "notice_id", "solicitation_number", "type"}
+        | {"base_type", "organization", "posted", "response_deadline", "awardee"}
+        | {"award_number", "amount", "active"}
+    )
+    default_url: ClassVar[str | None] = DEFAULT_API
 
     def __init__(
         self,

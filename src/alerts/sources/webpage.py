@@ -57,6 +57,8 @@ class WebpageSource:
     kind: ClassVar[str] = "webpage"
     Options: ClassVar[type[BaseModel]] = WebpageOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("text",)
+    item_fields: ClassVar[frozenset[str]] = frozenset({"title", "url", "summary", "text"})
+    default_url: ClassVar[str | None] = None
 
     def __init__(
         self, *, source_id: str, url: str, options: WebpageOptions, http: HttpClient

@@ -15,6 +15,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings
 
 from alerts.errors import ConfigError, DestinationUnavailable
 from alerts.model import Delivery, Destination
@@ -65,6 +66,23 @@ def _channel_id(destination: Destination) -> int:
     return int(destination.target)
 
 
+def _webhook_named(settings: DiscordSettings, destination: Destination) -> None:
+    """The environment names this webhook, and its URL is a Discord webhook URL (the
+    URL is never shown: its token is a secret)."""
+    urls = settings.webhook_urls()
+    if destination.target not in urls:
+        known = ", ".join(sorted(urls)) or "none configured"
+        raise ConfigError(
+            f"destinations.{destination.id}.target: no webhook named {destination.target!r} "
+            f"(ALERTS_DISCORD_WEBHOOKS / ALERTS_DISCORD_WEBHOOK_URL; known: {known})"
+        )
+    if WEBHOOK_URL.search(urls[destination.target]) is None:
+        raise ConfigError(
+            f"destinations.{destination.id}.target: the URL of webhook "
+            f"{destination.target!r} is not a Discord webhook URL (…/webhooks/ID/TOKEN)"
+        )
+
+
 def _options(model: type[M], destination: Destination) -> M:
     try:
         return model.model_validate(dict(destination.options))
@@ -91,6 +109,7 @@ class DiscordSender:
 
     kind: ClassVar[str] = "discord"
     Options: ClassVar[type[BaseModel]] = DiscordOptions
+    Settings: ClassVar[type[BaseSettings] | None] = DiscordSettings
 
     def __init__(self, *, context: SinkContext, settings: DiscordSettings | None = None) -> None:
         self.context = context
@@ -186,6 +205,7 @@ class DiscordWebhookSink:
 
     kind: ClassVar[str] = "discord_webhook"
     Options: ClassVar[type[BaseModel]] = WebhookOptions
+    Settings: ClassVar[type[BaseSettings] | None] = DiscordSettings
 
     def __init__(self, *, context: SinkContext, settings: DiscordSettings | None = None) -> None:
         self.context = context
@@ -199,8 +219,8 @@ class DiscordWebhookSink:
 
     @classmethod
     def check_destination(cls, destination: Destination) -> None:
-        """Static checks for ``alerts check``: a webhook name (never a URL) and known
-        options; which names exist is checked at start, from the environment."""
+        """Static checks for ``alerts check``: a webhook name (never a URL) that the
+        environment defines, with a webhook URL behind it, and known options."""
         target = destination.target
         if "://" in target or "/webhooks/" in target:
             raise ConfigError(
@@ -213,16 +233,12 @@ class DiscordWebhookSink:
                 f"destinations.{destination.id}.target: a webhook name is required "
                 '(a key of ALERTS_DISCORD_WEBHOOKS, or "default")'
             )
+        _webhook_named(DiscordSettings(), destination)
         _options(WebhookOptions, destination)
 
     def validate_destination(self, destination: Destination) -> None:
         self.check_destination(destination)
-        if destination.target not in self.settings.webhook_urls():
-            known = ", ".join(self.session.names()) or "none configured"
-            raise ConfigError(
-                f"destinations.{destination.id}.target: no webhook named {destination.target!r} "
-                f"(ALERTS_DISCORD_WEBHOOKS / ALERTS_DISCORD_WEBHOOK_URL; known: {known})"
-            )
+        _webhook_named(self.settings, destination)
 
     async def start(self) -> None:
         await self.session.open()

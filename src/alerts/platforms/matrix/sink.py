@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_settings import BaseSettings
 
 from alerts.errors import ConfigError, DestinationUnavailable
 from alerts.platforms.matrix.render import render
@@ -64,6 +65,7 @@ class MatrixSender:
 
     kind: ClassVar[str] = "matrix"
     Options: ClassVar[type[BaseModel]] = MatrixOptions
+    Settings: ClassVar[type[BaseSettings] | None] = MatrixSettings
 
     def __init__(self, *, context: SinkContext, settings: MatrixSettings | None = None) -> None:
         self.context = context
