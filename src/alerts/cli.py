@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -55,31 +57,102 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the service until SIGTERM or SIGINT; SIGHUP reloads the config."""
-    from alerts.runtime import Runtime, tune_gc
+    from alerts.runtime import tune_gc
 
     config = load_config(settings.config_dir)
-    runtime = await Runtime.open(settings, config)
-    tune_gc()
+    signals = _RunSignals(config.service.shutdown_grace)
     loop = asyncio.get_running_loop()
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def on_hup() -> None:
-        log.info("SIGHUP: reloading config from %s", settings.config_dir)
-        task = loop.create_task(runtime.reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runtime.stop)
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+        loop.add_signal_handler(sig, signals.stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, signals.reload)
     try:
-        await _run_with_web(runtime)
+        runtime = await _open_waiting(settings, config, signals.stopped)
+        if runtime is None:
+            return EXIT_OK
+        signals.attach(runtime)
+        tune_gc()
+        try:
+            await _run_with_web(runtime)
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.close(), signals.time_left(CLOSE_MIN_S))
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        await runtime.close()
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+CLOSE_MIN_S = 0.5
+CLOSE_UNSIGNALLED_S = 30.0
+
+
+class _RunSignals:
+    """SIGTERM/SIGINT stop the service within the grace; a second one exits at once
+    (status 128 + the signal's number, as a shell reports a death by signal).
+    SIGHUP asks for a reload."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.runtime: Any = None
+        self.stopped = asyncio.Event()
+        self._deadline: float | None = None
+
+    def stop(self, sig: signal.Signals) -> None:
+        if self._deadline is not None:
+            log.warning("second %s: exiting now, without waiting for work in flight", sig.name)
+            logging.shutdown()
+            os._exit(128 + sig.value)
+        self._deadline = asyncio.get_running_loop().time() + self.grace_s
+        log.info(
+            "%s: stopping within %g s (shutdown_grace; a second signal exits at once)",
+            sig.name,
+            self.grace_s,
+        )
+        self.stopped.set()
+        if self.runtime is not None:
+            self.runtime.stop()
+
+    def attach(self, runtime: Any) -> None:
+        self.runtime = runtime
+        if self.stopped.is_set():  # the signal came while it was opening
+            runtime.stop()
+
+    def reload(self) -> None:
+        if self.runtime is None:
+            log.warning("SIGHUP before the service started: ignored")
+            return
+        log.info("SIGHUP: reloading config from %s", self.runtime.settings.config_dir)
+        self.runtime.request_reload()
+
+    def time_left(self, at_least_s: float) -> float:
+        """Seconds until the grace runs out (at least ``at_least_s``)."""
+        if self._deadline is None:
+            return CLOSE_UNSIGNALLED_S
+        return max(at_least_s, self._deadline - asyncio.get_running_loop().time())
+
+
+async def _open_waiting(settings: Settings, config: Config, stopped: asyncio.Event) -> Any:
+    """Open the runtime, waiting out a store that does not answer yet (a PostgreSQL
+    server still starting, a locked or full SQLite file); None if stopped first."""
+    from alerts.runtime import Runtime
+    from alerts.supervise import Backoff, Faults, is_transient
+
+    faults, backoff, failures = Faults(), Backoff(), 0
+    while not stopped.is_set():
+        try:
+            runtime = await Runtime.open(settings, config, prepare=False)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            failures += 1
+            faults.failed("start-up", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), backoff.delay_s(failures))
+            continue
+        faults.ok("start-up")
+        return runtime
+    return None
 
 
 async def _run_with_web(runtime: Any) -> None:
@@ -179,7 +252,8 @@ def _only(config: Config, source_id: str) -> Config:
 async def _poll_for_real(settings: Settings, config: Config, source_id: str) -> int:
     from alerts.runtime import Runtime
 
-    runtime = await Runtime.open(settings, _only(config, source_id))
+    # Not registered: the store's active set stays what a running service made it.
+    runtime = await Runtime.open(settings, _only(config, source_id), register=False)
     try:
         report = await runtime.scheduler.poll_now(source_id)
     finally:
@@ -375,6 +449,35 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 # --- helpers -------------------------------------------------------------------------
 
 
+def _store_urls(args: argparse.Namespace, settings: Settings) -> list[str]:
+    if args.command == "migrate-store":
+        return [args.source_url, args.target_url]
+    return [settings.database_url]
+
+
+def _store_problem(exc: BaseException, urls: Sequence[str]) -> str | None:
+    """One line for a raw driver error the store has not translated (a damaged
+    SQLite file, a store that does not answer); None for anything else."""
+    from alerts.supervise import describe, is_corrupt, is_transient
+
+    files = [_sqlite_path(u) for u in urls if u.startswith("sqlite:")]
+    where = " or ".join(files) if files else "the database"
+    if is_corrupt(exc):
+        return (
+            f"{where}: {exc}: the database file is damaged or is not an alerts database; "
+            "restore it from a backup, or move it aside to start with an empty one"
+        )
+    if is_transient(exc):
+        return f"{where}: the store did not answer ({describe(exc)}); try again once it does"
+    return None
+
+
+def _sqlite_path(url: str) -> str:
+    from alerts.store.sqlite import path_from_url
+
+    return path_from_url(url)
+
+
 def _dedent(text: str) -> str:
     import inspect
 
@@ -483,6 +586,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_RUNTIME
     except Exception as exc:
+        problem = _store_problem(exc, _store_urls(args, settings))
+        if problem is not None:
+            print(f"alerts: {problem}", file=sys.stderr)
+            return EXIT_RUNTIME
         log.exception("alerts %s failed", args.command)
         print(f"alerts: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_RUNTIME

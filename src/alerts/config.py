@@ -80,6 +80,9 @@ class ServiceConfig(_Strict):
     delivery_lease: DurationS = Field(
         default=120.0, ge=1.0, description="how long a replica holds claimed deliveries"
     )
+    shutdown_grace: DurationS = Field(
+        default=5.0, ge=0.0, le=600.0, description="longest wait for work in flight at shutdown"
+    )
 
     @field_validator("default_interval")
     @classmethod

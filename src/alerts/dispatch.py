@@ -45,6 +45,7 @@ from alerts.errors import (
 from alerts.model import Delivery, utcnow
 from alerts.sinks import Sink
 from alerts.store import Store
+from alerts.supervise import Faults, Loop
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Dispatcher:
         lease_s: float = 120.0,
         idle_s: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
+        faults: Faults | None = None,
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
@@ -87,24 +89,30 @@ class Dispatcher:
         self._stopping = False
         self._active: set[asyncio.Task[None]] = set()
         self._outages: dict[str, datetime] = {}  # platform -> when it stopped answering
+        self.faults = faults or Faults()
+        self._loop = Loop("dispatcher", self._step, faults=self.faults)
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next tick."""
         self._wake.set()
 
     async def run(self) -> None:
-        """Claim and send until cancelled or ``stop`` is called."""
+        """Claim and send until cancelled or ``stop`` is called, under supervision: a
+        store that fails is waited out with backoff (``alerts.supervise``)."""
         try:
-            while not self._stopping:
-                claimed = await self._claim_and_start()
-                if claimed == 0 or len(self._active) >= self.concurrency:
-                    await self._idle()
+            await self._loop.run()
         finally:
             await self._finish()
+
+    async def _step(self) -> None:
+        claimed = await self._claim_and_start()
+        if claimed == 0 or len(self._active) >= self.concurrency:
+            await self._idle()
 
     def stop(self) -> None:
         """Finish the sends in flight, give the rest back, and return from ``run``."""
         self._stopping = True
+        self._loop.stop()
         self._wake.set()
 
     async def drain(self, *, timeout_s: float = 30.0) -> None:
@@ -151,25 +159,34 @@ class Dispatcher:
             await asyncio.gather(*self._active, return_exceptions=True)
 
     async def _send_group(self, group: list[Delivery]) -> None:
+        """Send a destination's claimed deliveries in order; never raises.
+
+        A store failure (say, ``mark_sent`` on a full disk) stops the group: the
+        deliveries it did not record stay pending under their lease and are sent
+        again once it runs out, with the same idempotency key.
+        """
         loop = asyncio.get_running_loop()
         started = loop.time()
         for index, delivery in enumerate(group):
             rest = [d.id for d in group[index:]]
-            if self._stopping or loop.time() - started > self.lease_s / 2:
-                await self.store.release_deliveries(rest)
-                return
             try:
+                if self._stopping or loop.time() - started > self.lease_s / 2:
+                    await self.store.release_deliveries(rest)
+                    return
                 go_on = await self._send_one(delivery)
+                if not go_on:
+                    await self.store.release_deliveries(rest[1:])
+                    return
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.store.release_deliveries(rest))
                 raise
-            except Exception:
-                log.exception("dispatcher: unexpected error handling delivery %s", delivery.id)
-                go_on = False
-            if not go_on:
-                await self.store.release_deliveries(rest[1:])
+            except Exception as exc:
+                self.faults.failed("send", exc)
+                with contextlib.suppress(Exception):
+                    await self.store.release_deliveries(rest[1:])
                 return
+        self.faults.ok("send")
 
     async def _send_one(self, d: Delivery) -> bool:
         """Send one delivery and record the outcome; False stops the group."""

@@ -27,6 +27,7 @@ from alerts.model import Event, Observation, utcnow
 from alerts.route import Router
 from alerts.sources import Source, SourceState
 from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
+from alerts.supervise import Faults, Loop, describe
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Timing:
     jitter: float = 0.1
     max_backoff_s: float = 6 * 3600.0
     first_retry_s: float = 60.0
+    failure_jitter: float = 0.2
     lease_s: float = 300.0
     idle_s: float = 0.5
     claim_window_s: float = 0.05
@@ -52,15 +54,22 @@ class Timing:
     ) -> datetime:
         """When to try a failing source again (``failures``: how many before this one).
 
-        The first retry comes after ``first_retry_s`` or the interval, whichever is
-        shorter (a blip should not cost an hourly source an hour); each further
-        failure doubles the wait, up to ``max_backoff_s``. A server's ``Retry-After``
-        is never cut short.
+        The first retry comes after about ``first_retry_s`` or the interval, whichever
+        is shorter (a blip should not cost an hourly source an hour); each further
+        failure doubles the wait, up to ``max_backoff_s``. Every wait is spread by
+        ± ``failure_jitter`` (never past ``max_backoff_s``), so sources that fail
+        together do not retry together. A server's ``Retry-After`` is never cut
+        short, but it is capped at ``max_backoff_s``: a server asking for a year does
+        not silence a source for a year.
         """
         first = min(interval_s, self.first_retry_s)
-        delay = min(self.max_backoff_s, first * (2 ** min(failures, 20)))
+        base = first * (2 ** min(failures, 20))
+        spread = random.uniform(1 - self.failure_jitter, 1 + self.failure_jitter)
+        cap = self.max_backoff_s * random.uniform(1 - self.failure_jitter, 1.0)
+        delay = min(cap, base * spread)
         if retry_after_s is not None:
-            delay = max(delay if failures else 0.0, retry_after_s)
+            asked = min(retry_after_s, self.max_backoff_s)
+            delay = max(delay if failures else 0.0, asked)
         return now + timedelta(seconds=max(delay, 1.0))
 
     def first_due(self, now: datetime, interval_s: float) -> datetime:
@@ -90,6 +99,7 @@ class Scheduler:
         timing: Timing | None = None,
         on_committed: Callable[[list[Event]], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        faults: Faults | None = None,
     ) -> None:
         self.store = store
         self.specs = dict(specs)
@@ -110,25 +120,33 @@ class Scheduler:
         self._claim_of: dict[str, int] = {}
         self._metric_children: dict[str, tuple[Any, Any]] = {}  # POLLS, FAILURE_STREAK
         self._claim_lock = asyncio.Lock()  # a claim never overlaps a flush of old claims
+        self.faults = faults or Faults()
+        self._loop = Loop("scheduler", self._step, faults=self.faults)
 
     def update(self, specs: Mapping[str, SourceSpec], adapters: Mapping[str, Source]) -> None:
         """Swap in a reloaded config; polls in flight finish with the old one."""
         self.specs = dict(specs)
         self.adapters = dict(adapters)
 
-    async def register(self) -> None:
-        """Make the configured sources the store's active set."""
+    async def register(self, specs: Mapping[str, SourceSpec] | None = None) -> None:
+        """Make the configured sources (or ``specs``) the store's active set."""
         now = self.clock()
         await self.store.sync_sources(
-            {sid: self.timing.first_due(now, spec.interval_s) for sid, spec in self.specs.items()}
+            {
+                sid: self.timing.first_due(now, spec.interval_s)
+                for sid, spec in (self.specs if specs is None else specs).items()
+            }
         )
 
     def stop(self) -> None:
+        """Stop claiming; ``run`` cancels the polls in flight and returns."""
         self._stopping = True
+        self._loop.stop()
         self._wake.set()
 
     async def run(self) -> None:
-        """Claim due sources and poll them until ``stop``.
+        """Claim due sources and poll them until ``stop``, under supervision: a store
+        that fails is waited out with backoff (``alerts.supervise``), never fatal.
 
         Claims are batched: a claim is a store transaction, so while polls are in
         flight the loop does not claim for every slot that frees. Once a slot is free
@@ -137,33 +155,43 @@ class Scheduler:
         milliseconds of a slot.
         """
         try:
-            while not self._stopping:
-                await self._flush_unchanged()
-                capacity = self.concurrency - len(self._active)
-                if capacity <= 0:
-                    await self._idle(self.timing.idle_s, wake_when_free=1)
-                    continue
-                if self._active and capacity < self._refill:
-                    await self._idle(self.timing.claim_window_s, wake_when_free=self._refill)
-                    capacity = self.concurrency - len(self._active)
-                    if capacity <= 0 or self._stopping:  # stop() may have come meanwhile
-                        continue
-                async with self._claim_lock:
-                    claimed = await self.store.claim_due_sources(
-                        self.clock(),
-                        owner=self.owner,
-                        lease_s=self.timing.lease_s,
-                        limit=capacity,
-                    )
-                    for row in claimed:
-                        self._start(row)
-                if len(claimed) < capacity:  # nothing else is due: look again later
-                    await self._idle(self.timing.idle_s, wake_when_free=self.concurrency + 1)
+            await self._loop.run()
         finally:
-            self._stopping = True
-            if self._active:
-                await asyncio.gather(*self._active, return_exceptions=True)
-            await self._flush_unchanged()
+            await self._finish()
+
+    async def _step(self) -> None:
+        await self._flush_unchanged()
+        capacity = self.concurrency - len(self._active)
+        if capacity <= 0:
+            await self._idle(self.timing.idle_s, wake_when_free=1)
+            return
+        if self._active and capacity < self._refill:
+            await self._idle(self.timing.claim_window_s, wake_when_free=self._refill)
+            capacity = self.concurrency - len(self._active)
+            if capacity <= 0 or self._stopping:  # stop() may have come meanwhile
+                return
+        async with self._claim_lock:
+            claimed = await self.store.claim_due_sources(
+                self.clock(),
+                owner=self.owner,
+                lease_s=self.timing.lease_s,
+                limit=capacity,
+            )
+            for row in claimed:
+                self._start(row)
+        if len(claimed) < capacity:  # nothing else is due: look again later
+            await self._idle(self.timing.idle_s, wake_when_free=self.concurrency + 1)
+
+    async def _finish(self) -> None:
+        """Polls still in flight are cancelled (they give their leases back and are
+        polled again later: nothing of theirs was committed); buffered unchanged
+        polls are written."""
+        self._stopping = True
+        for task in list(self._active):
+            task.cancel()
+        if self._active:
+            await asyncio.gather(*self._active, return_exceptions=True)
+        await self._flush_unchanged()
 
     async def flush(self) -> None:
         """Write what is buffered now (unchanged polls are recorded in batches)."""
@@ -180,10 +208,10 @@ class Scheduler:
             batch = [nm for claim, nm in buffered if self._claim_of.get(nm.source_id) == claim]
             try:
                 await self.store.commit_not_modified(batch)
-            except Exception:
-                log.exception(
-                    "recording %d unchanged polls failed; they will be polled again", len(batch)
-                )
+            except Exception as exc:  # their leases run out; they are polled again
+                self.faults.failed("poll", exc)
+            else:
+                self.faults.ok("poll")
 
     def _start(self, row: SourceRow) -> None:
         self._claim_of[row.source_id] = next(self._claims)
@@ -205,36 +233,52 @@ class Scheduler:
         self._wake_when_free = self.concurrency + 1
 
     async def poll_now(self, source_id: str) -> PollReport:
-        """Claim one source regardless of its due time and poll it (``alerts poll``)."""
-        await self.store.set_next_due(source_id, self.clock())
-        rows = await self.store.claim_due_sources(
-            self.clock(), owner=self.owner, lease_s=self.timing.lease_s, limit=1, only=[source_id]
+        """Poll one source now, whatever its due time (``alerts poll``).
+
+        The store's active set is left alone (``Store.claim_source``), so a service
+        running on the same store keeps polling exactly what it polled before.
+        """
+        row = await self.store.claim_source(
+            source_id, self.clock(), owner=self.owner, lease_s=self.timing.lease_s
         )
-        if not rows:
+        if row is None:
             return PollReport(source_id, ok=False, error="source is being polled elsewhere")
         self._claim_of[source_id] = next(self._claims)
-        report = await self.poll(rows[0])
+        report = await self.poll(row)
         await self._flush_unchanged()
         return report
 
     async def poll(self, row: SourceRow) -> PollReport:
-        """Fetch, detect, route and commit one claimed source; never raises."""
-        spec = self.specs.get(row.source_id)
-        adapter = self.adapters.get(row.source_id)
-        if spec is None or adapter is None:
-            await self.store.release_source(row.source_id, owner=self.owner)
-            return PollReport(row.source_id, ok=False, error="source no longer configured")
+        """Fetch, detect, route and commit one claimed source; never raises.
+
+        A poll that is cancelled (shutdown) or whose commit fails (the store is
+        unavailable) gives its lease back, best effort: nothing of it was committed,
+        so it is simply polled again.
+        """
+        sid = row.source_id
+        spec, adapter = self.specs.get(sid), self.adapters.get(sid)
         started = asyncio.get_running_loop().time()
         try:
-            return await self._poll(spec, adapter, row)
+            if spec is None or adapter is None:
+                await self.store.release_source(sid, owner=self.owner)
+                return PollReport(sid, ok=False, error="source no longer configured")
+            report = await self._poll(spec, adapter, row)
         except LeaseLostError as exc:
-            log.warning("source %s: %s", spec.id, exc)
-            return PollReport(spec.id, ok=False, error=str(exc))
+            log.warning("source %s: %s", sid, exc)
+            return PollReport(sid, ok=False, error=str(exc))
         except asyncio.CancelledError:
-            await asyncio.shield(self.store.release_source(spec.id, owner=self.owner))
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release_source(sid, owner=self.owner))
             raise
+        except Exception as exc:
+            self.faults.failed("poll", exc)
+            with contextlib.suppress(Exception):
+                await self.store.release_source(sid, owner=self.owner)
+            return PollReport(sid, ok=False, error=f"not recorded: {describe(exc)}")
         finally:
             metrics.POLL_SECONDS.observe(asyncio.get_running_loop().time() - started)
+        self.faults.ok("poll")
+        return report
 
     async def _poll(self, spec: SourceSpec, adapter: Source, row: SourceRow) -> PollReport:
         claim = self._claim_of.get(spec.id, -1)
@@ -338,11 +382,15 @@ class Scheduler:
         now = self.clock()
         retry_after = exc.retry_after_s if isinstance(exc, RetryAfterError) else None
         next_due = self.timing.next_failure(now, spec.interval_s, row.failures, retry_after)
+        capped = ""
+        if retry_after is not None and retry_after > self.timing.max_backoff_s:
+            capped = f" (the server asked for {_span(retry_after)}; capped at max_backoff)"
         log.warning(
-            "source %s failing (%d in a row), next try %s: %s",
+            "source %s failing (%d in a row), next try %s%s: %s",
             spec.id,
             row.failures + 1,
-            f"{next_due:%H:%M:%S}",
+            when_text(next_due, now),
+            capped,
             reason,
         )
         await self.store.commit_poll(
@@ -352,3 +400,18 @@ class Scheduler:
         metrics.POLLS.labels(spec.id, "error").inc()
         metrics.FAILURE_STREAK.labels(spec.id).set(row.failures + 1)
         return PollReport(spec.id, ok=False, error=reason)
+
+
+def when_text(when: datetime, now: datetime) -> str:
+    """``HH:MM:SS`` when ``when`` is on ``now``'s day, else the full date and time
+    (both in ``when``'s zone, UTC for store times)."""
+    if when.date() == now.astimezone(when.tzinfo).date():
+        return f"{when:%H:%M:%S}"
+    return f"{when:%Y-%m-%d %H:%M:%S %Z}".rstrip()
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
