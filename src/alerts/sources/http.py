@@ -32,6 +32,10 @@ from alerts.errors import (
 from alerts.model import Validators
 
 DEFAULT_RETRY_AFTER_S = 60.0
+_UNASKED_304 = (
+    "the request sent no validators (If-None-Match, If-Modified-Since), so "
+    "'not modified' means nothing: the server or a cache in front of it is misbehaving"
+)
 _CHUNK = 64 * 1024
 
 
@@ -198,7 +202,9 @@ class HttpClient:
     ) -> HttpResponse:
         headers = resp.headers
         if resp.status == 304:
-            return HttpResponse(304, str(resp.url), headers, b"", sent or Validators())
+            if sent is None or not (sent.etag or sent.last_modified):
+                raise HttpStatusError(304, str(url), _UNASKED_304)
+            return HttpResponse(304, str(resp.url), headers, b"", sent)
         if resp.status in (429, 503):
             wait = parse_retry_after(headers.get("retry-after"))
             if wait is not None or resp.status == 429:
