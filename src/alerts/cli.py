@@ -266,12 +266,14 @@ async def _poll_for_real(settings: Settings, config: Config, source_id: str) -> 
         if report.not_modified
         else ("baseline recorded" if report.baseline else "ok")
     )
-    print(f"{source_id}: {state}; {len(report.events)} event(s) queued for delivery")
+    held = f"; {report.held} held by the flood breaker (alerts sources)" if report.held else ""
+    print(f"{source_id}: {state}; {len(report.events)} event(s) queued for delivery{held}")
     return EXIT_OK
 
 
 async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     """Show each source's state: last success, last new item, failures, next due."""
+    from alerts.flood import status as flood_status
     from alerts.store import open_store
 
     config = load_config(settings.config_dir)
@@ -289,13 +291,14 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
             "FAILURES",
             "NEXT DUE",
             "ITEMS",
+            "FLOOD",
             "LAST ERROR",
         )
     ]
     for sid, spec in sorted(config.sources.items()):
         r = rows.get(sid)
         if r is None:
-            table.append((sid, spec.kind, "never", "never", "0", "not yet scheduled", "0", ""))
+            table.append((sid, spec.kind, "never", "never", "0", "not yet scheduled", "0", "", ""))
             continue
         table.append(
             (
@@ -306,6 +309,7 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
                 str(r.failures),
                 _when(r.next_due),
                 str(r.item_count),
+                flood_status(r.detector) or "",
                 (r.last_error or "")[:100],
             )
         )

@@ -23,6 +23,7 @@ from alerts import metrics
 from alerts.config import SourceSpec
 from alerts.detect import Detection, detect
 from alerts.errors import LeaseLostError, RetryAfterError, SourceError
+from alerts.flood import Verdict
 from alerts.model import Event, Observation, utcnow
 from alerts.route import Router
 from alerts.sources import Source, SourceState
@@ -84,6 +85,7 @@ class PollReport:
     error: str | None = None
     not_modified: bool = False
     baseline: bool = False
+    held: int = 0  # events held by the flood breaker
 
 
 class Scheduler:
@@ -100,6 +102,7 @@ class Scheduler:
         on_committed: Callable[[list[Event]], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
         faults: Faults | None = None,
+        on_flood: Callable[[SourceSpec, Verdict], None] | None = None,
     ) -> None:
         self.store = store
         self.specs = dict(specs)
@@ -109,6 +112,7 @@ class Scheduler:
         self.concurrency = concurrency
         self.timing = timing or Timing()
         self.on_committed = on_committed
+        self.on_flood = on_flood  # a hook for telling an operator room (future work)
         self.clock = clock
         self._active: set[asyncio.Task[PollReport]] = set()
         self._stopping = False
@@ -355,9 +359,37 @@ class Scheduler:
         self._count(spec, found)
         if found.baseline:
             log.info("source %s: baseline of %d items recorded", spec.id, len(found.items))
+        if found.flood is not None:
+            self._flood(spec, found.flood)
         if stored and self.on_committed is not None:
             self.on_committed(stored)
-        return PollReport(spec.id, ok=True, events=tuple(stored), baseline=found.baseline)
+        held = found.flood.held_now if found.flood is not None else 0
+        return PollReport(
+            spec.id, ok=True, events=tuple(stored), baseline=found.baseline, held=held
+        )
+
+    def _flood(self, spec: SourceSpec, verdict: Verdict) -> None:
+        """Tell the operator when the flood breaker starts or stops holding a source:
+        one log line each, a gauge, a counter of held events, and ``on_flood``."""
+        if verdict.held_now:
+            metrics.FLOOD_HELD_EVENTS.labels(spec.id).inc(verdict.held_now)
+        if verdict.started:
+            metrics.FLOOD_HELD.labels(spec.id).set(1)
+            log.warning(
+                "source %s: flood breaker tripped, holding its alerts until it settles "
+                "(alerts sources shows how many): %s",
+                spec.id,
+                verdict.reason,
+            )
+        elif verdict.settled and verdict.summary is not None:
+            metrics.FLOOD_HELD.labels(spec.id).set(0)
+            log.warning(
+                "source %s: flood settled, alerts resume; one summary alert sent: %s",
+                spec.id,
+                verdict.summary.title,
+            )
+        if (verdict.started or verdict.settled) and self.on_flood is not None:
+            self.on_flood(spec, verdict)
 
     async def _route(self, found: Detection) -> list[RoutedEvent]:
         if not found.events:
