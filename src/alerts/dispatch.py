@@ -45,7 +45,7 @@ from alerts.errors import (
 from alerts.model import Delivery, utcnow
 from alerts.sinks import Sink
 from alerts.store import Store
-from alerts.supervise import Faults, Loop
+from alerts.supervise import Faults, Loop, shielded
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class Dispatcher:
                     return
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.store.release_deliveries(rest))
+                    await shielded(self.store.release_deliveries(rest))
                 raise
             except Exception as exc:
                 self.faults.failed("send", exc)

@@ -28,7 +28,7 @@ from alerts.model import Event, Observation, utcnow
 from alerts.route import Router
 from alerts.sources import Source, SourceState
 from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
-from alerts.supervise import Faults, Loop, describe
+from alerts.supervise import Faults, Loop, describe, shielded
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ class Scheduler:
             return PollReport(sid, ok=False, error=str(exc))
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.release_source(sid, owner=self.owner))
+                await shielded(self.store.release_source(sid, owner=self.owner))
             raise
         except Exception as exc:
             self.faults.failed("poll", exc)

@@ -234,6 +234,20 @@ class Loop:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
 
+async def shielded(aw: Awaitable[object]) -> None:
+    """Await ``aw`` so that cancelling the caller does not cancel it (the lease
+    releases of a cancelled poll or send); its failure, if it comes after the
+    caller is gone, is noted in the debug log instead of "never retrieved"."""
+    task = asyncio.ensure_future(aw)
+    task.add_done_callback(_retrieve)
+    await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("a shielded store call failed after its caller was gone: %s", describe(exc))
+
+
 class Tasks:
     """Task handles of everything a runtime starts, so shutdown can cancel them and
     no exception goes unretrieved."""
