@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from alerts import metrics
@@ -28,7 +29,7 @@ from alerts.model import Event, Observation, utcnow
 from alerts.route import Router
 from alerts.sources import Source, SourceState
 from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
-from alerts.supervise import Faults, Loop, describe, shielded
+from alerts.supervise import Faults, Loop, describe, retry_store, shielded
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ class Scheduler:
             now=now,
         )
         routed = await self._route(found)
-        stored = await self.store.commit_poll(
+        stored = await self._commit(
             PollCommit(
                 source_id=spec.id,
                 now=now,
@@ -366,6 +367,17 @@ class Scheduler:
         held = found.flood.held_now if found.flood is not None else 0
         return PollReport(
             spec.id, ok=True, events=tuple(stored), baseline=found.baseline, held=held
+        )
+
+    async def _commit(self, commit: PollCommit, *, owner: str) -> list[Event]:
+        """``commit_poll``, tried again while the store is unavailable (up to half
+        the lease), so a poll fetched during an outage is not fetched again; if the
+        first try did commit, the next one finds the lease gone (``LeaseLostError``)."""
+        return await retry_store(
+            partial(self.store.commit_poll, commit, owner=owner),
+            faults=self.faults,
+            reporter="poll",
+            give_up_s=self.timing.lease_s / 2,
         )
 
     def _flood(self, spec: SourceSpec, verdict: Verdict) -> None:
@@ -425,7 +437,7 @@ class Scheduler:
             capped,
             reason,
         )
-        await self.store.commit_poll(
+        await self._commit(
             PollCommit(source_id=spec.id, now=now, next_due=next_due, error=reason),
             owner=self.owner,
         )

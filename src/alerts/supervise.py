@@ -30,6 +30,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from alerts.errors import StoreCorrupt, StoreError, StoreUnavailable
 from alerts.model import utcnow
@@ -232,6 +233,43 @@ class Loop:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+
+T = TypeVar("T")
+
+
+async def retry_store(
+    call: Callable[[], Awaitable[T]],
+    *,
+    faults: Faults,
+    reporter: str,
+    give_up_s: float,
+    backoff: Backoff | None = None,
+) -> T:
+    """``call()``, tried again while the store is unavailable (a transient fault, see
+    ``is_transient``) for up to ``give_up_s``; then, or on any other error, raises.
+
+    For writes that must not be redone from scratch: recording a message that was
+    sent, committing a poll that was fetched, giving a claim back. Each is
+    idempotent or guarded by its lease, so trying again is safe.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_s
+    backoff, failures = backoff or Backoff(), 0
+    while True:
+        try:
+            result = await call()
+        except Exception as exc:
+            failures += 1
+            wait = backoff.delay_s(failures)
+            if not is_transient(exc) or loop.time() + wait > deadline:
+                raise
+            faults.failed(reporter, exc)
+            await asyncio.sleep(wait)
+            continue
+        if failures:
+            faults.ok(reporter)
+        return result
 
 
 async def shielded(aw: Awaitable[object]) -> None:

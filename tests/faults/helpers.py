@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -31,12 +32,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str = "") -> None:
+async def wait_for(
+    predicate: Callable[[], bool], timeout_s: float, what: str | Callable[[], str] = ""
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {said}")
         await asyncio.sleep(0.1)
 
 
@@ -100,12 +104,12 @@ class Service:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    async def force_poll(self, *sources: str) -> None:
-        """Make sources due now (what an operator's ``alerts poll`` would not do)."""
+    async def force_poll(self, *sources: str, in_s: float = 0.0) -> None:
+        """Make sources due now, or in ``in_s`` seconds."""
         store = await open_store(self.database_url)
         try:
             for sid in sources:
-                await store.set_next_due(sid, utcnow())
+                await store.set_next_due(sid, utcnow() + timedelta(seconds=in_s))
         finally:
             await store.close()
 
