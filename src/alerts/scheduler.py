@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from alerts import metrics
+from alerts import flood, metrics
 from alerts.config import SourceSpec
 from alerts.detect import Detection, detect
 from alerts.errors import LeaseLostError, RetryAfterError, SourceError
 from alerts.flood import Verdict
-from alerts.model import Event, Observation, utcnow
+from alerts.model import JSON, Event, Observation, utcnow
 from alerts.route import Router
 from alerts.sources import Source, SourceState
 from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
@@ -297,6 +297,8 @@ class Scheduler:
                 spec, row, f"internal error: {type(exc).__name__}: {exc}", exc
             )
         now = self.clock()
+        if observation.not_modified and flood.status(row.detector) is not None:
+            return await self._calm(spec, observation, row, now)
         if observation.not_modified:
             self._unchanged.append(
                 (
@@ -341,6 +343,44 @@ class Scheduler:
             adapter=adapter,
             now=now,
         )
+        return await self._record(spec, obs, found, now, cursor=obs.cursor)
+
+    async def _calm(
+        self, spec: SourceSpec, obs: Observation, row: SourceRow, now: datetime
+    ) -> PollReport:
+        """An unchanged poll of a source the flood breaker holds counts as a calm one
+        (so a source that goes quiet settles); it is committed with the breaker's
+        state, not batched like other unchanged polls."""
+        verdict = flood.check(
+            source_id=spec.id,
+            label=spec.label,
+            topics=spec.topics,
+            items=(),
+            new_items=(),
+            events=(),
+            state=row.detector.get("flood"),
+            baselined=True,
+            now=now,
+        )
+        found = Detection(
+            events=[verdict.summary] if verdict.summary is not None else [],
+            items={},
+            detector={**row.detector, "flood": verdict.state},
+            saw_new=False,
+            flood=verdict,
+        )
+        return await self._record(spec, obs, found, now, cursor=None)
+
+    async def _record(
+        self,
+        spec: SourceSpec,
+        obs: Observation,
+        found: Detection,
+        now: datetime,
+        *,
+        cursor: Mapping[str, JSON] | None,
+    ) -> PollReport:
+        """Route and commit a detection, then count and tell what it did."""
         routed = await self._route(found)
         stored = await self._commit(
             PollCommit(
@@ -348,7 +388,7 @@ class Scheduler:
                 now=now,
                 next_due=self.timing.next_success(now, spec.interval_s),
                 validators=obs.validators,
-                cursor=obs.cursor,
+                cursor=cursor,
                 detector=found.detector,
                 baselined=True,
                 items=found.items,

@@ -226,6 +226,8 @@ class Loop:
                 self.faults.ok(self.name)
             if self.every_s:
                 await self._sleep(self.every_s - (loop.time() - started))
+            else:
+                await asyncio.sleep(0)  # a step that did not wait must not starve the rest
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0 or self._stopping:
