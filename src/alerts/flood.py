@@ -56,7 +56,9 @@ class FloodPolicy:
     rate_learn_s: float = 86400.0  # history needed before the rate is trusted
     rate_memory_s: float = 7 * 86400.0  # time constant of the rate's average
     settle_polls: int = 2  # calm polls in a row that end a hold
-    memory_items: int = 500  # identities remembered (at least twice a poll's items)
+    memory_items: int = 200  # identities remembered (at least 4 per item of a poll:
+    # two polls' worth of a link and a title each); the packed memory is read with
+    # every claim of the source, so it is kept small
     memory_cap: int = 5000
     held_titles: int = 20
 
@@ -141,7 +143,7 @@ def check(
 ) -> Verdict:
     """Judge one poll. ``state`` is what the previous verdict returned (or nothing)."""
     old: dict[str, JSON] = dict(state) if isinstance(state, dict) else {}
-    limit = min(policy.memory_cap, max(policy.memory_items, 2 * len(items)))
+    limit = min(policy.memory_cap, max(policy.memory_items, 4 * len(items)))
     memory = _Memory(old.get("seen"), limit)
     shared = _shared_links(items)
     new_keys = {it.key for it in new_items}

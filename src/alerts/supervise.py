@@ -71,6 +71,8 @@ def is_transient(exc: BaseException) -> bool:
     Not: a damaged file (``StoreCorrupt``, sqlite's bare ``DatabaseError``) or a
     database file that cannot be opened at all (a wrong path or permissions).
     """
+    if type(exc) is StoreError and exc.__cause__ is not None:  # a driver error, wrapped
+        return is_transient(exc.__cause__)
     if not isinstance(exc, TRANSIENT_STORE_ERRORS):
         return False
     return not str(exc).startswith("unable to open database file")

@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from alerts.errors import StoreCorrupt, StoreUnavailable
+from alerts.errors import StoreCorrupt, StoreError, StoreUnavailable
 from alerts.supervise import (
     Backoff,
     Faults,
@@ -145,6 +145,13 @@ async def test_retry_store_waits_out_a_transient_fault_but_not_a_bug() -> None:
         )
 
 
+def _wrapped(cause: BaseException) -> StoreError:
+    """What the PostgreSQL store raises today when it cannot connect at start-up."""
+    exc = StoreError(f"cannot connect: {cause}")
+    exc.__cause__ = cause
+    return exc
+
+
 @pytest.mark.parametrize(
     ("exc", "store", "transient", "corrupt"),
     [
@@ -165,6 +172,10 @@ async def test_retry_store_waits_out_a_transient_fault_but_not_a_bug() -> None:
         ),
         pytest.param(ConnectionRefusedError(111, "refused"), True, True, False, id="refused"),
         pytest.param(KeyError("x"), False, False, False, id="a-bug"),
+        pytest.param(
+            _wrapped(ConnectionRefusedError(111, "refused")), True, True, False, id="wrapped"
+        ),
+        pytest.param(_wrapped(ValueError("bad url")), True, False, False, id="wrapped-bug"),
     ],
 )
 def test_which_errors_are_store_faults(
