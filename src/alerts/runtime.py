@@ -3,9 +3,12 @@
 ``Runtime.open`` builds everything from settings and config (store, HTTP client,
 adapters, sinks, router, scheduler, dispatcher, command service); ``run`` starts the
 scheduler, the dispatcher, the leader loop (chat listeners run only on the replica
-that holds the ``chat`` lease) and the outbox gauges in one task group, and returns
-after ``stop()``: polls and sends in flight finish, the rest is given back, and
-everything opened is closed.
+that holds the ``chat`` lease), the outbox gauges and the reload loop, each a
+supervised loop (``alerts.supervise``): no fault of one ends the others or the
+process, and ``faults`` is what ``/readyz`` reports. ``stop()`` shuts it down
+within ``[service] shutdown_grace``: polls in flight are cancelled (they give their
+leases back), sends may finish, whatever is left when the grace runs out is
+cancelled, and everything opened is closed.
 """
 
 from __future__ import annotations

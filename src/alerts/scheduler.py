@@ -4,7 +4,10 @@ Due times live in the store, so they survive restarts and are shared by replicas
 the loop claims due sources with a lease, polls them concurrently (the HTTP client
 limits each host), and commits each poll in one transaction that also releases the
 lease and sets the next due time — the interval with jitter after a success, an
-exponential backoff (never shorter than a server's ``Retry-After``) after a failure.
+exponential backoff with jitter after a failure (never shorter than a server's
+``Retry-After``, never longer than ``max_backoff``). A store that fails is waited
+out (``alerts.supervise``): the loop backs off, a fetched poll's commit is tried
+again, and nothing of a poll that could not be committed is kept.
 """
 
 from __future__ import annotations
