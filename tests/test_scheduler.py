@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from alerts.config import SourceSpec
-from alerts.model import Observation, utcnow
+from alerts.model import Item, Observation, utcnow
 from alerts.route import Router
 from alerts.scheduler import Scheduler, Timing, when_text
 from alerts.sources import SourceState
@@ -195,3 +195,26 @@ def test_a_failing_source_backs_off_with_jitter(
 )
 def test_the_next_try_shows_the_date_when_it_is_not_today(when: datetime, expected: str) -> None:
     assert when_text(when, datetime(2026, 11, 1, 12, 0, tzinfo=UTC)) == expected
+
+
+class CrashingDerive(Adapter):
+    """Fetches fine; its ``derive`` hook (run inside the detector) has a bug."""
+
+    async def fetch(self, state: SourceState) -> Observation:
+        return Observation(items=(Item(key="k", title="t"),))
+
+    def derive(self, **_kw: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+
+async def test_a_bug_after_fetching_fails_that_source_with_backoff_not_in_a_loop(
+    store: SqliteStore,
+) -> None:
+    adapters: dict[str, Adapter] = {"buggy": CrashingDerive("buggy", [], None)}
+    scheduler, _claims = await scheduler_for(store, adapters, concurrency=2)
+    report = await scheduler.poll_now("buggy")
+    assert not report.ok and report.error == "internal error: ZeroDivisionError: a bug"
+    row = await store.get_source("buggy")
+    assert row is not None and row.failures == 1 and row.last_error == report.error
+    assert row.next_due > utcnow() + timedelta(seconds=30)  # backed off, not due again at once
+    assert scheduler.faults.current() == {}  # a source's bug, not a fault of the service

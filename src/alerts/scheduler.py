@@ -32,7 +32,7 @@ from alerts.model import JSON, Event, Observation, utcnow
 from alerts.route import Router
 from alerts.sources import Source, SourceState
 from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
-from alerts.supervise import Faults, Loop, describe, retry_store, shielded
+from alerts.supervise import Faults, Loop, describe, is_store_fault, retry_store, shielded
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,10 @@ class Scheduler:
                 await shielded(self.store.release_source(sid, owner=self.owner))
             raise
         except Exception as exc:
+            if spec is not None and not is_store_fault(exc):  # a bug: back off this source
+                log.exception("source %s: internal error after fetching", sid)
+                with contextlib.suppress(Exception):
+                    return await self._failed(spec, row, f"internal error: {describe(exc)}", exc)
             self.faults.failed("poll", exc)
             with contextlib.suppress(Exception):
                 await self.store.release_source(sid, owner=self.owner)
