@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -57,7 +56,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the service until SIGTERM or SIGINT; SIGHUP reloads the config."""
-    from alerts.runtime import tune_gc
+    from alerts.runtime import Runtime, tune_gc
 
     config = load_config(settings.config_dir)
     signals = _RunSignals(config.service.shutdown_grace)
@@ -66,9 +65,9 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         loop.add_signal_handler(sig, signals.stop, sig)
     loop.add_signal_handler(signal.SIGHUP, signals.reload)
     try:
-        runtime = await _open_waiting(settings, config, signals.stopped)
-        if runtime is None:
-            return EXIT_OK
+        # A store that cannot be opened at all is one line and exit 1 (a process
+        # manager restarts the service); once open, store faults are waited out.
+        runtime = await Runtime.open(settings, config, prepare=False)
         signals.attach(runtime)
         tune_gc()
         try:
@@ -142,29 +141,6 @@ class _RunSignals:
         if self._deadline is None:
             return CLOSE_UNSIGNALLED_S
         return max(at_least_s, self._deadline - asyncio.get_running_loop().time())
-
-
-async def _open_waiting(settings: Settings, config: Config, stopped: asyncio.Event) -> Any:
-    """Open the runtime, waiting out a store that does not answer yet (a PostgreSQL
-    server still starting, a locked or full SQLite file); None if stopped first."""
-    from alerts.runtime import Runtime
-    from alerts.supervise import Backoff, Faults, is_transient
-
-    faults, backoff, failures = Faults(), Backoff(), 0
-    while not stopped.is_set():
-        try:
-            runtime = await Runtime.open(settings, config, prepare=False)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            failures += 1
-            faults.failed("start-up", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), backoff.delay_s(failures))
-            continue
-        faults.ok("start-up")
-        return runtime
-    return None
 
 
 async def _run_with_web(runtime: Any) -> None:

@@ -158,6 +158,17 @@ class Service:
             return resp.status, await resp.text()
 
 
+async def register_idle(database_url: str, *sources: str) -> None:
+    """Register sources as not due for a day, so a service started on this store
+    polls them only when a test makes them due (its own first polls are spread
+    over up to 30 s, which would race the test)."""
+    store = await open_store(database_url)
+    try:
+        await store.sync_sources({sid: utcnow() + timedelta(days=1) for sid in sources})
+    finally:
+        await store.close()
+
+
 @asynccontextmanager
 async def service(root: Path, config: Path, database_url: str, **kw: int) -> AsyncIterator[Service]:
     """A started ``Service``, killed at the end if the test left it running."""

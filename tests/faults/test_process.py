@@ -15,7 +15,15 @@ import pytest
 from alerts.store import open_store
 
 from ..support import feed_server, read_jsonl, write_config
-from .helpers import JSONL_ROUTE, Service, hanging_server, service, set_service, wait_for
+from .helpers import (
+    JSONL_ROUTE,
+    Service,
+    hanging_server,
+    register_idle,
+    service,
+    set_service,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -163,6 +171,7 @@ async def test_alerts_poll_on_a_live_install_leaves_the_active_set_alone(
         db_url = f"sqlite:///{tmp_path / 'alerts.db'}"
         # The operator's checkout has a source the running service does not know yet.
         other = write_config(tmp_path / "next", {**feeds, "c": server.feed("c", "c1")})
+        await register_idle(db_url, "a", "b")
         async with service(tmp_path, config, db_url) as svc:
             code, out, err = await svc.command("poll", "a")
             assert code == 0, err
