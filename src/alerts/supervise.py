@@ -109,13 +109,15 @@ class Backoff:
 
 @dataclass(slots=True)
 class Fault:
-    """A failure that is going on now."""
+    """A failure that is going on now: every distinct message seen since it began
+    (each logged once), the latest, and who is still seeing it."""
 
     subject: str
     message: str
     since: datetime
     reporters: set[str] = field(default_factory=set)
     count: int = 1
+    seen: set[str] = field(default_factory=set)
 
 
 class Faults:
@@ -131,12 +133,13 @@ class Faults:
         subject = STORE if store else reporter
         message = describe(exc)
         self._reporting.add(reporter)
-        fault = self._faults.get(subject)
-        if fault is not None and fault.message == message:
-            fault.count += 1
-            fault.reporters.add(reporter)
+        fault = self._faults.setdefault(subject, Fault(subject, message, utcnow(), count=0))
+        fault.count += 1
+        fault.message = message
+        fault.reporters.add(reporter)
+        if message in fault.seen:
             return
-        self._faults[subject] = Fault(subject, message, utcnow(), {reporter})
+        fault.seen.add(message)
         if store:
             log.error(
                 "store unavailable (seen by %s): %s; waiting it out with backoff, "

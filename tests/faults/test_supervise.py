@@ -63,8 +63,19 @@ async def test_a_failing_loop_logs_once_per_distinct_failure_and_once_on_recover
     assert len(_lines(caplog, "database or disk is full")) == 1
     assert len(_lines(caplog, "database is locked")) == 2  # the failure, then the recovery
     [recovered] = _lines(caplog, "recovered")
-    assert recovered.startswith("store recovered after 2 failure(s)")
+    assert recovered.startswith("store recovered after 6 failure(s)")
     assert faults.current() == {}
+
+
+async def test_messages_that_alternate_during_one_outage_are_each_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    faults = Faults()
+    for _ in range(5):
+        faults.failed("scheduler", sqlite3.OperationalError("database or disk is full"))
+        faults.failed("poll", sqlite3.OperationalError("cannot rollback - no transaction"))
+    assert len(_lines(caplog, "store unavailable")) == 2
+    assert "(10x): OperationalError: cannot rollback" in faults.current()["store"]
 
 
 async def test_readiness_sees_a_store_fault_until_every_loop_that_saw_it_recovers() -> None:
