@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from alerts.config import SourceSpec
+from alerts.errors import StoreUnavailable
 from alerts.model import Item, Observation, utcnow
 from alerts.route import Router
 from alerts.scheduler import Scheduler, Timing, when_text
@@ -218,3 +219,25 @@ async def test_a_bug_after_fetching_fails_that_source_with_backoff_not_in_a_loop
     assert row is not None and row.failures == 1 and row.last_error == report.error
     assert row.next_due > utcnow() + timedelta(seconds=30)  # backed off, not due again at once
     assert scheduler.faults.current() == {}  # a source's bug, not a fault of the service
+
+
+async def test_unchanged_polls_not_recorded_in_an_outage_are_recorded_after_it(
+    store: SqliteStore,
+) -> None:
+    adapters = {f"s{i}": Adapter(f"s{i}", [], None) for i in range(3)}
+    scheduler, _claims = await scheduler_for(store, adapters, concurrency=4)
+    real = store.commit_not_modified
+    outage = [StoreUnavailable("database or disk is full")]
+
+    async def flaky(polls: Any) -> int:
+        if outage:
+            raise outage.pop()
+        return await real(polls)
+
+    store.commit_not_modified = flaky  # type: ignore[method-assign]
+    for sid in adapters:
+        assert (await scheduler.poll_now(sid)).not_modified
+    # s0's flush failed; it went out with s1's, once the store answered again.
+    rows = {r.source_id: r for r in await store.list_sources()}
+    assert all(r.last_success_at is not None and r.failures == 0 for r in rows.values())
+    assert scheduler.faults.current() == {}

@@ -32,7 +32,15 @@ from alerts.model import JSON, Event, Observation, utcnow
 from alerts.route import Router
 from alerts.sources import Source, SourceState
 from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
-from alerts.supervise import Faults, Loop, describe, is_store_fault, retry_store, shielded
+from alerts.supervise import (
+    Faults,
+    Loop,
+    describe,
+    is_store_fault,
+    is_transient,
+    retry_store,
+    shielded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +224,12 @@ class Scheduler:
             batch = [nm for claim, nm in buffered if self._claim_of.get(nm.source_id) == claim]
             try:
                 await self.store.commit_not_modified(batch)
-            except Exception as exc:  # their leases run out; they are polled again
+            except Exception as exc:
                 self.faults.failed("poll", exc)
+                if is_transient(exc):  # written with the next batch, once the store answers
+                    self._unchanged[:0] = [
+                        (c, nm) for c, nm in buffered if self._claim_of.get(nm.source_id) == c
+                    ]
             else:
                 self.faults.ok("poll")
 
