@@ -66,28 +66,88 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.runtime import Runtime, tune_gc
 
     config = load_config(settings.config_dir)
-    runtime = await Runtime.open(settings, config)
-    tune_gc()
+    signals = _RunSignals(config.service.shutdown_grace)
     loop = asyncio.get_running_loop()
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def on_hup() -> None:
-        log.info("SIGHUP: reloading config from %s", settings.config_dir)
-        task = loop.create_task(runtime.reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runtime.stop)
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+        loop.add_signal_handler(sig, signals.stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, signals.reload)
     try:
-        await _run_with_web(runtime)
+        # A store that cannot be opened at all is one line and exit 1 (a process
+        # manager restarts the service); once open, store faults are waited out.
+        runtime = await Runtime.open(settings, config, prepare=False)
+        signals.attach(runtime)
+        tune_gc()
+        try:
+            await _run_with_web(runtime)
+        finally:
+            await _close_within(runtime, signals.time_left(CLOSE_MIN_S))
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        await runtime.close()
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+async def _close_within(runtime: Any, timeout_s: float) -> None:
+    """Close the runtime; if that outlasts the grace (a store stuck on a lock, a
+    hung thread), exit 0 now: everything committed is durable, and claims still
+    held come back on the next start (or when their leases run out)."""
+    closing = asyncio.ensure_future(runtime.close())
+    done, _ = await asyncio.wait({closing}, timeout=timeout_s)  # not wait_for: it would
+    if not done:  # wait for the cancelled close, which may itself wait on the store
+        log.warning("closing took longer than the shutdown grace; exiting without waiting")
+        logging.shutdown()
+        os._exit(EXIT_OK)
+    closing.result()
+
+
+CLOSE_MIN_S = 0.5
+CLOSE_UNSIGNALLED_S = 30.0
+
+
+class _RunSignals:
+    """SIGTERM/SIGINT stop the service within the grace; a second one exits at once
+    (status 128 + the signal's number, as a shell reports a death by signal).
+    SIGHUP asks for a reload."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.runtime: Any = None
+        self.stopped = asyncio.Event()
+        self._deadline: float | None = None
+
+    def stop(self, sig: signal.Signals) -> None:
+        if self._deadline is not None:
+            log.warning("second %s: exiting now, without waiting for work in flight", sig.name)
+            logging.shutdown()
+            os._exit(128 + sig.value)
+        self._deadline = asyncio.get_running_loop().time() + self.grace_s
+        log.info(
+            "%s: stopping within %g s (shutdown_grace; a second signal exits at once)",
+            sig.name,
+            self.grace_s,
+        )
+        self.stopped.set()
+        if self.runtime is not None:
+            self.runtime.stop()
+
+    def attach(self, runtime: Any) -> None:
+        self.runtime = runtime
+        if self.stopped.is_set():  # the signal came while it was opening
+            runtime.stop()
+
+    def reload(self) -> None:
+        if self.runtime is None:
+            log.warning("SIGHUP before the service started: ignored")
+            return
+        log.info("SIGHUP: reloading config from %s", self.runtime.settings.config_dir)
+        self.runtime.request_reload()
+
+    def time_left(self, at_least_s: float) -> float:
+        """Seconds until the grace runs out (at least ``at_least_s``)."""
+        if self._deadline is None:
+            return CLOSE_UNSIGNALLED_S
+        return max(at_least_s, self._deadline - asyncio.get_running_loop().time())
 
 
 async def _run_with_web(runtime: Any) -> None:
@@ -173,7 +233,8 @@ def _only(config: Config, source_id: str) -> Config:
 async def _poll_for_real(settings: Settings, config: Config, source_id: str) -> int:
     from alerts.runtime import Runtime
 
-    runtime = await Runtime.open(settings, _only(config, source_id))
+    # Not registered: the store's active set stays what a running service made it.
+    runtime = await Runtime.open(settings, _only(config, source_id), register=False)
     try:
         report = await runtime.scheduler.poll_now(source_id)
     finally:
@@ -186,18 +247,24 @@ async def _poll_for_real(settings: Settings, config: Config, source_id: str) -> 
         if report.not_modified
         else ("baseline recorded" if report.baseline else "ok")
     )
-    print(f"{source_id}: {state}; {len(report.events)} event(s) queued for delivery")
+    held = f"; {report.held} held by the flood breaker (alerts sources)" if report.held else ""
+    print(f"{source_id}: {state}; {len(report.events)} event(s) queued for delivery{held}")
     return EXIT_OK
 
 
 async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     """Show each source's state: last success, last new item, failures, next due."""
+    from alerts.flood import status as flood_status
     from alerts.store import open_store
 
     config = load_config(settings.config_dir)
     store = await open_store(settings.database_url)
     try:
         rows = {r.source_id: r for r in await store.list_sources()}
+        for sid in config.sources.keys() - rows.keys():  # polled by hand, not yet by `run`
+            row = await store.get_source(sid)
+            if row is not None:
+                rows[sid] = row
     finally:
         await store.close()
     table = [
@@ -209,13 +276,14 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
             "FAILURES",
             "NEXT DUE",
             "ITEMS",
+            "FLOOD",
             "LAST ERROR",
         )
     ]
     for sid, spec in sorted(config.sources.items()):
         r = rows.get(sid)
         if r is None:
-            table.append((sid, spec.kind, "never", "never", "0", "not yet scheduled", "0", ""))
+            table.append((sid, spec.kind, "never", "never", "0", "not yet scheduled", "0", "", ""))
             continue
         table.append(
             (
@@ -226,6 +294,7 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
                 str(r.failures),
                 _when(r.next_due),
                 str(r.item_count),
+                flood_status(r.detector) or "",
                 " ".join(redact_text(r.last_error or "").split()),
             )
         )
@@ -457,6 +526,35 @@ OPML_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
 # --- helpers -------------------------------------------------------------------------
 
 
+def _store_urls(args: argparse.Namespace, settings: Settings) -> list[str]:
+    if args.command == "migrate-store":
+        return [args.source_url, args.target_url]
+    return [settings.database_url]
+
+
+def _store_problem(exc: BaseException, urls: Sequence[str]) -> str | None:
+    """One line for a raw driver error the store has not translated (a damaged
+    SQLite file, a store that does not answer); None for anything else."""
+    from alerts.supervise import describe, is_corrupt, is_transient
+
+    files = [_sqlite_path(u) for u in urls if u.startswith("sqlite:")]
+    where = " or ".join(files) if files else "the database"
+    if is_corrupt(exc):
+        return (
+            f"{where}: {exc}: the database file is damaged or is not an alerts database; "
+            "restore it from a backup, or move it aside to start with an empty one"
+        )
+    if is_transient(exc):
+        return f"{where}: the store did not answer ({describe(exc)}); try again once it does"
+    return None
+
+
+def _sqlite_path(url: str) -> str:
+    from alerts.store.sqlite import path_from_url
+
+    return path_from_url(url)
+
+
 def _dedent(text: str) -> str:
     import inspect
 
@@ -590,6 +688,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         raise
     except Exception as exc:
+        problem = _store_problem(exc, _store_urls(args, settings))
+        if problem is not None:
+            print(f"alerts: {problem}", file=sys.stderr)
+            return EXIT_RUNTIME
         log.exception("alerts %s failed", args.command)
         print(
             f"alerts: {args.command} failed: {type(exc).__name__}: {redact_text(str(exc))}",

@@ -119,6 +119,9 @@ class ServiceConfig(_Strict):
     delivery_lease: Annotated[PositiveDurationS, at_least_s(1.0)] = Field(
         default=120.0, description="how long a replica holds claimed deliveries"
     )
+    shutdown_grace: DurationS = Field(
+        default=5.0, ge=0.0, le=600.0, description="longest wait for work in flight at shutdown"
+    )
 
 
 MAX_TIMEOUT_S = 3600.0

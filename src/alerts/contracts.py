@@ -320,6 +320,15 @@ class Store(Protocol):
         free or expired, earliest due first; restrict to ``only`` when given."""
         ...
 
+    async def claim_source(
+        self, source_id: str, now: datetime, *, owner: str, lease_s: float
+    ) -> SourceRow | None:
+        """Lease one source for a one-off poll (``alerts poll``), whatever its due time
+        and whether it is active. The active set is left alone: a source the store
+        does not know yet is registered inactive (the service activates it once its
+        config has it). None while another owner holds an unexpired lease."""
+        ...
+
     async def release_source(self, source_id: str, *, owner: str) -> None:
         """Give a claimed source back without polling it (shutdown)."""
         ...

@@ -15,6 +15,9 @@ Rules:
   fold item events into them.
 * At most ``max_events`` events per poll; the excess becomes one ``summary`` event
   that names how many more there were, so nothing is silently lost.
+* The flood breaker (``alerts.flood``) holds the events of a source whose new items
+  mostly look like items already seen, or whose event rate jumps far beyond its
+  history, and summarises them once it settles.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from alerts import flood
 from alerts.config import SourceSpec
+from alerts.flood import Verdict
 from alerts.model import JSON, Event, EventKind, Item, Observation
 from alerts.route import source_admits
 from alerts.sources import DerivesEvents
@@ -45,6 +50,7 @@ class Detection:
     dropped: int = 0
     baseline: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    flood: Verdict | None = None
 
 
 def fingerprint(item: Item, fields: Sequence[str]) -> str:
@@ -144,8 +150,25 @@ def detect(
         state["adapter"] = dict(derived.state)
 
     events = [e for e in events if source_admits(spec.include, spec.exclude, e)]
+    verdict = flood.check(
+        source_id=spec.id,
+        label=spec.label,
+        topics=spec.topics,
+        items=observation.items,
+        new_items=new_items,
+        events=events,
+        state=detector_state.get("flood"),
+        baselined=baselined,
+        now=now,
+    )
+    state["flood"] = verdict.state
+    if verdict.holding:
+        events = []
+        writes = {k: v for k, v in writes.items() if k not in verdict.skip_keys}
     events.sort(key=lambda e: e.occurred_at or _FAR_PAST)
     events, dropped = _cap(spec, events, now)
+    if verdict.summary is not None:
+        events.append(verdict.summary)
     return Detection(
         events=events,
         items=writes,
@@ -154,6 +177,7 @@ def detect(
         dropped=dropped,
         baseline=not baselined,
         counts={"new": len(new_items), "updated": len(updated)},
+        flood=verdict,
     )
 
 

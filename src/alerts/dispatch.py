@@ -29,9 +29,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from alerts import metrics
@@ -45,6 +46,7 @@ from alerts.errors import (
 from alerts.model import Delivery, utcnow
 from alerts.sinks import Sink
 from alerts.store import Store
+from alerts.supervise import Faults, Loop, retry_store, shielded
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class Dispatcher:
         lease_s: float = 120.0,
         idle_s: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
+        faults: Faults | None = None,
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
@@ -87,24 +90,30 @@ class Dispatcher:
         self._stopping = False
         self._active: set[asyncio.Task[None]] = set()
         self._outages: dict[str, datetime] = {}  # platform -> when it stopped answering
+        self.faults = faults or Faults()
+        self._loop = Loop("dispatcher", self._step, faults=self.faults)
 
     def wake(self) -> None:
         """New deliveries were committed: look now rather than at the next tick."""
         self._wake.set()
 
     async def run(self) -> None:
-        """Claim and send until cancelled or ``stop`` is called."""
+        """Claim and send until cancelled or ``stop`` is called, under supervision: a
+        store that fails is waited out with backoff (``alerts.supervise``)."""
         try:
-            while not self._stopping:
-                claimed = await self._claim_and_start()
-                if claimed == 0 or len(self._active) >= self.concurrency:
-                    await self._idle()
+            await self._loop.run()
         finally:
             await self._finish()
+
+    async def _step(self) -> None:
+        claimed = await self._claim_and_start()
+        if claimed == 0 or len(self._active) >= self.concurrency:
+            await self._idle()
 
     def stop(self) -> None:
         """Finish the sends in flight, give the rest back, and return from ``run``."""
         self._stopping = True
+        self._loop.stop()
         self._wake.set()
 
     async def drain(self, *, timeout_s: float = 30.0) -> None:
@@ -151,25 +160,45 @@ class Dispatcher:
             await asyncio.gather(*self._active, return_exceptions=True)
 
     async def _send_group(self, group: list[Delivery]) -> None:
+        """Send a destination's claimed deliveries in order; never raises.
+
+        A store failure (say, ``mark_sent`` on a full disk) stops the group: the
+        deliveries it did not record stay pending under their lease and are sent
+        again once it runs out, with the same idempotency key.
+        """
         loop = asyncio.get_running_loop()
         started = loop.time()
         for index, delivery in enumerate(group):
             rest = [d.id for d in group[index:]]
-            if self._stopping or loop.time() - started > self.lease_s / 2:
-                await self.store.release_deliveries(rest)
-                return
             try:
+                if self._stopping or loop.time() - started > self.lease_s / 2:
+                    await self.store.release_deliveries(rest)
+                    return
                 go_on = await self._send_one(delivery)
+                if not go_on:
+                    await self._write(self.store.release_deliveries, rest[1:])
+                    return
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.store.release_deliveries(rest))
+                    await shielded(self.store.release_deliveries(rest))
                 raise
-            except Exception:
-                log.exception("dispatcher: unexpected error handling delivery %s", delivery.id)
-                go_on = False
-            if not go_on:
-                await self.store.release_deliveries(rest[1:])
+            except Exception as exc:  # a write failed for longer than it was worth waiting
+                self.faults.failed("send", exc)
+                with contextlib.suppress(Exception):
+                    await self.store.release_deliveries(rest)
                 return
+        self.faults.ok("send")
+
+    async def _write(self, method: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> None:
+        """A store write of the outbox, tried again while the store is unavailable
+        (for up to half the lease): a message that was sent must be recorded as
+        sent, or it is sent again when its lease runs out."""
+        await retry_store(
+            partial(method, *args, **kw),
+            faults=self.faults,
+            reporter="send",
+            give_up_s=self.lease_s / 2,
+        )
 
     async def _send_one(self, d: Delivery) -> bool:
         """Send one delivery and record the outcome; False stops the group."""
@@ -178,7 +207,8 @@ class Dispatcher:
         sink = self.sinks.get(platform)
         if sink is None:
             retry_at = now + timedelta(seconds=self.policy.missing_sink_s)
-            await self.store.mark_retry(
+            await self._write(
+                self.store.mark_retry,
                 d.id,
                 error=f"sink {platform!r} is not configured",
                 retry_at=retry_at,
@@ -193,15 +223,23 @@ class Dispatcher:
             metrics.RATE_LIMIT_WAITS.labels(platform).inc()
             metrics.RATE_LIMIT_SECONDS.labels(platform).inc(wait)
             metrics.DELIVERIES.labels(platform, "rate_limited").inc()
-            await self.store.mark_retry(
-                d.id, error=str(exc), retry_at=now + timedelta(seconds=wait), count_attempt=False
+            await self._write(
+                self.store.mark_retry,
+                d.id,
+                error=str(exc),
+                retry_at=now + timedelta(seconds=wait),
+                count_attempt=False,
             )
             return False
         except PlatformUnavailable as exc:
             wait = self._outage_wait(platform, now, exc)
             metrics.DELIVERIES.labels(platform, "unavailable").inc()
-            await self.store.mark_retry(
-                d.id, error=str(exc), retry_at=now + timedelta(seconds=wait), count_attempt=False
+            await self._write(
+                self.store.mark_retry,
+                d.id,
+                error=str(exc),
+                retry_at=now + timedelta(seconds=wait),
+                count_attempt=False,
             )
             return False
         except RetryableSendError as exc:
@@ -221,13 +259,13 @@ class Dispatcher:
         except RejectedError as exc:
             metrics.DELIVERIES.labels(platform, "dead").inc()
             log.error("delivery %s to %s rejected: %s", d.id, d.destination.id, exc)
-            await self.store.mark_dead(d.id, error=str(exc), now=now)
+            await self._write(self.store.mark_dead, d.id, error=str(exc), now=now)
             return True
         except Exception as exc:
             log.exception("delivery %s: sink %s failed unexpectedly", d.id, platform)
             return await self._retry_or_die(d, exc, now)
         metrics.DELIVERIES.labels(platform, "sent").inc()
-        await self.store.mark_sent(d.id, remote_id=remote_id, now=self.clock())
+        await self._write(self.store.mark_sent, d.id, remote_id=remote_id, now=self.clock())
         down_since = self._outages.pop(platform, None)
         if down_since is not None:
             log.warning("%s takes messages again (it was down since %s)", platform, down_since)
@@ -257,7 +295,7 @@ class Dispatcher:
                 attempts,
                 error,
             )
-            await self.store.mark_dead(d.id, error=error, now=now)
+            await self._write(self.store.mark_dead, d.id, error=error, now=now)
             return True
         wait = self.policy.backoff_s(attempts)
         hinted = getattr(exc, "retry_after_s", None)
@@ -272,7 +310,11 @@ class Dispatcher:
             wait,
             error,
         )
-        await self.store.mark_retry(
-            d.id, error=error, retry_at=now + timedelta(seconds=wait), count_attempt=True
+        await self._write(
+            self.store.mark_retry,
+            d.id,
+            error=error,
+            retry_at=now + timedelta(seconds=wait),
+            count_attempt=True,
         )
         return False

@@ -55,3 +55,15 @@ OUTBOX_OLDEST_AGE = Gauge(
 PARKED_DESTINATIONS = Gauge(
     "alerts_parked_destinations", "Destinations parked until an operator acts", registry=REGISTRY
 )
+FLOOD_HELD = Gauge(
+    "alerts_source_flood_held",
+    "1 while the flood breaker holds a source's alerts",
+    ["source"],
+    registry=REGISTRY,
+)
+FLOOD_HELD_EVENTS = Counter(
+    "alerts_flood_held_events_total",
+    "Events held by the flood breaker (summarised when the source settles)",
+    ["source"],
+    registry=REGISTRY,
+)

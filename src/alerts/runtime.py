@@ -3,9 +3,12 @@
 ``Runtime.open`` builds everything from settings and config (store, HTTP client,
 adapters, sinks, router, scheduler, dispatcher, command service); ``run`` starts the
 scheduler, the dispatcher, the leader loop (chat listeners run only on the replica
-that holds the ``chat`` lease) and the outbox gauges in one task group, and returns
-after ``stop()``: polls and sends in flight finish, the rest is given back, and
-everything opened is closed.
+that holds the ``chat`` lease), the outbox gauges and the reload loop, each a
+supervised loop (``alerts.supervise``): no fault of one ends the others or the
+process, and ``faults`` is what ``/readyz`` reports. ``stop()`` shuts it down
+within ``[service] shutdown_grace``: polls in flight are cancelled (they give their
+leases back), sends may finish, whatever is left when the grace runs out is
+cancelled, and everything opened is closed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from alerts import metrics
@@ -36,6 +40,7 @@ from alerts.sources import Source
 from alerts.sources import registry as source_registry
 from alerts.sources.http import HttpClient, HttpLimits
 from alerts.store import Store, open_store
+from alerts.supervise import Backoff, Faults, Loop, Tasks, describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,9 @@ def tune_gc() -> None:
 
 
 LEADER_LEASE_S = 30.0
+GAUGES_EVERY_S = 5.0
+RESIGN_TIMEOUT_S = 0.5
+CLOSE_RESERVE_S = 1.0
 
 
 def make_owner(settings: Settings) -> str:
@@ -139,10 +147,17 @@ class Runtime:
     scheduler: Scheduler
     dispatcher: Dispatcher
     commands: CommandService
+    faults: Faults
     sinks: dict[str, Sink] = field(default_factory=dict)
     ready: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _listeners: list[asyncio.Task[None]] = field(default_factory=list)
+    _reload_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: Tasks = field(default_factory=Tasks)
+    _listeners: list[Loop] = field(default_factory=list)
+    _overrides: Mapping[str, Sink] = field(default_factory=dict)
+    _prepared: bool = False
+    _register: bool = True
+    _gauge_ticks: int = 0
 
     @classmethod
     async def open(
@@ -153,13 +168,22 @@ class Runtime:
         clock: Callable[[], datetime] = utcnow,
         timing: Timing | None = None,
         sink_overrides: Mapping[str, Sink] | None = None,
+        prepare: bool = True,
+        register: bool = True,
     ) -> Runtime:
-        """Build the whole pipeline; sinks are started by ``run``."""
+        """Build the whole pipeline; sinks are started by ``run``.
+
+        ``prepare`` writes the config to the store now (destinations, and the active
+        set of sources unless ``register`` is false, as for a one-off ``alerts
+        poll``); ``alerts run`` leaves it to ``run``, which waits out a store that
+        does not answer.
+        """
         await asyncio.to_thread(Path(settings.data_dir).mkdir, parents=True, exist_ok=True)
         store = await open_store(settings.database_url)
         http = HttpClient(http_limits(config))
         owner = make_owner(settings)
         router = Router(config.routes)
+        faults = Faults()
         dispatcher = Dispatcher(
             store=store,
             sinks={},
@@ -168,6 +192,7 @@ class Runtime:
             concurrency=config.service.delivery_concurrency,
             lease_s=config.service.delivery_lease,
             clock=clock,
+            faults=faults,
         )
         scheduler = Scheduler(
             store=store,
@@ -184,6 +209,7 @@ class Runtime:
             ),
             on_committed=lambda _events: dispatcher.wake(),
             clock=clock,
+            faults=faults,
         )
         runtime = cls(
             settings=settings,
@@ -195,13 +221,17 @@ class Runtime:
             scheduler=scheduler,
             dispatcher=dispatcher,
             commands=CommandService(store=store, topics=config.topic_descriptions),
+            faults=faults,
+            _overrides=dict(sink_overrides or {}),
+            _register=register,
         )
         runtime.commands._on_change = runtime._subscriptions_changed
-        try:
-            await runtime._prepare(sink_overrides or {})
-        except BaseException:
-            await runtime.close()
-            raise
+        if prepare:
+            try:
+                await runtime._prepare(runtime._overrides)
+            except BaseException:
+                await runtime.close()
+                raise
         return runtime
 
     async def reclaim_dead_claims(self) -> int:
@@ -218,7 +248,8 @@ class Runtime:
         await self.reclaim_dead_claims()
         for destination in self.config.destinations.values():
             await self.store.upsert_destination(destination)
-        await self.scheduler.register()
+        if self._register:
+            await self.scheduler.register()
         stored = {row.destination.sink for row in await self.store.list_destinations()}
         wanted = {d.sink for d in self.config.destinations.values()} | stored
         factories = sink_registry()
@@ -228,6 +259,7 @@ class Runtime:
             elif kind in wanted or factory.configured():
                 self.sinks[kind] = factory(context=self._sink_context())
         check_destinations(self.config, self._validate_destination)
+        self._prepared = True
 
     def _validate_destination(self, destination: Destination) -> None:
         """The destination's sink instance accepts it (and that sink has started)."""
@@ -251,10 +283,25 @@ class Runtime:
     # --- running ------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask ``run`` to finish in-flight work and return."""
+        """Ask ``run`` to shut down (within ``[service] shutdown_grace``) and return."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_reload(self) -> None:
+        """Reload the config soon (SIGHUP); the reload loop does it."""
+        self._reload_wanted.set()
+
     async def run(self) -> None:
+        """Run every loop under supervision until ``stop``, then shut down.
+
+        A runtime opened with ``prepare=False`` first writes its config to the store,
+        waiting out a store that does not answer (``/readyz`` says why meanwhile).
+        """
+        if not self._prepared and not await self._prepare_waiting():
+            return
         await self._start_sinks()
         self.ready = True
         log.info(
@@ -264,28 +311,69 @@ class Runtime:
             ", ".join(sorted(self.sinks)) or "none",
             self.owner,
         )
+        workers = [
+            self._tasks.start(self.scheduler.run(), name="scheduler"),
+            self._tasks.start(self.dispatcher.run(), name="dispatcher"),
+        ]
+        for loop in self._helper_loops():
+            self._tasks.start(loop.run(), name=loop.name)
         try:
-            async with asyncio.TaskGroup() as tg:
-                workers = [
-                    tg.create_task(self.scheduler.run(), name="scheduler"),
-                    tg.create_task(self.dispatcher.run(), name="dispatcher"),
-                ]
-                helpers = [
-                    tg.create_task(self._leader_loop(), name="leader"),
-                    tg.create_task(self._gauges_loop(), name="gauges"),
-                ]
-                await self._stop.wait()
-                log.info("stopping: finishing polls and sends in flight")
-                self.scheduler.stop()
-                self.dispatcher.stop()
-                for task in helpers:
-                    task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+            await self._stop.wait()
         finally:
             self.ready = False
-            await self._stop_listeners()
-            with contextlib.suppress(Exception):
-                await self.store.resign("chat", owner=self.owner)
+            await self._shutdown(workers)
+
+    def _helper_loops(self) -> list[Loop]:
+        loops = [
+            Loop("gauges", self._gauges_step, faults=self.faults, every_s=GAUGES_EVERY_S),
+            Loop("reload", self._reload_step, faults=self.faults),
+        ]
+        if self._chat_sinks():
+            loops.append(
+                Loop("leader", self._lead_step, faults=self.faults, every_s=LEADER_LEASE_S / 3)
+            )
+        return loops
+
+    async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
+        """Stop within the grace: polls in flight are cancelled (they give their
+        leases back and are polled again later), sends in flight may finish, the rest
+        is released; whatever is still running when the grace runs out is cancelled."""
+        grace = self.config.service.shutdown_grace
+        log.info("stopping: cancelling polls in flight, finishing sends (grace %g s)", grace)
+        self.scheduler.stop()
+        self.dispatcher.stop()
+        # Part of the grace is kept for closing sinks, the HTTP client and the store.
+        wait_s = max(0.0, grace - min(CLOSE_RESERVE_S, grace / 2))
+        _done, pending = await asyncio.wait(workers, timeout=wait_s)
+        if pending:
+            log.warning(
+                "shutdown grace of %g s ran out; cancelling %s (claims are given back)",
+                grace,
+                ", ".join(t.get_name() for t in pending),
+            )
+        await self._tasks.cancel()
+        await self._stop_listeners()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.store.resign("chat", owner=self.owner), RESIGN_TIMEOUT_S)
+
+    async def _prepare_waiting(self) -> bool:
+        """``_prepare``, retried with backoff while the store is unavailable; False if
+        ``stop`` came first."""
+        backoff, failures = Backoff(), 0
+        while not self.stopping:
+            try:
+                await self._prepare(self._overrides)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                failures += 1
+                self.faults.failed("start-up", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), backoff.delay_s(failures))
+                continue
+            self.faults.ok("start-up")
+            return True
+        return False
 
     async def _start_sinks(self) -> None:
         started: dict[str, Sink] = {}
@@ -298,82 +386,81 @@ class Runtime:
             started[kind] = sink
         self.dispatcher.sinks = started
 
-    async def _leader_loop(self) -> None:
-        listeners = [
-            (kind, s) for kind, s in self.dispatcher.sinks.items() if isinstance(s, ChatListener)
-        ]
-        if not listeners:
-            return
-        while True:
-            try:
-                leading = await self.store.try_lead(
-                    "chat", owner=self.owner, lease_s=LEADER_LEASE_S, now=utcnow()
-                )
-            except Exception:
-                log.exception("leader election failed")
-                leading = False
-            if leading and not self._listeners:
-                log.info("leading: starting chat listeners %s", ", ".join(k for k, _ in listeners))
-                self._listeners = [
-                    asyncio.create_task(self._listen(kind, s), name=f"listen:{kind}")
-                    for kind, s in listeners
-                ]
-            elif not leading and self._listeners:
-                log.warning("lost chat leadership; stopping listeners")
-                await self._stop_listeners()
-            await asyncio.sleep(LEADER_LEASE_S / 3)
+    def _chat_sinks(self) -> list[tuple[str, ChatListener]]:
+        return [(k, s) for k, s in self.dispatcher.sinks.items() if isinstance(s, ChatListener)]
 
-    async def _listen(self, kind: str, sink: ChatListener) -> None:
-        while True:
-            try:
-                await sink.listen(self.commands)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("chat listener %s failed; restarting in 10 s", kind)
-                await asyncio.sleep(10)
+    async def _lead_step(self) -> None:
+        """Hold (or try to take) the chat leadership; run the listeners while held."""
+        try:
+            leading = await self.store.try_lead(
+                "chat", owner=self.owner, lease_s=LEADER_LEASE_S, now=utcnow()
+            )
+        except Exception:
+            await self._stop_listeners()  # we cannot know whether we still lead
+            raise
+        if leading and not self._listeners:
+            listeners = self._chat_sinks()
+            log.info("leading: starting chat listeners %s", ", ".join(k for k, _ in listeners))
+            self._listeners = [
+                Loop(f"listen:{kind}", partial(sink.listen, self.commands), faults=self.faults)
+                for kind, sink in listeners
+            ]
+            for loop in self._listeners:
+                self._tasks.start(loop.run(), name=loop.name)
+        elif not leading and self._listeners:
+            log.warning("lost chat leadership; stopping listeners")
+            await self._stop_listeners()
 
     async def _stop_listeners(self) -> None:
-        for task in self._listeners:
-            task.cancel()
-        if self._listeners:
-            await asyncio.gather(*self._listeners, return_exceptions=True)
+        for loop in self._listeners:
+            loop.stop()
         self._listeners = []
+        await self._tasks.cancel("listen:")
 
-    async def _gauges_loop(self) -> None:
-        ticks = 0
-        while True:
-            ticks += 1
-            try:
-                if ticks % 12 == 0:
-                    await self.reclaim_dead_claims()
-                stats = await self.store.outbox_stats()
-                metrics.OUTBOX_PENDING.set(stats.pending)
-                metrics.OUTBOX_DEAD.set(stats.dead)
-                metrics.PARKED_DESTINATIONS.set(stats.parked_destinations)
-                oldest = stats.oldest_pending_at
-                metrics.OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0)
-            except Exception:
-                log.exception("outbox gauges failed")
-            await asyncio.sleep(5)
+    async def _gauges_step(self) -> None:
+        self._gauge_ticks += 1
+        if self._gauge_ticks % 12 == 0:
+            await self.reclaim_dead_claims()
+        stats = await self.store.outbox_stats()
+        metrics.OUTBOX_PENDING.set(stats.pending)
+        metrics.OUTBOX_DEAD.set(stats.dead)
+        metrics.PARKED_DESTINATIONS.set(stats.parked_destinations)
+        oldest = stats.oldest_pending_at
+        metrics.OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0)
 
     # --- reload and close ------------------------------------------------------------
 
+    async def _reload_step(self) -> None:
+        await self._reload_wanted.wait()
+        self._reload_wanted.clear()
+        try:
+            await self.reload()
+        except Exception:
+            self._reload_wanted.set()  # the store failed: tried again after a backoff
+            raise
+
     async def reload(self) -> bool:
-        """Re-read the config; a bad one keeps the running config and says why."""
+        """Re-read the config; a bad one keeps the running config and says why, in
+        one line. Raises only when the store failed (nothing was changed then)."""
         try:
             config = load_config(self.settings.config_dir)
             adapters = build_adapters(config, self.http)
             check_destinations(config, self._validate_destination)
-        except ConfigError as exc:
-            log.error("reload failed; keeping the running config:\n%s", exc)
+        except Exception as exc:  # a config error, or whatever a hostile file causes
+            log.error("reload failed; keeping the running config: %s", _one_line(exc))
             return False
-        for destination in config.destinations.values():
-            await self.store.upsert_destination(destination)
+        try:
+            for destination in config.destinations.values():
+                await self.store.upsert_destination(destination)
+            await self.scheduler.register(config.sources)
+        except Exception as exc:
+            log.error(
+                "reload failed; keeping the running config: the store failed (%s); trying again",
+                describe(exc),
+            )
+            raise
         self.config = config
         self.scheduler.update(config.sources, adapters)
-        await self.scheduler.register()
         self.router.set_static(config.routes)
         self.commands.topics = config.topic_descriptions
         log.info(
@@ -391,3 +478,9 @@ class Runtime:
                 log.exception("closing sink %s", kind)
         await self.http.close()
         await self.store.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):
+        return "; ".join(exc.problems)
+    return f"cannot use the config: {describe(exc)}"

@@ -4,7 +4,10 @@ Due times live in the store, so they survive restarts and are shared by replicas
 the loop claims due sources with a lease, polls them concurrently (the HTTP client
 limits each host), and commits each poll in one transaction that also releases the
 lease and sets the next due time — the interval with jitter after a success, an
-exponential backoff (never shorter than a server's ``Retry-After``) after a failure.
+exponential backoff with jitter after a failure (never shorter than a server's
+``Retry-After``, never longer than ``max_backoff``). A store that fails is waited
+out (``alerts.supervise``): the loop backs off, a fetched poll's commit is tried
+again, and nothing of a poll that could not be committed is kept.
 """
 
 from __future__ import annotations
@@ -17,17 +20,28 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from alerts import metrics
+from alerts import flood, metrics
 from alerts.config import SourceSpec
 from alerts.detect import Detection, detect
 from alerts.errors import LeaseLostError, RetryAfterError, SourceError
-from alerts.model import Event, Observation, utcnow
+from alerts.flood import Verdict
+from alerts.model import JSON, Event, Observation, utcnow
 from alerts.redact import redact_text
 from alerts.route import Router
 from alerts.sources import Source, SourceState
 from alerts.store import NotModified, PollCommit, RoutedEvent, SourceRow, Store
+from alerts.supervise import (
+    Faults,
+    Loop,
+    describe,
+    is_store_fault,
+    is_transient,
+    retry_store,
+    shielded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +53,7 @@ class Timing:
     jitter: float = 0.1
     max_backoff_s: float = 6 * 3600.0
     first_retry_s: float = 60.0
+    failure_jitter: float = 0.2
     lease_s: float = 300.0
     idle_s: float = 0.5
     claim_window_s: float = 0.05
@@ -53,15 +68,22 @@ class Timing:
     ) -> datetime:
         """When to try a failing source again (``failures``: how many before this one).
 
-        The first retry comes after ``first_retry_s`` or the interval, whichever is
-        shorter (a blip should not cost an hourly source an hour); each further
-        failure doubles the wait, up to ``max_backoff_s``. A server's ``Retry-After``
-        is never cut short.
+        The first retry comes after about ``first_retry_s`` or the interval, whichever
+        is shorter (a blip should not cost an hourly source an hour); each further
+        failure doubles the wait, up to ``max_backoff_s``. Every wait is spread by
+        ± ``failure_jitter`` (never past ``max_backoff_s``), so sources that fail
+        together do not retry together. A server's ``Retry-After`` is never cut
+        short, but it is capped at ``max_backoff_s``: a server asking for a year does
+        not silence a source for a year.
         """
         first = min(interval_s, self.first_retry_s)
-        delay = min(self.max_backoff_s, first * (2 ** min(failures, 20)))
+        base = first * (2 ** min(failures, 20))
+        spread = random.uniform(1 - self.failure_jitter, 1 + self.failure_jitter)
+        cap = self.max_backoff_s * random.uniform(1 - self.failure_jitter, 1.0)
+        delay = min(cap, base * spread)
         if retry_after_s is not None:
-            delay = max(delay if failures else 0.0, retry_after_s)
+            asked = min(retry_after_s, self.max_backoff_s)
+            delay = max(delay if failures else 0.0, asked)
         return now + timedelta(seconds=max(delay, 1.0))
 
     def first_due(self, now: datetime, interval_s: float) -> datetime:
@@ -76,6 +98,7 @@ class PollReport:
     error: str | None = None
     not_modified: bool = False
     baseline: bool = False
+    held: int = 0  # events held by the flood breaker
 
 
 class Scheduler:
@@ -91,6 +114,8 @@ class Scheduler:
         timing: Timing | None = None,
         on_committed: Callable[[list[Event]], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        faults: Faults | None = None,
+        on_flood: Callable[[SourceSpec, Verdict], None] | None = None,
     ) -> None:
         self.store = store
         self.specs = dict(specs)
@@ -100,6 +125,7 @@ class Scheduler:
         self.concurrency = concurrency
         self.timing = timing or Timing()
         self.on_committed = on_committed
+        self.on_flood = on_flood  # a hook for telling an operator room (future work)
         self.clock = clock
         self._active: set[asyncio.Task[PollReport]] = set()
         self._stopping = False
@@ -111,25 +137,33 @@ class Scheduler:
         self._claim_of: dict[str, int] = {}
         self._metric_children: dict[str, tuple[Any, Any]] = {}  # POLLS, FAILURE_STREAK
         self._claim_lock = asyncio.Lock()  # a claim never overlaps a flush of old claims
+        self.faults = faults or Faults()
+        self._loop = Loop("scheduler", self._step, faults=self.faults)
 
     def update(self, specs: Mapping[str, SourceSpec], adapters: Mapping[str, Source]) -> None:
         """Swap in a reloaded config; polls in flight finish with the old one."""
         self.specs = dict(specs)
         self.adapters = dict(adapters)
 
-    async def register(self) -> None:
-        """Make the configured sources the store's active set."""
+    async def register(self, specs: Mapping[str, SourceSpec] | None = None) -> None:
+        """Make the configured sources (or ``specs``) the store's active set."""
         now = self.clock()
         await self.store.sync_sources(
-            {sid: self.timing.first_due(now, spec.interval_s) for sid, spec in self.specs.items()}
+            {
+                sid: self.timing.first_due(now, spec.interval_s)
+                for sid, spec in (self.specs if specs is None else specs).items()
+            }
         )
 
     def stop(self) -> None:
+        """Stop claiming; ``run`` cancels the polls in flight and returns."""
         self._stopping = True
+        self._loop.stop()
         self._wake.set()
 
     async def run(self) -> None:
-        """Claim due sources and poll them until ``stop``.
+        """Claim due sources and poll them until ``stop``, under supervision: a store
+        that fails is waited out with backoff (``alerts.supervise``), never fatal.
 
         Claims are batched: a claim is a store transaction, so while polls are in
         flight the loop does not claim for every slot that frees. Once a slot is free
@@ -138,33 +172,43 @@ class Scheduler:
         milliseconds of a slot.
         """
         try:
-            while not self._stopping:
-                await self._flush_unchanged()
-                capacity = self.concurrency - len(self._active)
-                if capacity <= 0:
-                    await self._idle(self.timing.idle_s, wake_when_free=1)
-                    continue
-                if self._active and capacity < self._refill:
-                    await self._idle(self.timing.claim_window_s, wake_when_free=self._refill)
-                    capacity = self.concurrency - len(self._active)
-                    if capacity <= 0 or self._stopping:  # stop() may have come meanwhile
-                        continue
-                async with self._claim_lock:
-                    claimed = await self.store.claim_due_sources(
-                        self.clock(),
-                        owner=self.owner,
-                        lease_s=self.timing.lease_s,
-                        limit=capacity,
-                    )
-                    for row in claimed:
-                        self._start(row)
-                if len(claimed) < capacity:  # nothing else is due: look again later
-                    await self._idle(self.timing.idle_s, wake_when_free=self.concurrency + 1)
+            await self._loop.run()
         finally:
-            self._stopping = True
-            if self._active:
-                await asyncio.gather(*self._active, return_exceptions=True)
-            await self._flush_unchanged()
+            await self._finish()
+
+    async def _step(self) -> None:
+        await self._flush_unchanged()
+        capacity = self.concurrency - len(self._active)
+        if capacity <= 0:
+            await self._idle(self.timing.idle_s, wake_when_free=1)
+            return
+        if self._active and capacity < self._refill:
+            await self._idle(self.timing.claim_window_s, wake_when_free=self._refill)
+            capacity = self.concurrency - len(self._active)
+            if capacity <= 0 or self._stopping:  # stop() may have come meanwhile
+                return
+        async with self._claim_lock:
+            claimed = await self.store.claim_due_sources(
+                self.clock(),
+                owner=self.owner,
+                lease_s=self.timing.lease_s,
+                limit=capacity,
+            )
+            for row in claimed:
+                self._start(row)
+        if len(claimed) < capacity:  # nothing else is due: look again later
+            await self._idle(self.timing.idle_s, wake_when_free=self.concurrency + 1)
+
+    async def _finish(self) -> None:
+        """Polls still in flight are cancelled (they give their leases back and are
+        polled again later: nothing of theirs was committed); buffered unchanged
+        polls are written."""
+        self._stopping = True
+        for task in list(self._active):
+            task.cancel()
+        if self._active:
+            await asyncio.gather(*self._active, return_exceptions=True)
+        await self._flush_unchanged()
 
     async def flush(self) -> None:
         """Write what is buffered now (unchanged polls are recorded in batches)."""
@@ -181,10 +225,14 @@ class Scheduler:
             batch = [nm for claim, nm in buffered if self._claim_of.get(nm.source_id) == claim]
             try:
                 await self.store.commit_not_modified(batch)
-            except Exception:
-                log.exception(
-                    "recording %d unchanged polls failed; they will be polled again", len(batch)
-                )
+            except Exception as exc:
+                self.faults.failed("poll", exc)
+                if is_transient(exc):  # written with the next batch, once the store answers
+                    self._unchanged[:0] = [
+                        (c, nm) for c, nm in buffered if self._claim_of.get(nm.source_id) == c
+                    ]
+            else:
+                self.faults.ok("poll")
 
     def _start(self, row: SourceRow) -> None:
         self._claim_of[row.source_id] = next(self._claims)
@@ -206,36 +254,56 @@ class Scheduler:
         self._wake_when_free = self.concurrency + 1
 
     async def poll_now(self, source_id: str) -> PollReport:
-        """Claim one source regardless of its due time and poll it (``alerts poll``)."""
-        await self.store.set_next_due(source_id, self.clock())
-        rows = await self.store.claim_due_sources(
-            self.clock(), owner=self.owner, lease_s=self.timing.lease_s, limit=1, only=[source_id]
+        """Poll one source now, whatever its due time (``alerts poll``).
+
+        The store's active set is left alone (``Store.claim_source``), so a service
+        running on the same store keeps polling exactly what it polled before.
+        """
+        row = await self.store.claim_source(
+            source_id, self.clock(), owner=self.owner, lease_s=self.timing.lease_s
         )
-        if not rows:
+        if row is None:
             return PollReport(source_id, ok=False, error="source is being polled elsewhere")
         self._claim_of[source_id] = next(self._claims)
-        report = await self.poll(rows[0])
+        report = await self.poll(row)
         await self._flush_unchanged()
         return report
 
     async def poll(self, row: SourceRow) -> PollReport:
-        """Fetch, detect, route and commit one claimed source; never raises."""
-        spec = self.specs.get(row.source_id)
-        adapter = self.adapters.get(row.source_id)
-        if spec is None or adapter is None:
-            await self.store.release_source(row.source_id, owner=self.owner)
-            return PollReport(row.source_id, ok=False, error="source no longer configured")
+        """Fetch, detect, route and commit one claimed source; never raises.
+
+        A poll that is cancelled (shutdown) or whose commit fails (the store is
+        unavailable) gives its lease back, best effort: nothing of it was committed,
+        so it is simply polled again.
+        """
+        sid = row.source_id
+        spec, adapter = self.specs.get(sid), self.adapters.get(sid)
         started = asyncio.get_running_loop().time()
         try:
-            return await self._poll(spec, adapter, row)
+            if spec is None or adapter is None:
+                await self.store.release_source(sid, owner=self.owner)
+                return PollReport(sid, ok=False, error="source no longer configured")
+            report = await self._poll(spec, adapter, row)
         except LeaseLostError as exc:
-            log.warning("source %s: %s", spec.id, exc)
-            return PollReport(spec.id, ok=False, error=str(exc))
+            log.warning("source %s: %s", sid, exc)
+            return PollReport(sid, ok=False, error=str(exc))
         except asyncio.CancelledError:
-            await asyncio.shield(self.store.release_source(spec.id, owner=self.owner))
+            with contextlib.suppress(Exception):
+                await shielded(self.store.release_source(sid, owner=self.owner))
             raise
+        except Exception as exc:
+            if spec is not None and not is_store_fault(exc):  # a bug: back off this source
+                log.exception("source %s: internal error after fetching", sid)
+                with contextlib.suppress(Exception):
+                    return await self._failed(spec, row, f"internal error: {describe(exc)}", exc)
+            self.faults.failed("poll", exc)
+            with contextlib.suppress(Exception):
+                await self.store.release_source(sid, owner=self.owner)
+            return PollReport(sid, ok=False, error=f"not recorded: {describe(exc)}")
         finally:
             metrics.POLL_SECONDS.observe(asyncio.get_running_loop().time() - started)
+        self.faults.ok("poll")
+        return report
 
     async def _poll(self, spec: SourceSpec, adapter: Source, row: SourceRow) -> PollReport:
         claim = self._claim_of.get(spec.id, -1)
@@ -249,6 +317,8 @@ class Scheduler:
                 spec, row, redact_text(f"internal error: {type(exc).__name__}: {exc}"), exc
             )
         now = self.clock()
+        if observation.not_modified and flood.status(row.detector) is not None:
+            return await self._calm(spec, observation, row, now)
         if observation.not_modified:
             self._unchanged.append(
                 (
@@ -293,14 +363,52 @@ class Scheduler:
             adapter=adapter,
             now=now,
         )
+        return await self._record(spec, obs, found, now, cursor=obs.cursor)
+
+    async def _calm(
+        self, spec: SourceSpec, obs: Observation, row: SourceRow, now: datetime
+    ) -> PollReport:
+        """An unchanged poll of a source the flood breaker holds counts as a calm one
+        (so a source that goes quiet settles); it is committed with the breaker's
+        state, not batched like other unchanged polls."""
+        verdict = flood.check(
+            source_id=spec.id,
+            label=spec.label,
+            topics=spec.topics,
+            items=(),
+            new_items=(),
+            events=(),
+            state=row.detector.get("flood"),
+            baselined=True,
+            now=now,
+        )
+        found = Detection(
+            events=[verdict.summary] if verdict.summary is not None else [],
+            items={},
+            detector={**row.detector, "flood": verdict.state},
+            saw_new=False,
+            flood=verdict,
+        )
+        return await self._record(spec, obs, found, now, cursor=None)
+
+    async def _record(
+        self,
+        spec: SourceSpec,
+        obs: Observation,
+        found: Detection,
+        now: datetime,
+        *,
+        cursor: Mapping[str, JSON] | None,
+    ) -> PollReport:
+        """Route and commit a detection, then count and tell what it did."""
         routed = await self._route(found)
-        stored = await self.store.commit_poll(
+        stored = await self._commit(
             PollCommit(
                 source_id=spec.id,
                 now=now,
                 next_due=self.timing.next_success(now, spec.interval_s),
                 validators=obs.validators,
-                cursor=obs.cursor,
+                cursor=cursor,
                 detector=found.detector,
                 baselined=True,
                 items=found.items,
@@ -312,9 +420,48 @@ class Scheduler:
         self._count(spec, found)
         if found.baseline:
             log.info("source %s: baseline of %d items recorded", spec.id, len(found.items))
+        if found.flood is not None:
+            self._flood(spec, found.flood)
         if stored and self.on_committed is not None:
             self.on_committed(stored)
-        return PollReport(spec.id, ok=True, events=tuple(stored), baseline=found.baseline)
+        held = found.flood.held_now if found.flood is not None else 0
+        return PollReport(
+            spec.id, ok=True, events=tuple(stored), baseline=found.baseline, held=held
+        )
+
+    async def _commit(self, commit: PollCommit, *, owner: str) -> list[Event]:
+        """``commit_poll``, tried again while the store is unavailable (up to half
+        the lease), so a poll fetched during an outage is not fetched again; if the
+        first try did commit, the next one finds the lease gone (``LeaseLostError``)."""
+        return await retry_store(
+            partial(self.store.commit_poll, commit, owner=owner),
+            faults=self.faults,
+            reporter="poll",
+            give_up_s=self.timing.lease_s / 2,
+        )
+
+    def _flood(self, spec: SourceSpec, verdict: Verdict) -> None:
+        """Tell the operator when the flood breaker starts or stops holding a source:
+        one log line each, a gauge, a counter of held events, and ``on_flood``."""
+        if verdict.held_now:
+            metrics.FLOOD_HELD_EVENTS.labels(spec.id).inc(verdict.held_now)
+        if verdict.started:
+            metrics.FLOOD_HELD.labels(spec.id).set(1)
+            log.warning(
+                "source %s: flood breaker tripped, holding its alerts until it settles "
+                "(alerts sources shows how many): %s",
+                spec.id,
+                verdict.reason,
+            )
+        elif verdict.settled and verdict.summary is not None:
+            metrics.FLOOD_HELD.labels(spec.id).set(0)
+            log.warning(
+                "source %s: flood settled, alerts resume; one summary alert sent: %s",
+                spec.id,
+                verdict.summary.title,
+            )
+        if (verdict.started or verdict.settled) and self.on_flood is not None:
+            self.on_flood(spec, verdict)
 
     async def _route(self, found: Detection) -> list[RoutedEvent]:
         if not found.events:
@@ -339,17 +486,36 @@ class Scheduler:
         now = self.clock()
         retry_after = exc.retry_after_s if isinstance(exc, RetryAfterError) else None
         next_due = self.timing.next_failure(now, spec.interval_s, row.failures, retry_after)
+        capped = ""
+        if retry_after is not None and retry_after > self.timing.max_backoff_s:
+            capped = f" (the server asked for {_span(retry_after)}; capped at max_backoff)"
         log.warning(
-            "source %s failing (%d in a row), next try %s: %s",
+            "source %s failing (%d in a row), next try %s%s: %s",
             spec.id,
             row.failures + 1,
-            f"{next_due:%H:%M:%S}",
+            when_text(next_due, now),
+            capped,
             reason,
         )
-        await self.store.commit_poll(
+        await self._commit(
             PollCommit(source_id=spec.id, now=now, next_due=next_due, error=reason),
             owner=self.owner,
         )
         metrics.POLLS.labels(spec.id, "error").inc()
         metrics.FAILURE_STREAK.labels(spec.id).set(row.failures + 1)
         return PollReport(spec.id, ok=False, error=reason)
+
+
+def when_text(when: datetime, now: datetime) -> str:
+    """``HH:MM:SS`` when ``when`` is on ``now``'s day, else the full date and time
+    (both in ``when``'s zone, UTC for store times)."""
+    if when.date() == now.astimezone(when.tzinfo).date():
+        return f"{when:%H:%M:%S}"
+    return f"{when:%Y-%m-%d %H:%M:%S %Z}".rstrip()
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"

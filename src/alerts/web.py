@@ -4,8 +4,10 @@ Bound to ``ALERTS_HTTP_BIND`` (``host:port``, default ``127.0.0.1:9464``: loopba
 only unless the operator says otherwise; empty turns it off).
 
 * ``/healthz`` — 200 while the process serves requests (liveness).
-* ``/readyz`` — 200 when the store answers, the config is loaded and every sink
-  started (logged in); 503 with the failing checks otherwise.
+* ``/readyz`` — 200 when the store answers, the config is loaded, every sink
+  started (logged in) and no loop is failing; 503 with the failing checks otherwise.
+  A store that answers reads but fails writes (a full disk) is not ready: the loops
+  that hit the fault say so (``alerts.supervise.Faults``) until it is over.
 * ``/metrics`` — Prometheus text format from ``alerts.metrics.REGISTRY``.
 * ``/status`` and ``/status.json`` — the status page (``alerts.status``): on loopback
   open, elsewhere only with ``ALERTS_API_TOKEN``. The three above stay open.
@@ -51,6 +53,9 @@ async def readiness(runtime: Any) -> dict[str, str]:
         checks["store"] = "ok"
     except Exception as exc:
         checks["store"] = f"unreachable: {type(exc).__name__}"
+    for subject, why in runtime.faults.current().items():
+        if checks.get(subject, "ok") == "ok":  # "store": a write failed, reads work
+            checks[subject] = why
     checks["config"] = "ok" if getattr(runtime, "config", None) is not None else "not loaded"
     started = set(getattr(runtime.dispatcher, "sinks", {}))
     missing = sorted(set(runtime.sinks) - started)

@@ -56,6 +56,28 @@ async def test_claims_only_due_sources_in_due_order(store: Store) -> None:
     assert all(not r.baselined and r.failures == 0 for r in rows)
 
 
+async def test_claim_source_leases_one_source_and_leaves_the_active_set_alone(
+    store: Store,
+) -> None:
+    """``alerts poll`` on a live install: one source, whatever its due time; a source
+    the store does not know is registered inactive; the active set stays as it was."""
+    await seed(store)
+    row = await store.claim_source("s3", at(20), owner="poll", lease_s=5000)  # due at 1000
+    assert row is not None and row.source_id == "s3"
+    assert await store.claim_source("s3", at(30), owner="other", lease_s=60) is None
+    assert (
+        await store.claim_due_sources(at(2000), owner="w", lease_s=60, limit=10, only=["s3"]) == []
+    )
+    fresh = await store.claim_source("new", at(20), owner="poll", lease_s=60)
+    assert fresh is not None and not fresh.baselined
+    assert [r.source_id for r in await store.list_sources()] == ["s1", "s2", "s3"]
+    await store.commit_poll(PollCommit(source_id="new", now=at(21), next_due=at(25)), owner="poll")
+    claimed = await store.claim_due_sources(at(3000), owner="w", lease_s=60, limit=10)
+    assert "new" not in {r.source_id for r in claimed}  # inactive: the service never polls it
+    await store.sync_sources({"s1": at(0), "new": at(0)})  # until its config has it
+    assert (await store.get_source("new")).baselined  # type: ignore[union-attr]
+
+
 async def test_a_lease_keeps_other_workers_out_until_it_expires(
     store_factory: StoreFactory,
 ) -> None:

@@ -49,6 +49,10 @@ from alerts.netguard import (
 )
 
 DEFAULT_RETRY_AFTER_S = 60.0
+_UNASKED_304 = (
+    "the request sent no validators (If-None-Match, If-Modified-Since), so "
+    "'not modified' means nothing: the server or a cache in front of it is misbehaving"
+)
 _CHUNK = 64 * 1024
 
 
@@ -269,7 +273,9 @@ class HttpClient:
     ) -> HttpResponse:
         headers = resp.headers
         if resp.status == 304:
-            return HttpResponse(304, str(resp.url), headers, b"", sent or Validators())
+            if sent is None or not (sent.etag or sent.last_modified):
+                raise HttpStatusError(304, str(url), _UNASKED_304)
+            return HttpResponse(304, str(resp.url), headers, b"", sent)
         if resp.status in (429, 503):
             wait = parse_retry_after(headers.get("retry-after"))
             if wait is not None or resp.status == 429:

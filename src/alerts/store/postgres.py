@@ -227,6 +227,26 @@ class PostgresStore:
         )
         return sorted((source_from_row(r, same) for r in rows), key=lambda r: r.next_due)
 
+    async def claim_source(
+        self, source_id: str, now: datetime, *, owner: str, lease_s: float
+    ) -> SourceRow | None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO sources (id, next_due, active) VALUES ($1, $2, false) "
+                "ON CONFLICT (id) DO NOTHING",
+                source_id,
+                now,
+            )
+            row = await conn.fetchrow(
+                "UPDATE sources SET lease_owner = $2, lease_until = $3 WHERE id = $1 "
+                "AND (lease_until IS NULL OR lease_until < $4) RETURNING *, 0 AS item_count",
+                source_id,
+                owner,
+                _after(now, lease_s),
+                now,
+            )
+        return source_from_row(row, same) if row is not None else None
+
     async def release_source(self, source_id: str, *, owner: str) -> None:
         await self._pool.execute(
             "UPDATE sources SET lease_owner = NULL, lease_until = NULL "

@@ -222,6 +222,28 @@ class SqliteStore:
         rows = await self._write(lambda db: db.execute(sql, args).fetchall())
         return sorted((source_from_row(r, dt) for r in rows), key=lambda r: r.next_due)
 
+    async def claim_source(
+        self, source_id: str, now: datetime, *, owner: str, lease_s: float
+    ) -> SourceRow | None:
+        t = ts(now)
+        assert t is not None
+
+        def claim(db: sqlite3.Connection) -> sqlite3.Row | None:
+            db.execute(
+                "INSERT INTO sources (id, next_due, active) VALUES (?, ?, 0) "
+                "ON CONFLICT (id) DO NOTHING",
+                (source_id, t),
+            )
+            row: sqlite3.Row | None = db.execute(
+                "UPDATE sources SET lease_owner = ?, lease_until = ? WHERE id = ? "
+                "AND (lease_until IS NULL OR lease_until < ?) RETURNING *, 0 AS item_count",
+                (owner, t + lease_s, source_id, t),
+            ).fetchone()
+            return row
+
+        row = await self._write(claim)
+        return source_from_row(row, dt) if row is not None else None
+
     async def release_source(self, source_id: str, *, owner: str) -> None:
         async with self._tx() as db:
             await db.execute(
