@@ -44,6 +44,7 @@ from alerts.errors import (
     RetryableSendError,
     SendError,
 )
+from alerts.supervise import Faults, Loop
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,7 @@ class MatrixSession:
         self.pacer = pacer or Pacer()
         self._client: nio.AsyncClient | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        self._faults = Faults()
         self._synced = asyncio.Condition()
         self._sync_count = 0
         self._keys_lock = asyncio.Lock()
@@ -393,18 +395,9 @@ class MatrixSession:
             self._synced.notify_all()
 
     async def _sync_loop(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self._sync_once()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                delay = min(2.0**failures, 60.0)
-                log.warning("Matrix sync failed (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
+        """Sync until cancelled, on the service's one supervised-loop helper: a failure
+        is logged once (and once when it recovers), retried with backoff."""
+        await Loop("matrix sync", self._sync_once, faults=self._faults).run()
 
     async def _maintain_keys(self) -> None:
         client = self.client
