@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from io import FileIO
 from pathlib import Path
 
 import asyncpg
@@ -157,14 +158,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def _fill(folder: Path) -> Path:
     """Write a file until the disk is full; returns it."""
     filler = folder / "filler"
-    with filler.open("wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 16384)
-                fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    with filler.open("wb", buffering=0) as fh, pytest.raises(OSError, match="No space") as full:
+        _write_forever(fh)
+    assert full.value.errno == errno.ENOSPC
     return filler
+
+
+def _write_forever(fh: FileIO) -> None:
+    while True:
+        fh.write(b"\0" * 16384)
 
 
 async def test_a_full_disk_is_waited_out_and_nothing_is_half_written(small_disk: Path) -> None:
@@ -260,9 +262,7 @@ async def test_the_pool_renews_connections_the_server_dropped(pg_url: str) -> No
         )
         killed = await admin.fetch(f"SELECT pg_terminate_backend(pid) FROM ({others}) o")
         assert killed and all(r[0] for r in killed)
-        async with asyncio.timeout(30):
-            while await admin.fetchval(f"SELECT count(*) FROM ({others}) o"):
-                await asyncio.sleep(0.02)
+        await _wait_for_pid(admin, f"SELECT 1 WHERE NOT EXISTS ({others})")  # all gone
         await asyncio.sleep(0.1)  # the client reads the server's goodbye on its next turn
         for _ in range(3):  # as after a server restart: no connection stays broken
             assert [r.source_id for r in await store.list_sources()] == ["s1"]
@@ -289,7 +289,9 @@ def _sqlite_error(code: int, message: str) -> sqlite3.Error:
         pytest.param(_sqlite_error(6, "database table is locked"), StoreUnavailable, id="locked"),
         pytest.param(_sqlite_error(778, "disk I/O error"), StoreUnavailable, id="ioerr-write"),
         pytest.param(_sqlite_error(8, "attempt to write a readonly db"), StoreUnavailable, id="ro"),
-        pytest.param(_sqlite_error(14, "unable to open database file"), StoreUnavailable, id="open"),
+        pytest.param(
+            _sqlite_error(14, "unable to open database file"), StoreUnavailable, id="open"
+        ),
         pytest.param(_sqlite_error(26, "file is not a database"), StoreCorrupt, id="notadb"),
         pytest.param(_sqlite_error(11, "database disk image is malformed"), StoreCorrupt, id="bad"),
         pytest.param(_sqlite_error(19, "UNIQUE constraint failed"), None, id="constraint-is-a-bug"),
