@@ -167,12 +167,14 @@ class SqlStore(ABC):
         only: Collection[str] | None = None,
     ) -> list[SourceRow]:
         d = self._d
-        where = "active AND next_due <= $3 AND (lease_until IS NULL OR lease_until < $3)"
+        due = "next_due <= $3 AND (lease_until IS NULL OR lease_until < $3)"
         args: list[Any] = [owner, d.time(now + timedelta(seconds=lease_s)), d.time(now), limit]
-        if only is not None:
-            if not only:
-                return []
-            where += " AND " + d.member("id", 5, "text")
+        if only is None:  # "= true": SQLite range-scans its (active, next_due) index
+            where = f"active = true AND {due}"
+        elif not only:
+            return []
+        else:  # plain "active": SQLite looks the few ids up by primary key instead
+            where = f"{d.member('id', 5, 'text')} AND active AND {due}"
             args.append(d.array(only))
         rows = await self._db.execute_returning(
             "UPDATE sources SET lease_owner = $1, lease_until = $2 WHERE id IN (SELECT id "

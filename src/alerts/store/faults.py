@@ -17,10 +17,10 @@ propagates unchanged; so do our own ``StoreError``s (``LeaseLostError``).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from types import TracebackType
 
 from alerts.errors import StoreCorrupt, StoreError, StoreUnavailable
 
@@ -108,15 +108,23 @@ def postgres_fault(exc: BaseException, server: str) -> StoreError | None:
     return fault.error(f"PostgreSQL at {server}: {detail} ({fault.advice})")
 
 
-@contextmanager
-def translated(fault: Callable[[BaseException], StoreError | None]) -> Iterator[None]:
-    """Raise ``fault(exc)`` from a driver exception it maps; let anything else through."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except Exception as exc:
-        mapped = fault(exc)
-        if mapped is None:
-            raise
-        raise mapped from exc
+class translated:
+    """``with translated(fault):`` raises ``fault(exc)`` from a driver exception it
+    maps and lets anything else through (a class: entered on every store call)."""
+
+    __slots__ = ("_fault",)
+
+    def __init__(self, fault: Callable[[BaseException], StoreError | None]) -> None:
+        self._fault = fault
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, StoreError):
+            return
+        mapped = self._fault(exc)
+        if mapped is not None:
+            raise mapped from exc

@@ -105,3 +105,33 @@ async def test_a_parameter_used_twice_is_bound_once(tmp_path: Path) -> None:
             await db.fetchval("SELECT $1 || $2", "only one")
     finally:
         await db.close()
+
+
+async def test_hot_statements_search_indexes_instead_of_scanning(store: SqliteStore) -> None:
+    """``EXPLAIN QUERY PLAN`` of every query and update the hot paths run (traced with
+    their values): none reads a whole table of sources, items, events or deliveries.
+    (An ``INSERT INTO events`` plan shows the foreign-key probe of ``deliveries``,
+    which SQLite skips at run time unless a deferred violation is pending.)"""
+    await store.upsert_destination(Destination("room", "console"))
+    await store.sync_sources({f"s{n}": T0 for n in range(50)})
+    seen: list[str] = []
+    conn = store._sqlite._conn  # the store's own connection, used on its own thread
+    await store._sqlite._call(conn.set_trace_callback, seen.append)
+    later = T0 + timedelta(hours=1)
+    await store.claim_due_sources(T0, owner="w", lease_s=60, limit=2, only=["s0", "s1"])
+    await store.load_items("s0", ["a", "b"])
+    routed = [RoutedEvent(Event("s0", EventKind.NEW, "a", "t"), ("room",))]
+    items = {"a": ItemState("fp")}
+    await store.commit_poll(PollCommit("s0", T0, later, items=items, events=routed), owner="w")
+    await store.commit_not_modified([NotModified("s1", "w", T0, later)])
+    await store.claim_due_sources(T0, owner="w", lease_s=60, limit=10)
+    [delivery] = await store.claim_deliveries(T0, owner="w", lease_s=60, limit=10)
+    await store.mark_sent(delivery.id, remote_id=None, now=T0)
+    await store._sqlite._call(conn.set_trace_callback, None)
+    statements = [s for s in seen if s.split()[0] in ("SELECT", "UPDATE")]
+    assert len(statements) >= 8
+    for statement in statements:
+        plan = await store._sqlite.fetch("EXPLAIN QUERY PLAN " + statement)
+        steps = [str(row[3]) for row in plan]
+        scans = [s for s in steps if s.startswith("SCAN") and "json_each" not in s]
+        assert not scans, (statement, steps)
