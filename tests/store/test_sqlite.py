@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,3 +136,23 @@ async def test_hot_statements_search_indexes_instead_of_scanning(store: SqliteSt
         steps = [str(row[3]) for row in plan]
         scans = [s for s in steps if s.startswith("SCAN") and "json_each" not in s]
         assert not scans, (statement, steps)
+
+
+def test_a_call_abandoned_by_a_closed_loop_leaves_the_thread_serving(tmp_path: Path) -> None:
+    async def abandon() -> SqliteDatabase:
+        db = await SqliteDatabase.open(str(tmp_path / "plain.db"))
+        await db.fetchval("SELECT 1")
+        create = db._conn.create_function  # the connection is used on its own thread
+        await db._call(create, "pause", 0, lambda: time.sleep(0.3))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(db.fetchval("SELECT pause()"), 0.05)
+        return db
+
+    db = asyncio.run(abandon())  # its loop is closed while pause() still runs
+
+    async def later() -> Any:
+        value = await asyncio.wait_for(db.fetchval("SELECT 41 + 1"), 10)  # a dead thread: never
+        await db.close()
+        return value
+
+    assert asyncio.run(later()) == 42

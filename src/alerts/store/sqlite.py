@@ -143,11 +143,11 @@ class Worker:
             if future.cancelled():
                 continue
             try:
-                result = fn(*args)
+                outcome: tuple[Callable[..., None], Any] = (_succeed, fn(*args))
             except BaseException as exc:  # handed to the caller, whatever it is
-                future.get_loop().call_soon_threadsafe(_fail, future, exc)
-            else:
-                future.get_loop().call_soon_threadsafe(_succeed, future, result)
+                outcome = (_fail, exc)
+            with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+                future.get_loop().call_soon_threadsafe(outcome[0], future, outcome[1])
 
 
 _Job = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
