@@ -77,6 +77,10 @@ def postgres_types() -> dict[type[BaseException], Fault | None]:
     return {
         OSError: Fault(StoreUnavailable, "is the server running and reachable?"),
         asyncpg.InterfaceError: Fault(StoreUnavailable, "the connection or pool was closed"),
+        # what a pooled connection the server ended while idle raises on its next use
+        # (asyncpg issue 1069: "cannot switch to state 12; another operation (2) is in
+        # progress"); the pool is then renewed
+        pg.InternalClientError: Fault(StoreUnavailable, "the server ended the connection"),
         pg.DataError: None,  # a value the driver cannot encode: a bug
         pg.ClientConfigurationError: None,
         pg.UnsupportedClientFeatureError: None,
