@@ -34,8 +34,9 @@ class Fault:
 
 
 _CORRUPT = (
-    "stop alerts, move the file aside and restore the latest backup (or start afresh "
-    "without it: alerts creates a new, empty database, losing its state and pending alerts)"
+    "stop alerts, move the file aside and restore the latest backup, or start afresh "
+    "without it: alerts then creates a new, empty database and its state and pending "
+    "alerts are lost"
 )
 
 # SQLite primary result codes (https://www.sqlite.org/rescode.html); an extended
