@@ -22,6 +22,7 @@ each feed must have produced exactly the keys published after its baseline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import gc
 import json
@@ -29,6 +30,7 @@ import logging
 import os
 import random
 import shutil
+import sqlite3
 import tempfile
 import time
 from dataclasses import replace
@@ -298,15 +300,8 @@ class ServiceBench:
 
     async def _check(self, runtime: Any, final_round: int) -> dict[str, Any]:
         """Every stored event against the farm's ground truth."""
-        import aiosqlite
-
         path = runtime.settings.database_url.removeprefix("sqlite:///")
-        got: list[tuple[str, str, str]] = []
-        async with (
-            aiosqlite.connect(path) as db,
-            db.execute("SELECT source_id, kind, key FROM events") as cur,
-        ):
-            got = [(str(a), str(b), str(c)) for a, b, c in await cur.fetchall()]
+        got = await asyncio.to_thread(_stored_events, path)
         new = [(sid, key) for sid, kind, key in got if kind == "new"]
         expected = {
             (f"farm-{i}", key)
@@ -361,3 +356,10 @@ def run_service(
     except BaseException as exc:
         out.put({"client": "service", "error": f"{type(exc).__name__}: {exc}"})
         raise
+
+
+def _stored_events(path: str) -> list[tuple[str, str, str]]:
+    """(source_id, kind, key) of every event in the service's SQLite file."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT source_id, kind, key FROM events").fetchall()
+    return [(str(a), str(b), str(c)) for a, b, c in rows]

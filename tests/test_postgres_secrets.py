@@ -149,5 +149,5 @@ async def test_an_unreachable_database_is_reported_without_its_password(
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     text = out.decode()
     assert proc.returncode == 1, text
-    assert "cannot connect to postgresql://alerts:***@127.0.0.1" in text
+    assert "PostgreSQL at postgresql://alerts:***@127.0.0.1" in text
     _assert_clean(text)

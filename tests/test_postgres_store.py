@@ -12,7 +12,8 @@ import pytest
 
 from alerts.model import Destination, Event, EventKind
 from alerts.store import PollCommit, RoutedEvent
-from alerts.store.migrations import bundled, status
+from alerts.store import migration_status as status
+from alerts.store.migrations import bundled
 from alerts.store.postgres import PostgresStore, open_postgres, redact
 
 from .pg_support import fresh_database

@@ -428,13 +428,13 @@ def _plain(value: Any) -> str:
 
 async def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     """Show (status) or apply (migrate) the store's schema migrations."""
-    from alerts.store import migrations
+    from alerts.store import migrate, migration_status
 
     url = settings.database_url
     if args.action == "migrate":
-        applied = await migrations.migrate(url)
+        applied = await migrate(url)
         print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.name}" for m in applied))
-    state = await migrations.status(url)
+    state = await migration_status(url)
     print(f"{state.backend} schema version {state.current}; {len(state.pending)} pending")
     for m in state.bundled:
         print(f"  {m.name}  {'applied' if m.version in state.applied else 'pending'}")

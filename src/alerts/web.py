@@ -105,9 +105,8 @@ async def start(runtime: Any, host: str, port: int) -> tuple[web.AppRunner, int]
     except BaseException:
         await runner.cleanup()
         raise
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
+    addresses = runner.addresses  # (host, port, …) of every bound socket
+    bound = addresses[0][1] if addresses else port
     return runner, int(bound)
 
 

@@ -13,11 +13,18 @@ simply polled again) or keeps all of it (its deliveries are pending and will be 
 
 Time is passed in as aware ``datetime`` values by the caller, never read from a clock
 inside the store, so tests control it.
+
+Layout: the statements are written once (``common.SqlStore``) in one dialect
+(``dialect``), over a database handle per backend (``database``: the SQLite one owns
+its connection's thread, the PostgreSQL one a pool); ``sqlite`` and ``postgres``
+override only what differs. Driver errors become ``StoreUnavailable`` or
+``StoreCorrupt`` in one place (``faults``).
 """
 
 from __future__ import annotations
 
 from alerts.contracts import Store
+from alerts.errors import ConfigError
 from alerts.records import (
     DeliveryRow,
     DestinationRow,
@@ -28,6 +35,7 @@ from alerts.records import (
     RoutedEvent,
     SourceRow,
 )
+from alerts.store.migrations import Migration, MigrationStatus, bundled
 
 __all__ = [
     "DeliveryRow",
@@ -39,23 +47,50 @@ __all__ = [
     "RoutedEvent",
     "SourceRow",
     "Store",
+    "migrate",
+    "migration_status",
     "open_store",
 ]
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://"))
+
+
+def _check_scheme(url: str) -> None:
+    if not (url.startswith("sqlite:") or _is_postgres(url)):
+        raise ConfigError(f"ALERTS_DATABASE_URL: unsupported scheme in {url.split(':', 1)[0]!r}")
 
 
 async def open_store(url: str) -> Store:
     """Open (and migrate) the store named by a URL: ``sqlite:///path`` or
     ``postgresql://…``."""
-    if url.startswith("sqlite:"):
-        from alerts.store.sqlite import SqliteStore
+    _check_scheme(url)
+    if _is_postgres(url):
+        from alerts.store.postgres import open_postgres  # asyncpg only when needed
 
-        return await SqliteStore.open(url)
-    if url.startswith(("postgres://", "postgresql://")):
-        import importlib
+        return await open_postgres(url)
+    from alerts.store.sqlite import SqliteStore
 
-        postgres = importlib.import_module("alerts.store.postgres")
-        store: Store = await postgres.open_postgres(url)
-        return store
-    from alerts.errors import ConfigError
+    return await SqliteStore.open(url)
 
-    raise ConfigError(f"ALERTS_DATABASE_URL: unsupported scheme in {url!r}")
+
+async def migration_status(url: str) -> MigrationStatus:
+    """What the database at ``url`` has applied, without changing it."""
+    _check_scheme(url)
+    if _is_postgres(url):
+        from alerts.store.postgres import applied_versions as pg_applied
+
+        return MigrationStatus("postgres", await pg_applied(url), tuple(bundled("postgres")))
+    from alerts.store.sqlite import applied_versions as sqlite_applied
+
+    return MigrationStatus("sqlite", await sqlite_applied(url), tuple(bundled("sqlite")))
+
+
+async def migrate(url: str) -> list[Migration]:
+    """Apply pending migrations; returns those applied now."""
+    before = await migration_status(url)
+    store = await open_store(url)
+    await store.close()
+    after = set((await migration_status(url)).applied)
+    return [m for m in before.pending if m.version in after]

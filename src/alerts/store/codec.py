@@ -1,10 +1,10 @@
-"""Row <-> model conversions shared by every store backend."""
+"""Rows to models and back, for every backend: what a column holds is decoded
+here, with the backend's ``Dialect`` for times (the one per-backend conversion)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from alerts.errors import StoreError
@@ -18,15 +18,8 @@ from alerts.model import (
     Subscription,
     Validators,
 )
-from alerts.store import DeliveryRow, DestinationRow, SourceRow
-
-
-def ts(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
-def dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+from alerts.records import DeliveryRow, DestinationRow, SourceRow
+from alerts.store.dialect import Dialect
 
 
 def dumps(value: JSON) -> str:
@@ -51,18 +44,20 @@ def idempotency_key(install_id: str, delivery_id: int) -> str:
     return f"{install_id[:8]}-{out}"
 
 
-def subscription_row(sub: Subscription) -> dict[str, Any]:
-    return {
-        "destination_id": sub.destination_id,
-        "topic": sub.topic or "",
-        "source": sub.source or "",
-        "kinds": dumps(sorted(k.value for k in sub.kinds)),
-        "include": dumps(list(sub.include)),
-        "exclude": dumps(list(sub.exclude)),
-        "min_amount": sub.min_amount,
-        "min_change": sub.min_change,
-        "created_by": sub.created_by,
-    }
+def subscription_row(sub: Subscription) -> tuple[Any, ...]:
+    """Columns destination_id, topic, source, kinds, include, exclude, min_amount,
+    min_change, created_by."""
+    return (
+        sub.destination_id,
+        sub.topic or "",
+        sub.source or "",
+        dumps(sorted(k.value for k in sub.kinds)),
+        dumps(list(sub.include)),
+        dumps(list(sub.exclude)),
+        sub.min_amount,
+        sub.min_change,
+        sub.created_by,
+    )
 
 
 def subscription_from_row(row: Any) -> Subscription:
@@ -80,44 +75,35 @@ def subscription_from_row(row: Any) -> Subscription:
     )
 
 
-# Row -> model conversions. ``when`` turns a stored time into an aware datetime:
-# ``dt`` for SQLite's UNIX seconds, ``same`` for PostgreSQL's timestamptz.
-When = Callable[[Any], datetime | None]
-
-
-def same(value: datetime | None) -> datetime | None:
-    return value
-
-
 def _must(value: datetime | None) -> datetime:
     if value is None:
         raise StoreError("missing timestamp")
     return value
 
 
-def source_from_row(r: Any, when: When) -> SourceRow:
+def source_from_row(r: Any, d: Dialect) -> SourceRow:
     return SourceRow(
         source_id=r["id"],
-        next_due=_must(when(r["next_due"])),
+        next_due=_must(d.when(r["next_due"])),
         validators=Validators(r["etag"], r["last_modified"]),
         cursor=loads(r["cursor"]),
         detector=loads(r["detector"]),
         baselined=bool(r["baselined"]),
         failures=r["failures"],
         last_error=r["last_error"],
-        last_attempt_at=when(r["last_attempt_at"]),
-        last_success_at=when(r["last_success_at"]),
-        last_new_at=when(r["last_new_at"]),
+        last_attempt_at=d.when(r["last_attempt_at"]),
+        last_success_at=d.when(r["last_success_at"]),
+        last_new_at=d.when(r["last_new_at"]),
         item_count=r["item_count"],
     )
 
 
-def destination_from_row(r: Any, when: When) -> DestinationRow:
+def destination_from_row(r: Any, d: Dialect) -> DestinationRow:
     return DestinationRow(
         destination=Destination(r["id"], r["sink"], r["target"], loads(r["options"])),
         parked_reason=r["parked_reason"],
-        parked_at=when(r["parked_at"]),
-        blocked_until=when(r["blocked_until"]),
+        parked_at=d.when(r["parked_at"]),
+        blocked_until=d.when(r["blocked_until"]),
     )
 
 
@@ -132,15 +118,15 @@ def delivery_from_row(r: Any, install_id: str) -> Delivery:
     )
 
 
-def delivery_row_from_row(r: Any, when: When) -> DeliveryRow:
+def delivery_row_from_row(r: Any, d: Dialect) -> DeliveryRow:
     return DeliveryRow(
         id=r["id"],
         event=Event.from_json(loads(r["payload"])),
         destination_id=r["destination_id"],
         state=DeliveryState(r["state"]),
         attempts=r["attempts"],
-        created_at=_must(when(r["created_at"])),
+        created_at=_must(d.when(r["created_at"])),
         last_error=r["last_error"],
-        sent_at=when(r["sent_at"]),
+        sent_at=d.when(r["sent_at"]),
         remote_id=r["remote_id"],
     )

@@ -7,23 +7,23 @@ of ``meta.install_id`` and the delivery id, stay the same and a delivery sent ju
 before the move is recognised by the platform), the ``meta`` rows (install id,
 subscriptions version) and the sinks' ``kv`` state. Leaders are not copied.
 
-Rows travel in a neutral form — SQLite's: times as UNIX seconds, booleans as 0/1,
-JSON as text — and each side converts. The target must be empty (freshly migrated);
-it is written in one transaction, so a failed copy leaves it empty.
+Rows are read as their backend stores them and converted for the target's column
+types by the target's dialect (``Dialect.adapt``: UNIX seconds and ``timestamptz``,
+0/1 and ``boolean``), so a column added by a later migration is copied with no change
+here. The target must be empty (freshly migrated); it is written in one
+transaction, so a failed copy leaves it empty.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
-
-import aiosqlite
+from typing import Any
 
 from alerts.errors import StoreError
 from alerts.store import open_store
-from alerts.store.sqlite import path_from_url
+from alerts.store.database import Database, Tx
 
 TABLES: tuple[str, ...] = (
     "meta",
@@ -36,195 +36,85 @@ TABLES: tuple[str, ...] = (
     "kv",
 )
 CONTENT = ("destinations", "sources", "items", "events", "subscriptions", "deliveries", "kv")
-TIMES = frozenset(
-    {
-        "next_due",
-        "lease_until",
-        "last_attempt_at",
-        "last_success_at",
-        "last_new_at",
-        "first_seen",
-        "last_changed",
-        "created_at",
-        "parked_at",
-        "blocked_until",
-        "sent_at",
-    }
-)
-BOOLS = frozenset({"active", "baselined"})
+IDENTITIES = ("events", "subscriptions", "deliveries")
 CLEARED = {"sources": ("lease_owner", "lease_until"), "deliveries": ("lease_owner", "lease_until")}
 Row = dict[str, Any]
-
-
-class Side(Protocol):
-    async def read(self, table: str) -> list[Row]: ...
-    async def count(self, table: str) -> int: ...
-    async def write(self, tables: Sequence[tuple[str, list[Row]]]) -> None: ...
-    async def close(self) -> None: ...
-
-
-def _is_postgres(url: str) -> bool:
-    return url.startswith(("postgres://", "postgresql://"))
 
 
 async def copy_store(source_url: str, target_url: str) -> dict[str, int]:
     """Copy everything; returns rows copied per table."""
     if source_url == target_url:
         raise StoreError("migrate-store: --from and --to name the same store")
-    source = await _side(source_url, must_exist=True)
+    source = await _open(source_url, must_exist=True)
     try:
         store = await open_store(target_url)  # creates and migrates the target
         await store.close()
-        target = await _side(target_url)
+        target = await _open(target_url)
     except BaseException:
         await source.close()
         raise
     try:
         for table in CONTENT:
-            if await target.count(table):
+            if await target.fetchval(f"SELECT count(*) FROM {table}"):
                 raise StoreError(
                     f"migrate-store: the target already holds {table}; it must be a new, "
                     "empty store (nothing copied)"
                 )
-        batches = []
-        for table in TABLES:
-            rows = await source.read(table)
-            for column in CLEARED.get(table, ()):
-                for row in rows:
-                    row[column] = None
-            batches.append((table, rows))
-        await target.write(batches)
+        batches = [(table, await _read(source, table)) for table in TABLES]
+        await _write(target, batches)
     finally:
         await source.close()
         await target.close()
     return {table: len(rows) for table, rows in batches}
 
 
-async def _side(url: str, *, must_exist: bool = False) -> Side:
-    if _is_postgres(url):
-        return await PostgresSide.open(url)
+async def _open(url: str, *, must_exist: bool = False) -> Database:
+    if url.startswith(("postgres://", "postgresql://")):
+        from alerts.store.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(url, max_connections=2)
     if url.startswith("sqlite:"):
-        return await SqliteSide.open(url, must_exist=must_exist)
-    raise StoreError(f"migrate-store: unsupported store URL scheme in {url.split(':', 1)[0]!r}")
+        from alerts.store.sqlite import PLAIN_PRAGMAS, SqliteDatabase, path_from_url
 
-
-class SqliteSide:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._db = conn
-
-    @classmethod
-    async def open(cls, url: str, *, must_exist: bool) -> SqliteSide:
         path = path_from_url(url)
         if must_exist and not await _exists(path):
             raise StoreError(f"migrate-store: no SQLite database at {path}")
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA busy_timeout=10000")
-        return cls(conn)
-
-    async def read(self, table: str) -> list[Row]:
-        async with self._db.execute(f"SELECT * FROM {table}") as cur:
-            return [dict(r) for r in await cur.fetchall()]
-
-    async def count(self, table: str) -> int:
-        async with self._db.execute(f"SELECT COUNT(*) FROM {table}") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def write(self, tables: Sequence[tuple[str, list[Row]]]) -> None:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for table, rows in tables:
-                if table == "meta":
-                    await self._db.execute("DELETE FROM meta")
-                if rows:
-                    cols = list(rows[0])
-                    await self._db.executemany(
-                        f"INSERT INTO {table} ({', '.join(cols)}) "
-                        f"VALUES ({', '.join('?' * len(cols))})",
-                        [tuple(r[c] for c in cols) for r in rows],
-                    )
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
-
-    async def close(self) -> None:
-        await self._db.close()
+        return await SqliteDatabase.open(path, pragmas=PLAIN_PRAGMAS)
+    raise StoreError(f"migrate-store: unsupported store URL scheme in {url.split(':', 1)[0]!r}")
 
 
 async def _exists(path: str) -> bool:
-    import asyncio
-
     return path == ":memory:" or await asyncio.to_thread(os.path.exists, path)
 
 
-class PostgresSide:
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
+async def _read(db: Database, table: str) -> list[Row]:
+    rows = [dict(zip(r.keys(), r, strict=True)) for r in await db.fetch(f"SELECT * FROM {table}")]
+    for column in CLEARED.get(table, ()):
+        for row in rows:
+            row[column] = None
+    return rows
 
-    @classmethod
-    async def open(cls, url: str) -> PostgresSide:
-        import asyncpg
 
-        from alerts.store.postgres import redact
+async def _write(db: Database, batches: Sequence[tuple[str, list[Row]]]) -> None:
+    d = db.dialect
+    types = {
+        table: {str(r[0]): str(r[1]) for r in await db.fetch(d.columns_sql, table)}
+        for table, _ in batches
+    }
 
-        try:
-            return cls(await asyncpg.connect(url))
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"cannot connect to {redact(url)}: {exc}") from exc
-
-    async def read(self, table: str) -> list[Row]:
-        cols = await self._columns(table)
-        rows = await self._conn.fetch(f"SELECT {', '.join(cols)} FROM {table}")
-        return [{c: _to_neutral(c, r[c]) for c in cols} for r in rows]
-
-    async def count(self, table: str) -> int:
-        return int(await self._conn.fetchval(f"SELECT count(*) FROM {table}"))
-
-    async def _columns(self, table: str) -> list[str]:
-        rows = await self._conn.fetch(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-            table,
-        )
-        return [r[0] for r in rows]
-
-    async def write(self, tables: Sequence[tuple[str, list[Row]]]) -> None:
-        async with self._conn.transaction():
-            for table, rows in tables:
-                if table == "meta":
-                    await self._conn.execute("DELETE FROM meta")
-                if rows:
-                    cols = list(rows[0])
-                    await self._conn.copy_records_to_table(
-                        table,
-                        records=[tuple(_from_neutral(c, r[c]) for c in cols) for r in rows],
-                        columns=cols,
-                    )
-            for table in ("events", "subscriptions", "deliveries"):
-                await self._conn.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+    async def body(tx: Tx) -> None:
+        for table, rows in batches:
+            if table == "meta":
+                await tx.execute("DELETE FROM meta")
+            if rows:
+                cols = list(rows[0])
+                marks = ", ".join(f"${n}" for n in range(1, len(cols) + 1))
+                await tx.executemany(
+                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})",
+                    [tuple(d.adapt(r[c], types[table][c]) for c in cols) for r in rows],
                 )
+        if d.restart_identity:
+            for table in IDENTITIES:
+                await tx.execute(d.restart_identity.format(table=table))
 
-    async def close(self) -> None:
-        await self._conn.close()
-
-
-def _to_neutral(column: str, value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def _from_neutral(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if column in TIMES:
-        return datetime.fromtimestamp(float(value), UTC)
-    if column in BOOLS:
-        return bool(value)
-    return value
+    await db.transaction(body)

@@ -7,7 +7,9 @@ bundled migration newer than what the database records — SQLite in
 advisory lock, so replicas starting together migrate once). Files are never edited
 once released; a schema change is a new file with the next number.
 
-``alerts db status`` and ``alerts db migrate`` use ``status`` and ``migrate``.
+This package only holds the files; the backends apply them and record what they
+applied (``alerts.store.migration_status`` and ``alerts.store.migrate`` serve
+``alerts db status`` and ``alerts db migrate``), so it imports none of them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from importlib import resources
 
 @dataclass(frozen=True, slots=True)
 class Migration:
+    """One numbered file of one backend."""
+
     version: int
     name: str
     sql: str
@@ -25,6 +29,8 @@ class Migration:
 
 @dataclass(frozen=True, slots=True)
 class MigrationStatus:
+    """What a database has applied, against what this version of alerts bundles."""
+
     backend: str
     applied: tuple[int, ...]
     bundled: tuple[Migration, ...]
@@ -57,25 +63,3 @@ def statements(sql: str) -> list[str]:
 
 def _only_comments(chunk: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in chunk.splitlines())
-
-
-async def status(url: str) -> MigrationStatus:
-    """What the database at ``url`` has applied, without changing it."""
-    if url.startswith(("postgres://", "postgresql://")):
-        from alerts.store.postgres import applied_versions as pg_applied
-
-        return MigrationStatus("postgres", await pg_applied(url), tuple(bundled("postgres")))
-    from alerts.store.sqlite import applied_versions as sqlite_applied
-
-    return MigrationStatus("sqlite", await sqlite_applied(url), tuple(bundled("sqlite")))
-
-
-async def migrate(url: str) -> list[Migration]:
-    """Apply pending migrations; returns those applied now."""
-    from alerts.store import open_store
-
-    before = await status(url)
-    store = await open_store(url)
-    await store.close()
-    after = set((await status(url)).applied)
-    return [m for m in before.pending if m.version in after]
