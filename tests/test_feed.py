@@ -211,7 +211,7 @@ PARSES = [
     pytest.param(
         "rss091.xml",
         "text/xml",
-        [{"key": "http://old.example.com/news/1", "published": None}],
+        [{"key": "https://old.example.com/news/1", "published": None}],
         id="rss091-netscape-doctype-not-fetched",
     ),
     pytest.param(
@@ -235,7 +235,7 @@ PARSES = [
         "relative_links.xml",
         RSS,
         [
-            {"key": "{base}/feeds/posts/one.html", "url": "{base}/feeds/posts/one.html"},
+            {"key": "{canonical}/feeds/posts/one.html", "url": "{base}/feeds/posts/one.html"},
             {"url": "{base}/posts/two.html?a=1&b=2"},
             {"key": "unsafe-1", "url": None},
         ],
@@ -299,7 +299,11 @@ async def test_parses_real_world_feeds(
     assert not observation.not_modified
     assert len(observation.items) >= len(expected)
     for item, want in zip(observation.items, expected, strict=False):
-        want = {k: v.format(base=server.base) if isinstance(v, str) else v for k, v in want.items()}
+        canonical = server.base.replace("http://", "https://")
+        want = {
+            k: v.format(base=server.base, canonical=canonical) if isinstance(v, str) else v
+            for k, v in want.items()
+        }
         assert project(item, want) == want
     for item in observation.items:
         assert item.published is None or item.published.tzinfo == UTC

@@ -8,6 +8,7 @@ never for fetching or showing: the link an alert shows is the one the source gav
 
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Query parameters that only say where a click came from. Explicit and conservative:
@@ -54,3 +55,8 @@ def canonical_url(url: str) -> str:
         path = path.rstrip("/")
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _tracking(k)]
     return urlunsplit(("https", host, path, urlencode(sorted(query)), ""))
+
+
+def canonical_text(text: str) -> str:
+    """One spelling of a title for comparison: NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
