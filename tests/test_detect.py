@@ -230,7 +230,7 @@ def test_derive_hook_adds_events_folds_items_and_keeps_state() -> None:
         ("delta", "delta"),
         ("new", "vip1"),
     ]
-    assert found.detector == {"adapter": {"total": 13}}
+    assert found.detector["adapter"] == {"total": 13}
     delta = next(e for e in found.events if e.kind is EventKind.DELTA)
     assert delta.topics == ("news",)  # the detector fills in the source's topics
     assert delta.source_name == "Source"
