@@ -8,6 +8,8 @@ response's body, final URL and ``Content-Type``).
 from __future__ import annotations
 
 import codecs
+import subprocess
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -549,3 +551,50 @@ def test_a_netscape_rss_0_91_doctype_with_html_entities_is_read() -> None:
 def test_refusals_say_why(document: str, message: str) -> None:
     with pytest.raises(ParseError, match=message):
         parse_feed(document.encode(), base_url=BASE)
+
+
+# --- bounded work on huge feeds ------------------------------------------------------------------
+
+
+def big_feed(n: int, *, tail: bytes = b"</channel></rss>") -> bytes:
+    """An RSS 2.0 document of ``n`` ordinary items, newest first."""
+    items = b"".join(
+        b'<item><title>Item %d</title><link>https://big.example/%d</link><guid isPermaLink="false">'
+        b"big:%d</guid><pubDate>Tue, 26 Nov 2024 09:00:00 GMT</pubDate><description>&lt;p&gt;Item "
+        b"%d, a paragraph such as feeds carry, with a few more words in it.&lt;/p&gt;</description>"
+        b"</item>" % (i, i, i, i)
+        for i in range(n, 0, -1)
+    )
+    return b'<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>' + items + tail
+
+
+def test_items_past_max_items_are_never_read() -> None:
+    """Parsing stops at ``max_items``: what follows, even garbage, is not looked at."""
+    body = big_feed(300, tail=b"<item><title>cut off in the midd")
+    items = parse_feed(body, base_url=BASE, max_items=300)
+    assert [i.key for i in items[:2]] == ["big:300", "big:299"]
+    assert len(items) == 300
+    with pytest.raises(ParseError, match="truncated"):
+        parse_feed(body, base_url=BASE, max_items=301)
+
+
+@pytest.mark.slow
+def test_a_huge_feed_costs_what_is_kept(tmp_path: Path) -> None:
+    """40,000 items (11 MB) with max_items=200: the parse adds a few MB, not the tree."""
+    feed = tmp_path / "big.xml"
+    feed.write_bytes(big_feed(40_000))
+    script = (
+        "import resource, sys\n"
+        "from alerts.sources.feed import parse_feed\n"
+        "body = open(sys.argv[1], 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "items = parse_feed(body, base_url='https://big.example/feed', max_items=200)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(len(items), (after - before) // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(feed)], capture_output=True, text=True, check=True
+    )
+    kept, grew_mb = map(int, done.stdout.split())
+    assert kept == 200
+    assert grew_mb < 20  # alerts 0.1 (fastfeedparser, whole document): 62 MB
