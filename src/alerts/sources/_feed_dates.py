@@ -67,6 +67,7 @@ _USUAL = re.compile(
 _YEAR = re.compile(r"(?<!\d)(1[89]\d\d|2\d\d\d)(?!\d)")
 _GMT_OFFSET = re.compile(r"\b(?:GMT|UTC)\s*([+-])", re.IGNORECASE)
 _DEFAULT = datetime(2000, 1, 1)
+_SEEN_YEAR = datetime.now(UTC).year  # a year that has begun: dates before its end are fine
 
 
 def parse_date(value: str | None) -> datetime | None:
@@ -75,8 +76,10 @@ def parse_date(value: str | None) -> datetime | None:
         return None
     text = " ".join(value.split())
     when = _usual(text) or _iso(text) or _rfc822(text) or _asctime(text) or _loose(text)
-    if when is None or not 1900 <= when.year <= datetime.now(UTC).year + 1:
+    if when is None or when.year < 1900:
         return None
+    if when.year > _SEEN_YEAR + 1 and when.year > datetime.now(UTC).year + 1:
+        return None  # the future: a typo, or a clock gone wrong
     return when
 
 
@@ -99,7 +102,7 @@ def _utc(
 ) -> datetime | None:  # fmt: skip
     try:
         when = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-        return when - timedelta(minutes=offset_min)
+        return when - timedelta(minutes=offset_min) if offset_min else when
     except (ValueError, OverflowError):
         return None
 

@@ -37,7 +37,6 @@ _HIDDEN = re.compile(
     r"(?is)<(script|style|template)\b.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)|<![^>]*>|<\?[^>]*>"
 )
 _PARTIAL_TAG = re.compile(r"<[A-Za-z/!][^>]*\Z")
-_ODD_SPACE = re.compile(r"[^\S \n]")  # whitespace other than a space or a new line
 _CLOSE_TAG = re.compile(r"</\w+>")
 _ENTITY = re.compile(r"&#?\w+;")
 _TAG_NAME = re.compile(r"</?(\w+)")
@@ -63,24 +62,27 @@ def html_to_text(value: str, *, keep_lines: bool = False) -> str:
     """
     if not value:
         return ""
+    tidy = False  # only spaces and new lines left, never two spaces in a row
     if "<" in value:
         if len(value) > MAX_HTML_CHARS:
             value = _PARTIAL_TAG.sub("", value[:MAX_HTML_CHARS])
         value = " ".join(value.split())
         value = _HIDDEN.sub(" ", value)
         value = _ANY_TAG.sub("", _BLOCK_TAG.sub("\n", value))
+        tidy = True
     if "&" in value:
-        value = html.unescape(value)
+        value = html.unescape(value)  # may bring tabs, no-break spaces, new lines
+        tidy = False
     if not keep_lines:
         return " ".join(value.split())
-    if _ODD_SPACE.search(value) is None:  # spaces and new lines only: tidy them quickly
-        while "  " in value:
-            value = value.replace("  ", " ")
-        value = value.replace(" \n", "\n").replace("\n ", "\n")
-        while "\n\n\n" in value:
-            value = value.replace("\n\n\n", "\n\n")
-        return value.strip()
-    return _tidy_lines(value.split("\n"))
+    if not tidy:
+        return _tidy_lines(value.split("\n"))
+    while "  " in value:
+        value = value.replace("  ", " ")
+    value = value.replace(" \n", "\n").replace("\n ", "\n")
+    while "\n\n\n" in value:
+        value = value.replace("\n\n\n", "\n\n")
+    return value.strip()
 
 
 def plain_text(value: str, *, keep_lines: bool = False) -> str:

@@ -113,8 +113,8 @@ _KIND_OF = {
 }  # fmt: skip
 # Caches by tag (Clark notation); an unknown namespace's elements are named by prefix.
 _kinds: dict[object, int] = {}
-_atom_tags: dict[str, bool] = {}
-_entry_tags: dict[tuple[str, str | None], bool] = {}
+_atom_tags: dict[object, bool] = {}
+_entry_tags: dict[object, bool] = {}
 
 
 def _name(tag: str, prefix: str | None) -> str:
@@ -147,9 +147,9 @@ def _tag(el: etree._Element) -> str:
 
 
 def _is_atom(el: etree._Element) -> bool:
-    tag = _tag(el)
-    atom = _atom_tags.get(tag)
+    atom = _atom_tags.get(el.tag)
     if atom is None:
+        tag = _tag(el)
         atom = _atom_tags[tag] = tag[:1] == "{" and tag[1:].partition("}")[0].lower() in _ATOM
     return atom
 
@@ -248,10 +248,12 @@ def _is_entry(el: etree._Element) -> bool:
 
 
 def _entry_name(el: etree._Element) -> bool:
-    key = (_tag(el), el.prefix)
-    found = _entry_tags.get(key)
+    found = _entry_tags.get(el.tag)
     if found is None:
-        found = _entry_tags[key] = _name(*key) in _ENTRY_NAMES
+        tag = _tag(el)
+        found = _name(tag, el.prefix) in _ENTRY_NAMES
+        if tag[1:].partition("}")[0].lower() in _PREFIXES or tag[:1] != "{":
+            _entry_tags[tag] = found  # a known namespace: the same in every document
     return found
 
 

@@ -322,7 +322,10 @@ def _author(value: str | None, utf8: bool) -> str | None:
 def _fields(categories: list[str], utf8: bool) -> dict[str, list[str]]:
     labels: list[str] = []
     for term in categories:
-        label = _plain(RawText(term, looks_like_html(term)), utf8=utf8)
-        if label and label not in labels:
-            labels.append(label)
+        if "<" in term or "&" in term or not term.isascii():
+            term = _plain(RawText(term, looks_like_html(term)), utf8=utf8)
+        else:
+            term = " ".join(term.split())
+        if term and term not in labels:
+            labels.append(term)
     return {"categories": labels[:MAX_CATEGORIES]} if labels else {}
