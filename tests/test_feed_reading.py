@@ -8,6 +8,8 @@ response's body, final URL and ``Content-Type``).
 from __future__ import annotations
 
 import codecs
+import contextlib
+import random
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -518,6 +520,48 @@ def test_html_entities_and_bare_ampersands_are_repaired() -> None:
     )
     assert item.title == "Caf\u00e9 & bar AT&T"
     assert item.url == "https://x.example/?a=1&b=2"
+
+
+@pytest.mark.parametrize(
+    ("reference", "title"),
+    [
+        pytest.param("&#xD800;", "a \ufffd b", id="surrogate"),
+        pytest.param("&#0;", "a \ufffd b", id="nul"),
+        pytest.param("&#1114112;", "a \ufffd b", id="past-unicode"),
+        pytest.param("&#X41;", "a A b", id="upper-case-x"),
+    ],
+)
+def test_character_references_xml_forbids_are_replaced(reference: str, title: str) -> None:
+    assert one(rss(f"<title>a {reference} b</title>")).title == title
+
+
+def test_mangled_documents_parse_or_fail_with_a_parse_error() -> None:
+    """Bytes flipped, cut or inserted in real-world feeds: never any other exception."""
+    rng = random.Random(12)
+    bodies = [p.read_bytes() for p in sorted(REAL.iterdir())]
+    junk = [
+        b"<",
+        b"&",
+        b"]]>",
+        b"<![CDATA[",
+        b"<item>",
+        b"</entry>",
+        b"\x00",
+        b"&#xD800;",
+        b"\xff\xfe",
+    ]
+    for _ in range(400):
+        data = bytearray(rng.choice(bodies))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(data))
+            if rng.random() < 0.4:
+                data[at] = rng.randrange(256)
+            elif rng.random() < 0.7:
+                data[at:at] = rng.choice(junk)
+            else:
+                del data[at : at + rng.randint(1, 40)]
+        with contextlib.suppress(ParseError):
+            parse_feed(bytes(data), base_url=BASE)
 
 
 def test_a_netscape_rss_0_91_doctype_with_html_entities_is_read() -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urljoin
 
 from alerts.errors import ParseError
-from alerts.sources._feed_raw import RawEntry, RawText
+from alerts.sources._feed_raw import RawEntry, RawText, http_url
 from alerts.sources._feed_text import looks_like_html
 
 
@@ -64,10 +63,8 @@ def _author(obj: dict[str, Any]) -> str | None:
 
 
 def _entry(item: dict[str, Any], base: str, feed_author: str | None) -> RawEntry:
-    link = _string(item.get("url"))
-    if link is not None:
-        link = urljoin(base, link)
-        link = link if link.startswith(("http://", "https://")) else None
+    url = _string(item.get("url"))
+    link = http_url(url, lambda: base) if url else None
     content = _text(item.get("content_html"), True) or _text(item.get("content_text"), False)
     tags = item.get("tags")
     return RawEntry(

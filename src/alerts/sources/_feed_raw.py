@@ -7,7 +7,39 @@ resolved); the item builder then derives the key, and the plain text and dates.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+_SPACE = re.compile(r"\s")
+
+
+def _is_http(href: str) -> bool:
+    return href[:8].lower().startswith(("http://", "https://"))
+
+
+def http_url(href: str, base: Callable[[], str]) -> str | None:
+    """``href`` made absolute against ``base()``; None unless it is an http(s) URL.
+
+    ``base`` is called only for a relative ``href``. The scheme comes out in lower
+    case; a value that is not a URL (spaces, a broken IPv6 host) is None, never an
+    exception.
+    """
+    href = href.strip()
+    if not href or _SPACE.search(href):
+        return None
+    try:
+        if not _is_http(href):
+            href = urljoin(base(), href)
+            if not _is_http(href):
+                return None
+        parts = urlsplit(href)
+        if not parts.hostname:
+            return None
+    except ValueError:  # "http://example.c[o.test/": not a URL
+        return None
+    return href if href.startswith(parts.scheme) else parts.scheme + href[len(parts.scheme) :]
 
 
 @dataclass(frozen=True, slots=True)

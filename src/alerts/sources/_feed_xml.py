@@ -41,7 +41,6 @@ import html
 import re
 from collections.abc import Callable, Iterable
 from html.entities import html5
-from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
@@ -55,7 +54,7 @@ from alerts.sources._feed_bytes import (
     decode_all,
     utf8_chunks,
 )
-from alerts.sources._feed_raw import RawEntry, RawText
+from alerts.sources._feed_raw import RawEntry, RawText, http_url
 from alerts.sources._feed_text import looks_like_html
 
 _ATOM = frozenset({"http://www.w3.org/2005/atom", "http://purl.org/atom/ns#"})
@@ -92,7 +91,6 @@ _ENTRY_TAGS = ["{*}item", "{*}entry", "{*}ITEM", "{*}Item", "{*}Entry", "{*}ENTR
 _XHTML_DIV = "{http://www.w3.org/1999/xhtml}div"
 _RDF_ABOUT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"
 _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::\d{1,5})?(?:[/?#]\S*)?\Z")
-_SPACE = re.compile(r"\s")
 _HTML_TYPES = frozenset({"html", "text/html", "xhtml", "application/xhtml+xml"})
 _PLAIN_TYPES = frozenset({"text", "text/plain"})
 
@@ -220,7 +218,7 @@ def _parse(
             events = parser.read_events()
             for _, el in events:
                 if _is_entry(el):
-                    entries.append(_entry(el))
+                    entries.append(_read_entry(el, url))
                     el.clear(keep_tail=True)
                     if len(entries) >= max_items:
                         return entries
@@ -237,6 +235,13 @@ def _parse(
 
 def _truncated(url: str, prolog: Prolog) -> ParseError:
     return ParseError(f"truncated XML from {url}: the document ends before </{prolog.root}>")
+
+
+def _read_entry(el: etree._Element, url: str) -> RawEntry:
+    try:
+        return _entry(el)
+    except UnicodeDecodeError as exc:  # libxml2 let through what Python cannot decode
+        raise ParseError(f"not a readable feed from {url}: undecodable text ({exc})") from None
 
 
 def _is_entry(el: etree._Element) -> bool:
@@ -263,6 +268,21 @@ def _ends_with_root(body: bytes, encoding: Encoding, root: str) -> bool:
     return needle in body[-4096:]
 
 
+def _xml_char(reference: str) -> bool:
+    """Whether ``#65`` / ``#x41`` names a character XML allows (XML 1.0, production 2)."""
+    hexadecimal = reference[1:2] in ("x", "X")
+    try:
+        code = int(reference[2:], 16) if hexadecimal else int(reference[1:])
+    except ValueError:
+        return False
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
 _ENTITY_OR_AMP = re.compile(r"&(?:(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?)?")
 _XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
 
@@ -278,9 +298,11 @@ def _repair_one(found: re.Match[str]) -> str:
         return "&amp;"  # a bare ampersand
     if not whole.endswith(";"):
         return "&amp;" + name  # "&b=2" in a link, "&copy 2024": kept as written
-    if name.startswith("#X"):
-        return "&#x" + whole[3:]  # XML allows only a lower-case x
-    if name.startswith("#") or name in _XML_ENTITIES:
+    if name.startswith("#"):
+        if not _xml_char(name):
+            return "&#xFFFD;"
+        return "&#x" + name[2:] + ";" if name[1] == "X" else whole  # XML wants a lower-case x
+    if name in _XML_ENTITIES:
         return whole
     replacement = html5.get(f"{name};")
     if replacement is None:
@@ -386,7 +408,7 @@ def _take_id(raw: RawEntry, child: etree._Element) -> None:
         return
     raw.id = value
     if _is_atom(child):  # an Atom id is a name, a link only when it is an http(s) URL
-        raw.permalink = _absolute(child, value) if _is_http(value) else None
+        raw.permalink = _absolute(child, value) if value[:8].lower().startswith("http") else None
     elif child.get("isPermaLink", child.get("ispermalink", "true")).strip().lower() == "true":
         raw.permalink = _absolute(child, value)
 
@@ -407,23 +429,7 @@ def _absolute(el: etree._Element, href: str, base: str | None = None) -> str | N
     href = href.strip()
     if _PLAIN_URL.match(href):
         return href
-    if not href or _SPACE.search(href):
-        return None
-    if not _is_http(href):
-        href = urljoin(base or el.base or "", href)
-        if not _is_http(href):
-            return None
-    try:
-        parts = urlsplit(href)
-        if not parts.hostname:
-            return None
-    except ValueError:  # "http://example.c[o.test/": not a URL
-        return None
-    return href if href.startswith(parts.scheme) else parts.scheme + href[len(parts.scheme) :]
-
-
-def _is_http(href: str) -> bool:
-    return href[:8].lower().startswith(("http://", "https://"))
+    return http_url(href, lambda: base or el.base or "")
 
 
 def _person(child: etree._Element) -> str | None:
