@@ -277,18 +277,30 @@ def rates(results: tuple[FileResult, ...]) -> dict[str, tuple[int, int]]:
 # --- the tests ---------------------------------------------------------------------------
 
 
+def corpus_or_skip(found: Path | None, *, ci: bool) -> Path:
+    """The corpus; without it, skip with the reason, or fail under CI (where it must be)."""
+    if found is not None:
+        return found
+    reason = (
+        "feedparser's test corpus is absent (expected at ../shared/corpora/feedparser "
+        "beside the repository); the differential test cannot run without it"
+    )
+    if ci:
+        pytest.fail(reason + " - and CI=true requires it")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def corpus() -> Path:
-    found = locate_corpus()
-    if found is None:
-        reason = (
-            "feedparser's test corpus is absent (expected at ../shared/corpora/feedparser "
-            "beside the repository); the differential test cannot run without it"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " — and CI=true requires it")
-        pytest.skip(reason)
-    return found
+    return corpus_or_skip(locate_corpus(), ci=os.environ.get("CI") == "true")
+
+
+def test_an_absent_corpus_skips_but_fails_under_ci(tmp_path: Path) -> None:
+    assert locate_corpus(tmp_path) is None
+    with pytest.raises(pytest.skip.Exception, match="corpus is absent"):
+        corpus_or_skip(None, ci=False)
+    with pytest.raises(pytest.fail.Exception, match="CI=true requires it"):
+        corpus_or_skip(None, ci=True)
 
 
 @pytest.fixture(scope="module")
