@@ -497,3 +497,14 @@ def test_html_to_text(html: str, keep_lines: bool, expected: str) -> None:
 def test_shorten_cuts_at_a_word() -> None:
     assert shorten("alpha beta gamma delta", 15) == "alpha beta…"
     assert shorten("short", 15) == "short"
+
+
+def test_documented_in_adapters_md() -> None:
+    """docs/adapters.md carries the feed adapter's docstring and options (regenerate it
+    with ``python -m tests.campaign.test_docs``)."""
+    import inspect
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "adapters.md").read_text("utf-8")
+    assert inspect.cleandoc(FeedSource.__doc__ or "") in text
+    for name, option in FeedSource.Options.model_fields.items():
+        assert f"| `{name}` | `{option.default!r}` | {option.description} |" in text

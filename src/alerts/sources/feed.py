@@ -48,35 +48,47 @@ MAX_CATEGORIES = 20
 
 
 class FeedSource:
-    """Reads a syndication feed: RSS 0.9x, 1.0 (RDF) and 2.0, Atom 0.3 and 1.0, JSON Feed.
+    """Reads a syndication feed: RSS 0.9x, 1.0 (RDF) and 2.0, Atom 0.3 and 1.0, JSON Feed 1.0/1.1.
 
-    Each entry becomes an item:
+    Each entry becomes an item. Its **key** (what makes an entry "the same" across
+    polls) is the entry's ``guid`` / ``id`` (``rdf:about`` in RSS 1.0); else its
+    link in canonical form, so a tracking parameter (``utm_*``, ``fbclid``…), the
+    scheme, ``www.``, the host's case, a default port, a trailing ``/`` or a
+    ``#fragment`` never make an entry new; else a hash of its title and parsed date
+    (``+0000`` and ``GMT`` are the same date). Entries without a guid that share a
+    link (press releases pointing at one listing page) stay distinct items. Keys of
+    older versions are still recognised, so upgrading never re-alerts a feed.
 
-    * **key** (what makes an entry "the same" across polls): the entry's ``guid`` /
-      ``id``; else its link in canonical form (scheme, ``www.``, host case, default
-      port, trailing slash, fragment and tracking parameters such as ``utm_*`` do not
-      count); else a hash of its title and parsed date. Entries without a guid that
-      share a link (or a title and date) stay distinct items.
-    * **title**: plain text. Text the feed marks as plain keeps its ``<`` and ``&``;
-      HTML loses its tags. Entries with no title (Bluesky, Mastodon) get one made
-      from the start of their text.
-    * **summary**: the description (or the content when there is none), as plain
-      text trimmed to ``summary_chars``; scripts and styles never show.
-    * **url**: the entry's alternate link, absolute (``xml:base`` and the feed's own
-      address resolve relative links), else a permalink guid; **author** and
-      **published** (UTC) when the feed says; ``categories`` in the item's fields.
+    What an item shows:
 
-    Polls are conditional (ETag / Last-Modified), so an unchanged feed costs one
-    small request. Wrongly declared encodings are repaired (bytes that are valid
-    UTF-8 are read as UTF-8 whatever the prolog or ``Content-Type`` claims), and so
-    are HTML entities and bare ``&`` in XML. A body that is not a feed (an HTML
-    page, truncated XML, binary data, a document declaring XML entities, items that
-    yield nothing) fails the poll with the reason; it never counts as an empty feed.
+    * **title**: ``<title>`` (or ``dc:title``; ``media:title`` when there is none),
+      as plain text. Text the feed marks as plain keeps its ``<`` and ``&``
+      (``List<String>``); HTML and XHTML lose their tags; an RSS title is HTML only
+      when it looks like HTML. Entries with no title (Bluesky, Mastodon) get one from
+      the start of their text.
+    * **summary**: the first of ``description``, ``summary``, ``itunes:summary``,
+      ``media:description`` (YouTube); else the content (``content:encoded``, Atom
+      ``content``, including Atom 0.3 base64); plain text, scripts and styles
+      dropped, trimmed to ``summary_chars``.
+    * **url**: the alternate link (never a ``self``, ``related`` or ``enclosure``
+      link), resolved against ``xml:base`` and the feed's own address; else a guid
+      that is a permalink. **author**: the first author's name. **published** (UTC):
+      ``pubDate`` / ``published``, else ``updated`` / ``dc:date``; RFC 822 with any
+      zone name or offset, ISO 8601 (partial dates mean the first day), and the
+      variants feeds really write. ``categories`` go in the item's fields.
+
+    Encodings: a byte order mark, then bytes that are valid UTF-8, then the HTTP
+    ``charset``, then the XML prolog, each read as the superset browsers use
+    (ISO-8859-1 as windows-1252, GB2312 as GB18030, Shift_JIS as cp932). HTML
+    entities and bare ``&`` that XML forbids are repaired. Polls are conditional
+    (ETag / Last-Modified). A body that is not a feed (an HTML page, truncated XML,
+    binary data, a document declaring XML entities, items that yield nothing)
+    fails the poll with the reason; it never counts as an empty feed.
 
     Options:
 
     * ``max_items`` (default 200): read at most this many entries, newest as the
-      feed orders them; the rest of the document is not parsed.
+      feed orders them; the rest of the document is not even parsed.
     * ``summary_chars`` (default 500): longest summary kept, cut at a word.
     """
 
@@ -89,8 +101,12 @@ class FeedSource:
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        max_items: int = Field(default=200, ge=1, le=10_000)
-        summary_chars: int = Field(default=500, ge=0, le=20_000)
+        max_items: int = Field(
+            default=200, ge=1, le=10_000, description="entries read per poll, in feed order"
+        )
+        summary_chars: int = Field(
+            default=500, ge=0, le=20_000, description="longest summary, cut at a word"
+        )
 
     def __init__(
         self, *, source_id: str, url: str, options: FeedSource.Options, http: HttpClient
