@@ -51,24 +51,10 @@ _HEADER = re.compile(rb"^\s*Header:\s*([A-Za-z][\w-]*)\s*:[ \t]*(.*?)\s*$", re.M
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
-def _main_checkout(root: Path) -> Path:
-    """The main checkout of ``root``: itself, or the one a git worktree points to."""
-    dotgit = root / ".git"
-    if dotgit.is_file():
-        gitdir = Path(dotgit.read_text().split(":", 1)[1].strip())
-        commondir = gitdir / "commondir"
-        common = (gitdir / commondir.read_text().strip()) if commondir.exists() else gitdir
-        return common.resolve().parent
-    return root
-
-
 def locate_corpus(root: Path = REPO_ROOT) -> Path | None:
-    """``../shared/corpora/feedparser`` beside this checkout or its main checkout."""
-    for base in (root, _main_checkout(root)):
-        candidate = (base / CORPUS_RELATIVE).resolve()
-        if (candidate / "README.md").is_file():
-            return candidate
-    return None
+    """``../shared/corpora/feedparser`` beside the repository, if it is there."""
+    candidate = (root / CORPUS_RELATIVE).resolve()
+    return candidate if (candidate / "README.md").is_file() else None
 
 
 def corpus_files(corpus: Path) -> list[Path]:

@@ -91,6 +91,7 @@ _ENTRY_TAGS = ["{*}item", "{*}entry", "{*}ITEM", "{*}Item", "{*}Entry", "{*}ENTR
 _XHTML_DIV = "{http://www.w3.org/1999/xhtml}div"
 _RDF_ABOUT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"
 _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::\d{1,5})?(?:[/?#]\S*)?\Z")
+HTML, HTML_IF_IT_LOOKS = True, None  # what text without a type is: HTML, or HTML if it looks so
 _HTML_TYPES = frozenset({"html", "text/html", "xhtml", "application/xhtml+xml"})
 _PLAIN_TYPES = frozenset({"text", "text/plain"})
 
@@ -341,44 +342,29 @@ def _take_link(raw: RawEntry, child: etree._Element) -> None:
         raw.link = _link(child)
 
 
-def _take_title(raw: RawEntry, child: etree._Element) -> None:
-    if raw.title is None:
-        raw.title = _text(child, HTML_IF_IT_LOOKS)
+def _first_text(name: str, untyped: bool | None) -> Callable[[RawEntry, etree._Element], None]:
+    """A taker that keeps the first text construct for the field ``name``."""
+
+    def take(raw: RawEntry, child: etree._Element) -> None:
+        if getattr(raw, name) is None:
+            setattr(raw, name, _text(child, untyped))
+
+    return take
 
 
-def _take_title_fallback(raw: RawEntry, child: etree._Element) -> None:
-    if raw.title_fallback is None:
-        raw.title_fallback = _text(child, HTML_IF_IT_LOOKS)
+def _every_date(name: str) -> Callable[[RawEntry, etree._Element], None]:
+    """A taker that adds each date of one kind (``published``…) to its list."""
+
+    def take(raw: RawEntry, child: etree._Element) -> None:
+        if value := (child.text or "").strip():
+            getattr(raw, name).append(value)
+
+    return take
 
 
-def _take_summary(raw: RawEntry, child: etree._Element) -> None:
-    if raw.summary is None:
-        raw.summary = _text(child, HTML)
-
-
-def _take_note(raw: RawEntry, child: etree._Element) -> None:
-    if raw.summary is None:
-        raw.summary = _text(child, HTML_IF_IT_LOOKS)
-
-
-def _take_content(raw: RawEntry, child: etree._Element) -> None:
-    if raw.content is None:
-        raw.content = _text(child, HTML)
-
-
-def _take_published(raw: RawEntry, child: etree._Element) -> None:
-    if value := (child.text or "").strip():
-        raw.published.append(value)
-
-
-def _take_updated(raw: RawEntry, child: etree._Element) -> None:
-    if value := (child.text or "").strip():
-        raw.updated.append(value)
-
-
-def _take_created(raw: RawEntry, child: etree._Element) -> None:
-    if value := (child.text or "").strip():
-        raw.created.append(value)
+_take_title = _first_text("title", HTML_IF_IT_LOOKS)
+_take_title_fallback = _first_text("title_fallback", HTML_IF_IT_LOOKS)
+_take_note = _first_text("summary", HTML_IF_IT_LOOKS)
 
 
 def _take_author(raw: RawEntry, child: etree._Element) -> None:
@@ -441,8 +427,6 @@ def _person(child: etree._Element) -> str | None:
 
 
 # --- text constructs ---------------------------------------------------------------------
-
-HTML, HTML_IF_IT_LOOKS = True, None  # what untyped text is
 
 
 def _text(child: etree._Element, untyped: bool | None) -> RawText | None:
@@ -517,12 +501,12 @@ _TAKE: tuple[Callable[[RawEntry, etree._Element], None], ...] = (
     _take_link,
     _take_title,
     _take_title_fallback,
-    _take_summary,
+    _first_text("summary", HTML),
     _take_note,
-    _take_content,
-    _take_published,
-    _take_updated,
-    _take_created,
+    _first_text("content", HTML),
+    _every_date("published"),
+    _every_date("updated"),
+    _every_date("created"),
     _take_author,
     _take_category,
     _take_group,
