@@ -47,6 +47,17 @@ TITLE_CHARS = 120
 MAX_CATEGORIES = 20
 
 
+class FeedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_items: int = Field(
+        default=200, ge=1, le=10_000, description="entries read per poll, in feed order"
+    )
+    summary_chars: int = Field(
+        default=500, ge=0, le=20_000, description="longest summary, cut at a word"
+    )
+
+
 class FeedSource:
     """Reads a syndication feed: RSS 0.9x, 1.0 (RDF) and 2.0, Atom 0.3 and 1.0, JSON Feed 1.0/1.1.
 
@@ -94,23 +105,16 @@ class FeedSource:
 
     kind: ClassVar[str] = "feed"
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("title", "summary", "url")
+    item_fields: ClassVar[frozenset[str]] = frozenset(
+        {"title", "summary", "url", "author", "published", "categories"}
+    )
+    default_url: ClassVar[str | None] = None
+    Options: ClassVar[type[BaseModel]] = FeedOptions
     # Bumped when items are read differently: the detector then records their state
     # again on the next poll instead of alerting the difference as an update.
     item_format: ClassVar[int] = 2
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        max_items: int = Field(
-            default=200, ge=1, le=10_000, description="entries read per poll, in feed order"
-        )
-        summary_chars: int = Field(
-            default=500, ge=0, le=20_000, description="longest summary, cut at a word"
-        )
-
-    def __init__(
-        self, *, source_id: str, url: str, options: FeedSource.Options, http: HttpClient
-    ) -> None:
+    def __init__(self, *, source_id: str, url: str, options: FeedOptions, http: HttpClient) -> None:
         self.source_id = source_id
         self.url = url
         self.options = options
