@@ -574,9 +574,32 @@ def test_a_netscape_rss_0_91_doctype_with_html_entities_is_read() -> None:
     assert one(doc).title == "\u00a9 2024 \u2014 news"
 
 
+PHP_WARNING = (
+    "<br />\n<b>Warning</b>:  Cannot modify header information - headers already sent by "
+    "(output started at /var/www/wp-config.php:1) in <b>/var/www/wp-includes/pluggable.php"
+    "</b> on line <b>1435</b><br />\n"
+)
+
+
+def test_text_a_server_printed_before_the_feed_is_skipped() -> None:
+    """PHP's warnings before WordPress's feed: the feed is still read (feedparser does too)."""
+    item = one(PHP_WARNING + rss("<title>Still here</title><link>https://x.example/a</link>"))
+    assert (item.title, item.url) == ("Still here", "https://x.example/a")
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [
+        pytest.param(
+            PHP_WARNING + '<!DOCTYPE rss [<!ENTITY x "y">]><rss><channel/></rss>',
+            "declares XML entities",
+            id="junk-then-entities",
+        ),
+        pytest.param(
+            "<html><body><p>Feed:</p><rss><channel/></rss></body></html>",
+            "HTML page",
+            id="a-page-around-a-feed",
+        ),
         pytest.param(rss("<title>cut")[:-30], r"truncated XML .* </rss>", id="truncated"),
         pytest.param(
             '<!DOCTYPE rss [<!ENTITY x "y">]><rss><channel/></rss>',

@@ -16,7 +16,8 @@
 
 **Refusals** (``ParseError``, with the reason): an empty body, binary data, a
 document that declares XML entities (never expanded, never fetched), an HTML page,
-XML whose root is not a feed's.
+XML whose root is not a feed's. Text a server printed before the feed (PHP warnings)
+is skipped.
 
 The body is read in slices, so a parse that stops early (``max_items``) never
 decodes the rest of a huge document.
@@ -187,12 +188,33 @@ def decode_all(body: bytes, encoding: Encoding, *, errors: str | None = None) ->
     return data.decode(encoding.codec, errors=errors or encoding.errors)
 
 
+class NoFeedRoot(ParseError):
+    """The document does not start with a feed's root element (maybe after junk)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prolog:
     """What the start of an XML document says: its root element and whether it has a DTD."""
 
     root: str
     doctype: bool
+
+
+_FEED_START = re.compile(rb"<\?xml\s|<!DOCTYPE\s|<(?:[A-Za-z_][\w.\-]*:)?(?:rss|feed|RDF)[\s>]")
+_PAGE = re.compile(rb"<html|<!doctype html|<body", re.IGNORECASE)
+
+
+def past_leading_junk(body: bytes, encoding: Encoding) -> Encoding | None:
+    """Where the feed starts when a server printed something first (PHP warnings
+    before WordPress's feed are the classic); None when there is no feed start, or
+    what comes first is an HTML page."""
+    if encoding.codec in _WIDE:
+        return None
+    head = body[encoding.offset : encoding.offset + CHUNK_BYTES]
+    found = _FEED_START.search(head, 1)
+    if found is None or _PAGE.search(head, 0, found.start()):
+        return None
+    return Encoding(encoding.codec, encoding.offset + found.start(), encoding.errors)
 
 
 def check_prolog(head: str, url: str) -> Prolog:
@@ -211,11 +233,11 @@ def check_prolog(head: str, url: str) -> Prolog:
     root = _ROOT_TAG.match(head, pos)
     if root is None:
         snippet = head.lstrip()[:40]
-        raise ParseError(f"not a feed: {url} sent neither XML nor JSON (starts {snippet!r})")
+        raise NoFeedRoot(f"not a feed: {url} sent neither XML nor JSON (starts {snippet!r})")
     name = root.group(1)
     local = name.rpartition(":")[2].lower()
     if local == "html" or "<!doctype html" in prolog.lower():
         raise ParseError(f"not a feed: {url} sent an HTML page")
     if local not in FEED_ROOTS:
-        raise ParseError(f"not a feed: the document from {url} has root element <{name}>")
+        raise NoFeedRoot(f"not a feed: the document from {url} has root element <{name}>")
     return Prolog(name, "<!DOCTYPE" in prolog.upper())

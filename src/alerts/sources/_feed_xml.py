@@ -48,10 +48,12 @@ from alerts.errors import ParseError
 from alerts.sources._feed_bytes import (
     CHUNK_BYTES,
     Encoding,
+    NoFeedRoot,
     Prolog,
     check_prolog,
     choose_encoding,
     decode_all,
+    past_leading_junk,
     utf8_chunks,
 )
 from alerts.sources._feed_raw import RawEntry, RawText, http_url
@@ -167,9 +169,7 @@ def read_xml(
 
     ``ParseError`` when the body is not a feed, is truncated, or is refused.
     """
-    encoding = choose_encoding(body, charset)
-    head = decode_all(body[: encoding.offset + CHUNK_BYTES], encoding, errors="replace")
-    prolog = check_prolog(head, url)
+    prolog, encoding = _checked(body, choose_encoding(body, charset), url)
     utf8 = encoding.codec == "utf-8"
     if not prolog.doctype:
         try:
@@ -183,6 +183,21 @@ def read_xml(
         return _parse(chunks, url, prolog, max_items, body, encoding, recover=True), utf8
     except _IllFormed as exc:
         raise ParseError(f"not a readable feed from {url}: {exc}") from None
+
+
+def _checked(body: bytes, encoding: Encoding, url: str) -> tuple[Prolog, Encoding]:
+    """The document's prolog, past any junk a server printed before the feed."""
+    try:
+        return check_prolog(_head(body, encoding), url), encoding
+    except NoFeedRoot:  # never past a refusal (entities, an HTML page, binary data)
+        past = past_leading_junk(body, encoding)
+        if past is None:
+            raise
+        return check_prolog(_head(body, past), url), past
+
+
+def _head(body: bytes, encoding: Encoding) -> str:
+    return decode_all(body[: encoding.offset + CHUNK_BYTES], encoding, errors="replace")
 
 
 def _parser(url: str, recover: bool) -> etree.XMLPullParser:
@@ -266,7 +281,7 @@ def _entry_name(el: etree._Element) -> bool:
 def _ends_with_root(body: bytes, encoding: Encoding, root: str) -> bool:
     codec = encoding.codec if encoding.codec.startswith("utf-") else "ascii"
     needle = f"</{root}".encode(codec.replace("utf-8", "ascii"), errors="replace")
-    return needle in body[-4096:]
+    return body.rfind(needle) != -1
 
 
 def _xml_char(reference: str) -> bool:
