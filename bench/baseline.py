@@ -9,7 +9,7 @@ at a time, with conditional GET (it remembers each feed's ETag):
   and new keys found with an in-memory ``seen`` set. The plain loop most feed
   bots are.
 * ``adapter``: alerts' own ``FeedSource.fetch`` through the shared ``HttpClient``
-  (fastfeedparser, plain-text items), with the same in-memory ``seen`` set: the
+  (its lxml reader, plain-text items), with the same in-memory ``seen`` set: the
   service's fetch + parse path without the scheduler, detector and store.
 
 Each client runs in its own process (``run_client``) so that its CPU time

@@ -213,7 +213,7 @@ PARSES = [
     pytest.param(
         "rss091.xml",
         "text/xml",
-        [{"key": "http://old.example.com/news/1", "published": None}],
+        [{"key": "https://old.example.com/news/1", "published": None}],
         id="rss091-netscape-doctype-not-fetched",
     ),
     pytest.param(
@@ -237,7 +237,7 @@ PARSES = [
         "relative_links.xml",
         RSS,
         [
-            {"key": "{base}/feeds/posts/one.html", "url": "{base}/feeds/posts/one.html"},
+            {"key": "{canonical}/feeds/posts/one.html", "url": "{base}/feeds/posts/one.html"},
             {"url": "{base}/posts/two.html?a=1&b=2"},
             {"key": "unsafe-1", "url": None},
         ],
@@ -301,7 +301,11 @@ async def test_parses_real_world_feeds(
     assert not observation.not_modified
     assert len(observation.items) >= len(expected)
     for item, want in zip(observation.items, expected, strict=False):
-        want = {k: v.format(base=server.base) if isinstance(v, str) else v for k, v in want.items()}
+        canonical = server.base.replace("http://", "https://")
+        want = {
+            k: v.format(base=server.base, canonical=canonical) if isinstance(v, str) else v
+            for k, v in want.items()
+        }
         assert project(item, want) == want
     for item in observation.items:
         assert item.published is None or item.published.tzinfo == UTC
@@ -495,3 +499,14 @@ def test_html_to_text(html: str, keep_lines: bool, expected: str) -> None:
 def test_shorten_cuts_at_a_word() -> None:
     assert shorten("alpha beta gamma delta", 15) == "alpha beta…"
     assert shorten("short", 15) == "short"
+
+
+def test_documented_in_adapters_md() -> None:
+    """docs/adapters.md carries the feed adapter's docstring and options (regenerate it
+    with ``python -m tests.campaign.test_docs``)."""
+    import inspect
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "adapters.md").read_text("utf-8")
+    assert inspect.cleandoc(FeedSource.__doc__ or "") in text
+    for name, option in FeedSource.Options.model_fields.items():
+        assert f"| `{name}` | `{option.default!r}` | {option.description} |" in text

@@ -178,7 +178,7 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
     """Poll one source now; with --dry-run print what it would raise and change nothing."""
-    from alerts.detect import detect
+    from alerts.detect import detect, keys_to_load
     from alerts.render.text import render_text
     from alerts.runtime import build_adapters, http_limits
     from alerts.sources import SourceState
@@ -199,7 +199,7 @@ async def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
         adapter = build_adapters(_only(config, spec.id), http)[spec.id]
         row = await store.get_source(spec.id)
         observation = await adapter.fetch(SourceState(cursor=row.cursor if row else {}))
-        known = await store.load_items(spec.id, [it.key for it in observation.items])
+        known = await store.load_items(spec.id, keys_to_load(observation.items))
         found = detect(
             spec=spec,
             observation=observation,

@@ -18,6 +18,18 @@ Rules:
 * The flood breaker (``alerts.flood``) holds the events of a source whose new items
   mostly look like items already seen, or whose event rate jumps far beyond its
   history, and summarises them once it settles.
+
+Upgrades that change how items are identified or read never alert (``_carried``):
+* An item whose key is unseen but which an older version stored under one of its
+  ``former_keys`` is that stored item: its state moves to the new key, silently.
+  When several items of a poll claim one former key (entries that shared a link),
+  it goes to the one whose fingerprint (else title) matches, else the first.
+* The detector state records the format items were read in: ``FINGERPRINT_VERSION``
+  (how fingerprints are computed) and the adapter's ``item_format``. On the first
+  poll after either changes, a known item whose fingerprint differs only because of
+  that change is recorded again, not alerted: always when the adapter's format
+  changed (its text is read differently), else when the item's fingerprint computed
+  the old way still matches or no field a reader sees differs.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts import flood
+from alerts.canonical import canonical_url
 from alerts.config import SourceSpec
 from alerts.flood import Verdict
 from alerts.model import JSON, Event, EventKind, Item, Observation
@@ -39,6 +52,9 @@ from alerts.store import ItemState
 
 SNAPSHOT_TEXT_CHARS = 2000
 _FAR_PAST = datetime.min.replace(tzinfo=UTC)
+FINGERPRINT_VERSION = 2  # 2: links compared in canonical form (alerts.canonical)
+_FORMAT_KEY = "item_format"
+_LEGACY_FORMAT = [1, 1]  # sources polled before formats were recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +69,24 @@ class Detection:
     flood: Verdict | None = None
 
 
-def fingerprint(item: Item, fields: Sequence[str]) -> str:
-    values = [_normalise(item.value(name)) for name in fields]
+def fingerprint(item: Item, fields: Sequence[str], *, version: int = FINGERPRINT_VERSION) -> str:
+    """What a reader sees of ``fields``: text without layout, links without URL noise."""
+    values = [_normalise(item.value(name), name if version >= 2 else "") for name in fields]
     blob = json.dumps(values, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
-def _normalise(value: Any) -> Any:
+def _normalise(value: Any, name: str = "") -> Any:
     if isinstance(value, str):
-        return " ".join(value.split())
+        return canonical_url(value) if name == "url" else " ".join(value.split())
     return value
+
+
+def keys_to_load(items: Sequence[Item]) -> list[str]:
+    """The stored item states a poll of ``items`` needs: their keys and former keys."""
+    keys = [it.key for it in items]
+    former = [key for it in items for key in it.former_keys]
+    return keys + list(dict.fromkeys(former)) if former else keys
 
 
 def snapshot(item: Item, fields: Sequence[str]) -> dict[str, JSON]:
@@ -108,21 +132,11 @@ def detect(
 ) -> Detection:
     """Events and state writes for one successful, modified poll."""
     fields = spec.fingerprint
-    writes: dict[str, ItemState] = {}
-    new_items: list[Item] = []
-    updated: list[tuple[Item, Mapping[str, JSON]]] = []
-    for item in observation.items:
-        if item.key in writes:
-            continue  # a duplicate key within one fetch: the first one wins
-        fp = fingerprint(item, fields)
-        previous = known.get(item.key)
-        if previous is None:
-            new_items.append(item)
-        elif previous.fingerprint != fp:
-            updated.append((item, previous.snapshot))
-        else:
-            continue
-        writes[item.key] = ItemState(fp, snapshot(item, fields))
+    item_format = [FINGERPRINT_VERSION, getattr(adapter, "item_format", 1)]
+    stored_format = detector_state.get(_FORMAT_KEY, _LEGACY_FORMAT)
+    writes, new_items, updated = _compare(
+        observation.items, known, fields, (stored_format, item_format)
+    )
 
     events: list[Event] = []
     if baselined:
@@ -135,6 +149,7 @@ def detect(
         events += [item_event(spec, EventKind.NEW, it) for it in _newest(new_items, spec.backfill)]
 
     state: dict[str, JSON] = dict(detector_state)
+    state[_FORMAT_KEY] = item_format
     if isinstance(adapter, DerivesEvents):
         derived = adapter.derive(
             observation=observation,
@@ -181,6 +196,78 @@ def detect(
     )
 
 
+def _compare(
+    items: Sequence[Item],
+    known: Mapping[str, ItemState],
+    fields: Sequence[str],
+    formats: tuple[Any, list[int]],
+) -> tuple[dict[str, ItemState], list[Item], list[tuple[Item, Mapping[str, JSON]]]]:
+    """State writes, new items and updated items (with their old snapshot) of one poll."""
+    writes: dict[str, ItemState] = {}
+    new_items: list[Item] = []
+    updated: list[tuple[Item, Mapping[str, JSON]]] = []
+    carried = _carried(items, known, fields, transition=formats[0] != formats[1])
+    for item in items:
+        if item.key in writes:
+            continue  # a duplicate key within one fetch: the first one wins
+        fp = fingerprint(item, fields)
+        previous = known.get(item.key) or carried.get(id(item))
+        if previous is None:
+            new_items.append(item)
+        elif previous.fingerprint == fp:
+            if item.key in known:
+                continue
+        elif item.key in known and not _reformatted(item, previous, fields, formats):
+            updated.append((item, previous.snapshot))
+        writes[item.key] = ItemState(fp, snapshot(item, fields))
+    return writes, new_items, updated
+
+
+def _carried(
+    items: Sequence[Item],
+    known: Mapping[str, ItemState],
+    fields: Sequence[str],
+    *,
+    transition: bool,
+) -> dict[int, ItemState]:
+    """States found under former keys, by ``id()`` of the item they carry over to."""
+    claims: dict[str, list[Item]] = {}
+    for item in items:
+        if item.key not in known:
+            former = next((k for k in item.former_keys if k in known), None)
+            if former is not None:
+                claims.setdefault(former, []).append(item)
+    carried: dict[int, ItemState] = {}
+    for key, claimants in claims.items():
+        state = known[key]
+        heirs = claimants if transition else [_heir(claimants, state, fields)]
+        carried.update((id(item), state) for item in heirs)
+    return carried
+
+
+def _heir(claimants: list[Item], state: ItemState, fields: Sequence[str]) -> Item:
+    """Which of the items claiming one stored state it belongs to."""
+    for item in claimants:
+        if fingerprint(item, fields) == state.fingerprint:
+            return item
+    title = state.snapshot.get("title")
+    return next((item for item in claimants if item.title == title), claimants[0])
+
+
+def _reformatted(
+    item: Item, previous: ItemState, fields: Sequence[str], formats: tuple[Any, list[int]]
+) -> bool:
+    """Whether a fingerprint differs only because items are now read differently."""
+    stored, current = formats
+    if stored == current:
+        return False
+    if not isinstance(stored, list) or len(stored) != 2 or stored[1] != current[1]:
+        return True  # the adapter reads items differently: record them again
+    if fingerprint(item, fields, version=int(stored[0])) == previous.fingerprint:
+        return True
+    return not _changes(item, previous.snapshot, fields)  # nothing a reader sees changed
+
+
 def _with_topics(event: Event, spec: SourceSpec) -> Event:
     """An adapter's own event, stamped with the source's id, name and topics."""
     if event.topics:
@@ -194,7 +281,7 @@ def _changes(
     out: dict[str, tuple[JSON, JSON]] = {}
     for name in fields:
         before, after = old.get(name), item.value(name)
-        if _normalise(before) != _normalise(after):
+        if _normalise(before, name) != _normalise(after, name):
             out[name] = (before, after)
     return out
 

@@ -36,6 +36,8 @@ class Item:
 
     ``key`` is stable across polls; ``fields`` holds adapter facts
     (``amount``, ``recipient``, ``count``…) that rendering and routing use.
+    ``former_keys`` are keys an older version of the adapter stored the same item
+    under: the detector carries such an item's state over instead of calling it new.
     """
 
     key: str
@@ -45,6 +47,7 @@ class Item:
     published: datetime | None = None
     author: str | None = None
     fields: Mapping[str, JSON] = field(default_factory=dict)
+    former_keys: tuple[str, ...] = ()
 
     def value(self, name: str) -> JSON:
         """A named field for fingerprinting: the attributes, then ``fields``."""

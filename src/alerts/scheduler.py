@@ -25,7 +25,7 @@ from typing import Any
 
 from alerts import flood, metrics
 from alerts.config import SourceSpec
-from alerts.detect import Detection, detect
+from alerts.detect import Detection, detect, keys_to_load
 from alerts.errors import LeaseLostError, RetryAfterError, SourceError
 from alerts.flood import Verdict
 from alerts.model import JSON, Event, Observation, utcnow
@@ -353,7 +353,7 @@ class Scheduler:
     async def _detect_and_commit(
         self, spec: SourceSpec, adapter: Source, row: SourceRow, obs: Observation, now: datetime
     ) -> PollReport:
-        known = await self.store.load_items(spec.id, [it.key for it in obs.items])
+        known = await self.store.load_items(spec.id, keys_to_load(obs.items))
         found = detect(
             spec=spec,
             observation=obs,

@@ -1,0 +1,528 @@
+"""RSS 0.9x/1.0/2.0, Atom 0.3/1.0 and CDF documents to ``RawEntry`` objects.
+
+The document goes through lxml's pull parser a slice at a time, and parsing stops
+once ``max_items`` entries are read: a huge feed costs what it keeps. Entity
+declarations are refused before parsing (``_feed_bytes``); the parser itself never
+loads a DTD, never touches the network and never expands an entity.
+
+**Ill-formed documents.** Feeds in the wild carry HTML entities (``&nbsp;``) and bare
+ampersands that XML forbids. When the strict parse fails, HTML entities are turned
+into character references, bare ``&`` into ``&amp;``, and the document is parsed
+again in lxml's recovering mode. A document that simply stops (it does not end with
+its root's closing tag) is refused as truncated, never read as a shorter feed.
+
+**What an entry yields** (element names as feedparser matches them: case-insensitive,
+namespaces by URI, so ``atom:link`` in RSS is an Atom link):
+
+* ``id``: ``guid`` / ``id``, else ``rdf:about`` (RSS 1.0);
+* ``link``: the first alternate link (RSS ``<link>``, or an Atom ``<link>`` whose
+  ``rel`` is ``alternate`` or absent and whose type is HTML), resolved against
+  ``xml:base`` and the feed's address; a ``self``, ``related``, ``enclosure`` link is
+  never the item's link. Else a permalink ``guid`` / ``id`` that is an http(s) URL;
+* ``title``: ``title`` or ``dc:title`` (the first), else ``media:title``;
+* ``summary``: the first of ``description``, ``summary``, ``dc:description``,
+  ``itunes:summary``, ``media:description`` (in ``media:group`` too, as YouTube
+  writes it); ``content``: ``content:encoded``, Atom ``content``, ``xhtml:body``;
+* dates: ``pubDate``, ``published``, ``issued``; then ``updated``, ``modified``,
+  ``dc:date``; then ``created``;
+* ``author``: the first ``author`` (an Atom person's name), ``dc:creator``,
+  ``itunes:author``; ``categories``: ``category`` (text or ``term``), ``dc:subject``.
+
+Text constructs keep their type: Atom ``text`` stays plain text (``List<String>``
+keeps its brackets), ``html`` and ``xhtml`` are HTML, Atom 0.3 ``base64`` content is
+decoded; an RSS title is HTML only when it looks like HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import re
+from collections.abc import Callable, Iterable
+from html.entities import html5
+
+from lxml import etree
+
+from alerts.errors import ParseError
+from alerts.sources._feed_bytes import (
+    CHUNK_BYTES,
+    Encoding,
+    NoFeedRoot,
+    Prolog,
+    check_prolog,
+    choose_encoding,
+    decode_all,
+    past_leading_junk,
+    utf8_chunks,
+)
+from alerts.sources._feed_raw import RawEntry, RawText, http_url
+from alerts.sources._feed_text import looks_like_html
+
+_ATOM = frozenset({"http://www.w3.org/2005/atom", "http://purl.org/atom/ns#"})
+# Lower-cased namespace URI → the prefix feedparser files it under ("" = the feed's own).
+_PREFIXES = {
+    "": "",
+    "http://backend.userland.com/rss": "",
+    "http://backend.userland.com/rss2": "",
+    "http://blogs.law.harvard.edu/tech/rss": "",
+    "http://purl.org/rss/1.0/": "",
+    "http://my.netscape.com/rdf/simple/0.9/": "",
+    "http://purl.org/rss/1.0/modules/rss091#": "",
+    "http://purl.org/net/rss1.1#": "",
+    "http://example.com/newformat#": "",
+    "http://example.com/necho": "",
+    "http://purl.org/echo/": "",
+    "uri/of/echo/namespace#": "",
+    "http://purl.org/pie/": "",
+    "http://purl.org/atom/ns#": "",
+    "http://www.w3.org/2005/atom": "",
+    "http://purl.org/dc/elements/1.1/": "dc",
+    "http://purl.org/dc/elements/1.0/": "dc",
+    "http://purl.org/dc/terms/": "dcterms",
+    "http://purl.org/rss/1.0/modules/content/": "content",
+    "http://search.yahoo.com/mrss": "media",
+    "http://search.yahoo.com/mrss/": "media",
+    "http://www.itunes.com/dtds/podcast-1.0.dtd": "itunes",
+    "http://example.com/dtds/podcast-1.0.dtd": "itunes",
+    "http://www.w3.org/1999/xhtml": "xhtml",
+    "http://www.w3.org/1999/02/22-rdf-syntax-ns#": "rdf",
+}
+_ENTRY_NAMES = frozenset({"item", "entry"})
+_ENTRY_TAGS = ["{*}item", "{*}entry", "{*}ITEM", "{*}Item", "{*}Entry", "{*}ENTRY"]
+_XHTML_DIV = "{http://www.w3.org/1999/xhtml}div"
+_RDF_ABOUT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::\d{1,5})?(?:[/?#]\S*)?\Z")
+HTML, HTML_IF_IT_LOOKS = True, None  # what text without a type is: HTML, or HTML if it looks so
+_HTML_TYPES = frozenset({"html", "text/html", "xhtml", "application/xhtml+xml"})
+_PLAIN_TYPES = frozenset({"text", "text/plain"})
+
+# What each element of an entry is, by feedparser's name for it. SUMMARY is HTML unless
+# it says otherwise (RSS descriptions); NOTE may be either, so its look decides.
+(SKIP, ID, LINK, TITLE, TITLE_FALLBACK, SUMMARY, NOTE, CONTENT, PUBLISHED, UPDATED, CREATED,
+ AUTHOR, CATEGORY, GROUP) = range(14)  # fmt: skip
+_KIND_OF = {
+    "guid": ID, "id": ID, "link": LINK, "title": TITLE, "dc:title": TITLE,
+    "media:title": TITLE_FALLBACK, "description": SUMMARY, "dc:description": SUMMARY,
+    "summary": NOTE, "itunes:summary": NOTE, "media:description": NOTE, "abstract": NOTE,
+    "content:encoded": CONTENT, "content": CONTENT, "xhtml:body": CONTENT, "body": CONTENT,
+    "fullitem": CONTENT, "pubdate": PUBLISHED, "published": PUBLISHED, "issued": PUBLISHED,
+    "dcterms:issued": PUBLISHED, "updated": UPDATED, "modified": UPDATED, "dc:date": UPDATED,
+    "dcterms:modified": UPDATED, "created": CREATED, "dcterms:created": CREATED,
+    "author": AUTHOR, "dc:creator": AUTHOR, "dc:author": AUTHOR, "itunes:author": AUTHOR,
+    "category": CATEGORY, "dc:subject": CATEGORY, "media:group": GROUP,
+}  # fmt: skip
+# Caches by tag (Clark notation); an unknown namespace's elements are named by prefix.
+_kinds: dict[object, int] = {}
+_atom_tags: dict[object, bool] = {}
+_entry_tags: dict[object, bool] = {}
+
+
+def _name(tag: str, prefix: str | None) -> str:
+    """feedparser's name for an element: its namespace's usual prefix, lower case."""
+    uri, _, local = tag[1:].rpartition("}") if tag[:1] == "{" else ("", "", tag)
+    known = _PREFIXES.get(uri.lower())
+    prefix = known if known is not None else (prefix or uri)
+    return f"{prefix}:{local.lower()}" if prefix else local.lower()
+
+
+def _kind(el: etree._Element) -> int:
+    """What an element of an entry is (SKIP for comments and the unknown)."""
+    kind = _kinds.get(el.tag)
+    if kind is not None:
+        return kind
+    tag = el.tag
+    if not isinstance(tag, str):
+        return SKIP  # processing instructions, entity references
+    uri = tag[1:].partition("}")[0].lower() if tag[:1] == "{" else ""
+    kind = _KIND_OF.get(_name(tag, el.prefix), SKIP)
+    if uri in _PREFIXES:  # the same for every document: cache it
+        _kinds[tag] = kind
+    return kind
+
+
+def _tag(el: etree._Element) -> str:
+    """An element's tag in Clark notation (``{uri}local``); "" for comments and the like."""
+    tag = el.tag
+    return tag if isinstance(tag, str) else ""
+
+
+def _is_atom(el: etree._Element) -> bool:
+    atom = _atom_tags.get(el.tag)
+    if atom is None:
+        tag = _tag(el)
+        atom = _atom_tags[tag] = tag[:1] == "{" and tag[1:].partition("}")[0].lower() in _ATOM
+    return atom
+
+
+# --- the document ------------------------------------------------------------------------
+
+
+class _IllFormed(Exception):
+    """The strict parse failed before the end of the document."""
+
+
+def read_xml(
+    body: bytes, *, url: str, charset: str | None, max_items: int
+) -> tuple[list[RawEntry], bool]:
+    """The first ``max_items`` entries of an XML feed, and whether it was read as UTF-8.
+
+    ``ParseError`` when the body is not a feed, is truncated, or is refused.
+    """
+    prolog, encoding = _checked(body, choose_encoding(body, charset), url)
+    utf8 = encoding.codec == "utf-8"
+    if not prolog.doctype:
+        try:
+            return _parse(utf8_chunks(body, encoding), url, prolog, max_items, body, encoding), utf8
+        except _IllFormed:
+            if not _ends_with_root(body, encoding, prolog.root):
+                raise _truncated(url, prolog) from None
+    repaired = _repair(decode_all(body, encoding)).encode("utf-8")
+    chunks = (repaired[i : i + CHUNK_BYTES] for i in range(0, len(repaired), CHUNK_BYTES))
+    try:
+        return _parse(chunks, url, prolog, max_items, body, encoding, recover=True), utf8
+    except _IllFormed as exc:
+        raise ParseError(f"not a readable feed from {url}: {exc}") from None
+
+
+def _checked(body: bytes, encoding: Encoding, url: str) -> tuple[Prolog, Encoding]:
+    """The document's prolog, past any junk a server printed before the feed."""
+    try:
+        return check_prolog(_head(body, encoding), url), encoding
+    except NoFeedRoot:  # never past a refusal (entities, an HTML page, binary data)
+        past = past_leading_junk(body, encoding)
+        if past is None:
+            raise
+        return check_prolog(_head(body, past), url), past
+
+
+def _head(body: bytes, encoding: Encoding) -> str:
+    return decode_all(body[: encoding.offset + CHUNK_BYTES], encoding, errors="replace")
+
+
+def _parser(url: str, recover: bool) -> etree.XMLPullParser:
+    return etree.XMLPullParser(
+        events=("end",),
+        tag=_ENTRY_TAGS,
+        base_url=url,
+        encoding="utf-8",
+        recover=recover,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+
+
+def _parse(
+    chunks: Iterable[bytes],
+    url: str,
+    prolog: Prolog,
+    max_items: int,
+    body: bytes,
+    encoding: Encoding,
+    *,
+    recover: bool = False,
+) -> list[RawEntry]:
+    parser = _parser(url, recover)
+    entries: list[RawEntry] = []
+    for chunk in chunks:
+        try:
+            parser.feed(chunk)
+            events = parser.read_events()
+            for _, el in events:
+                if _is_entry(el):
+                    entries.append(_read_entry(el, url))
+                    el.clear(keep_tail=True)
+                    if len(entries) >= max_items:
+                        return entries
+        except etree.XMLSyntaxError as exc:
+            raise _IllFormed(str(exc)) from None
+    try:
+        parser.close()
+    except etree.XMLSyntaxError as exc:
+        if not _ends_with_root(body, encoding, prolog.root):
+            raise _truncated(url, prolog) from None
+        raise _IllFormed(str(exc)) from None
+    return entries
+
+
+def _truncated(url: str, prolog: Prolog) -> ParseError:
+    return ParseError(f"truncated XML from {url}: the document ends before </{prolog.root}>")
+
+
+def _read_entry(el: etree._Element, url: str) -> RawEntry:
+    try:
+        return _entry(el)
+    except UnicodeDecodeError as exc:  # libxml2 let through what Python cannot decode
+        raise ParseError(f"not a readable feed from {url}: undecodable text ({exc})") from None
+
+
+def _is_entry(el: etree._Element) -> bool:
+    """An RSS item or Atom entry (not a same-named element of another vocabulary)."""
+    if not _entry_name(el):
+        return False
+    parent = el.getparent()
+    return parent is None or not _entry_name(parent)
+
+
+def _entry_name(el: etree._Element) -> bool:
+    found = _entry_tags.get(el.tag)
+    if found is None:
+        tag = _tag(el)
+        found = _name(tag, el.prefix) in _ENTRY_NAMES
+        if tag[1:].partition("}")[0].lower() in _PREFIXES or tag[:1] != "{":
+            _entry_tags[tag] = found  # a known namespace: the same in every document
+    return found
+
+
+def _ends_with_root(body: bytes, encoding: Encoding, root: str) -> bool:
+    codec = encoding.codec if encoding.codec.startswith("utf-") else "ascii"
+    needle = f"</{root}".encode(codec.replace("utf-8", "ascii"), errors="replace")
+    return body.rfind(needle) != -1
+
+
+def _xml_char(reference: str) -> bool:
+    """Whether ``#65`` / ``#x41`` names a character XML allows (XML 1.0, production 2)."""
+    hexadecimal = reference[1:2] in ("x", "X")
+    try:
+        code = int(reference[2:], 16) if hexadecimal else int(reference[1:])
+    except ValueError:
+        return False
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+_ENTITY_OR_AMP = re.compile(r"&(?:(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?)?")
+_XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
+
+
+def _repair(text: str) -> str:
+    """HTML entities as character references, bare ``&`` as ``&amp;``."""
+    return _ENTITY_OR_AMP.sub(_repair_one, text)
+
+
+def _repair_one(found: re.Match[str]) -> str:
+    whole, name = found.group(0), found.group(1)
+    if name is None:
+        return "&amp;"  # a bare ampersand
+    if not whole.endswith(";"):
+        return "&amp;" + name  # "&b=2" in a link, "&copy 2024": kept as written
+    if name.startswith("#"):
+        if not _xml_char(name):
+            return "&#xFFFD;"
+        return "&#x" + name[2:] + ";" if name[1] == "X" else whole  # XML wants a lower-case x
+    if name in _XML_ENTITIES:
+        return whole
+    replacement = html5.get(f"{name};")
+    if replacement is None:
+        return "&amp;" + whole[1:]
+    return "".join(f"&#{ord(c)};" for c in replacement)
+
+
+# --- one entry ---------------------------------------------------------------------------
+
+
+def _entry(el: etree._Element) -> RawEntry:
+    raw = RawEntry()
+    for child in el:
+        kind = _kinds.get(child.tag)
+        if kind is None:
+            kind = _kind(child)
+        if kind:
+            _TAKE[kind](raw, child)
+    if el.keys():
+        _entry_attributes(raw, el)
+    return raw
+
+
+def _entry_attributes(raw: RawEntry, el: etree._Element) -> None:
+    if raw.id is None and (about := (el.get(_RDF_ABOUT) or "").strip()):
+        raw.id = about  # RSS 1.0: <item rdf:about="…">
+    if raw.link is None and (href := el.get("HREF") or el.get("href")):
+        parent = el.getparent()  # CDF: <CHANNEL BASE="…"><ITEM HREF="…" LASTMOD="…">
+        raw.link = _absolute(el, href, parent.get("BASE") if parent is not None else None)
+    if lastmod := el.get("LASTMOD") or el.get("lastmod"):
+        raw.updated.append(lastmod)
+
+
+def _take_link(raw: RawEntry, child: etree._Element) -> None:
+    if raw.link is None:
+        raw.link = _link(child)
+
+
+def _first_text(name: str, untyped: bool | None) -> Callable[[RawEntry, etree._Element], None]:
+    """A taker that keeps the first text construct for the field ``name``."""
+
+    def take(raw: RawEntry, child: etree._Element) -> None:
+        if getattr(raw, name) is None:
+            setattr(raw, name, _text(child, untyped))
+
+    return take
+
+
+def _every_date(name: str) -> Callable[[RawEntry, etree._Element], None]:
+    """A taker that adds each date of one kind (``published``…) to its list."""
+
+    def take(raw: RawEntry, child: etree._Element) -> None:
+        if value := (child.text or "").strip():
+            getattr(raw, name).append(value)
+
+    return take
+
+
+_take_title = _first_text("title", HTML_IF_IT_LOOKS)
+_take_title_fallback = _first_text("title_fallback", HTML_IF_IT_LOOKS)
+_take_note = _first_text("summary", HTML_IF_IT_LOOKS)
+
+
+def _take_author(raw: RawEntry, child: etree._Element) -> None:
+    if raw.author is None:
+        raw.author = _person(child)
+
+
+def _take_category(raw: RawEntry, child: etree._Element) -> None:
+    term = (child.get("term") or child.text or "").strip()
+    if term:
+        raw.categories.append(term)
+
+
+def _take_group(raw: RawEntry, child: etree._Element) -> None:
+    """``media:group`` (YouTube): its title and description, as fallbacks."""
+    for part in child:
+        kind = _kind(part)
+        if kind in (TITLE, TITLE_FALLBACK):
+            _take_title_fallback(raw, part)
+        elif kind in (SUMMARY, NOTE):
+            _take_note(raw, part)
+
+
+def _take_id(raw: RawEntry, child: etree._Element) -> None:
+    value = (child.text or "").strip()
+    if not value or raw.id is not None:
+        return
+    raw.id = value
+    if _is_atom(child):  # an Atom id is a name, a link only when it is an http(s) URL
+        raw.permalink = _absolute(child, value) if value[:8].lower().startswith("http") else None
+    elif child.get("isPermaLink", child.get("ispermalink", "true")).strip().lower() == "true":
+        raw.permalink = _absolute(child, value)
+
+
+def _link(child: etree._Element) -> str | None:
+    href = child.get("href")
+    if href is None and not _is_atom(child):
+        return _absolute(child, child.text or "")  # RSS: <link>URL</link>
+    rel = (child.get("rel") or "alternate").strip().lower()
+    kind = (child.get("type") or "text/html").strip().lower()
+    if rel != "alternate" or kind not in ("text/html", "application/xhtml+xml"):
+        return None
+    return _absolute(child, href if href is not None else child.text or "")
+
+
+def _absolute(el: etree._Element, href: str, base: str | None = None) -> str | None:
+    """``href`` resolved against the element's ``xml:base``; None unless http(s)."""
+    href = href.strip()
+    if _PLAIN_URL.match(href):
+        return href
+    return http_url(href, lambda: base or el.base or "")
+
+
+def _person(child: etree._Element) -> str | None:
+    if len(child):
+        parts = {_name(_tag(p), p.prefix): (p.text or "").strip() for p in child if _tag(p)}
+        return parts.get("name") or parts.get("email") or None
+    value = (child.text or "").strip()
+    return value or None
+
+
+# --- text constructs ---------------------------------------------------------------------
+
+
+def _text(child: etree._Element, untyped: bool | None) -> RawText | None:
+    """A text construct: plain text or HTML, as its type (or its look) says."""
+    if child.keys():
+        return _typed_text(child, untyped)
+    if len(child):
+        return _markup(_inner_markup(child))
+    value = child.text
+    if not value or value.isspace():
+        return None
+    if _is_atom(child):
+        return RawText(value, False)  # Atom's default type is text
+    return RawText(value, looks_like_html(value) if untyped is None else untyped)
+
+
+def _typed_text(child: etree._Element, untyped: bool | None) -> RawText | None:
+    kind = (child.get("type") or "").strip().lower()
+    mode = (child.get("mode") or "").strip().lower()
+    atom = _is_atom(child)
+    if len(child) and kind in ("html", "text/html"):  # escaped HTML inside a <div>
+        return _markup("".join(child.itertext()))
+    if kind in ("xhtml", "application/xhtml+xml") or len(child):
+        return _markup(_inner_markup(child))
+    value = child.text or ""
+    if mode == "base64" or (atom and kind and _is_binary(kind)):
+        value = _unbase64(value)
+    if not value or value.isspace():
+        return None
+    if kind in _HTML_TYPES or mode == "escaped":
+        return RawText(value, True)
+    if atom or kind in _PLAIN_TYPES:
+        return RawText(value, not atom and looks_like_html(value))
+    return RawText(value, looks_like_html(value) if untyped is None else untyped)
+
+
+def _markup(value: str) -> RawText | None:
+    return RawText(value, True) if value and not value.isspace() else None
+
+
+def _is_binary(kind: str) -> bool:
+    if kind in _HTML_TYPES or kind in _PLAIN_TYPES or kind.startswith("text/"):
+        return False
+    return not kind.endswith(("+xml", "/xml"))
+
+
+def _unbase64(value: str) -> str:
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=False).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        return value
+
+
+def _inner_markup(child: etree._Element) -> str:
+    """The markup inside an element (inside its XHTML ``div`` wrapper, if it has one)."""
+    inner = list(child)
+    if (
+        len(inner) == 1
+        and inner[0].tag == _XHTML_DIV
+        and not (child.text or "").strip()
+        and not (inner[0].tail or "").strip()
+    ):
+        child = inner[0]
+    parts = [html.escape(child.text or "", quote=False)]
+    parts += [etree.tostring(part, encoding="unicode", with_tail=True) for part in child]
+    return "".join(parts)
+
+
+_TAKE: tuple[Callable[[RawEntry, etree._Element], None], ...] = (
+    lambda raw, child: None,  # SKIP
+    _take_id,
+    _take_link,
+    _take_title,
+    _take_title_fallback,
+    _first_text("summary", HTML),
+    _take_note,
+    _first_text("content", HTML),
+    _every_date("published"),
+    _every_date("updated"),
+    _every_date("created"),
+    _take_author,
+    _take_category,
+    _take_group,
+)
