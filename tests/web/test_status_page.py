@@ -16,12 +16,14 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from alerts.model import DeliveryState
-from alerts.records import OutboxStats
+from alerts.config import load_config
+from alerts.model import DeliveryState, utcnow
+from alerts.records import OutboxStats, PollCommit
 from alerts.status import SourceState, access_for, render_html, view
 from alerts.status.page import relative
 from alerts.status.redact import redact_text, redact_url
-from alerts.status.view import AlertView, RoomView, Snapshot, SourceView, safe_link
+from alerts.status.view import AlertView, RoomView, Snapshot, SourceView, safe_link, snapshot
+from alerts.store import open_store
 
 from .scenario import (
     HOSTILE_NAME,
@@ -369,3 +371,34 @@ def test_an_alert_whose_link_is_not_http_is_not_a_link() -> None:
     html = render_html(_snapshot(alerts=(alert,)))
     section = html.split('id="alerts"')[1].split('id="deliveries"')[0]
     assert "click me" in section and "javascript:" not in html and "<a " not in section
+
+
+async def test_a_source_the_breaker_holds_is_shown_held(tmp_path: Path) -> None:
+    """The breaker's hold lives in the source's stored detector state; the page reads it."""
+    config = load_config(_held_config(tmp_path))
+    store = await open_store(f"sqlite:///{tmp_path / 'alerts.db'}")
+    try:
+        now = utcnow()
+        await store.sync_sources({"wire": now})
+        assert await store.claim_source("wire", now, owner="t", lease_s=60) is not None
+        hold = {"since": now.isoformat(), "reason": "48 of 50 new items repeat", "held": 48}
+        commit = PollCommit(
+            source_id="wire", now=now, next_due=now, detector={"flood": {"hold": hold}}
+        )
+        await store.commit_poll(commit, owner="t")
+        snap = await snapshot(store=store, config=config, now=now)
+    finally:
+        await store.close()
+    (view,) = snap.sources
+    assert view.state is SourceState.HELD
+    assert "48 alerts (48 of 50 new items repeat)" in view.state_note
+
+
+def _held_config(root: Path) -> Path:
+    config = root / "config"
+    config.mkdir()
+    (config / "alerts.toml").write_text(
+        '[topics.news]\ndescription = "News"\n\n[[sources]]\nid = "wire"\nkind = "feed"\n'
+        'url = "https://feeds.example/wire.xml"\ntopics = ["news"]\n'
+    )
+    return config

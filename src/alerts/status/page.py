@@ -260,12 +260,5 @@ async def _read(runtime: Any, only: SourceState | None) -> Snapshot:
         config=runtime.config,
         now=utcnow(),
         instance=runtime.owner,
-        holds=flood_holds(runtime),
         only=only,
     )
-
-
-def flood_holds(runtime: Any) -> dict[str, str]:
-    """Sources whose alerts the flood breaker holds, with why: the place to read the
-    breaker's state once it lands (engineer "faults"). Until then nothing is held."""
-    return {}

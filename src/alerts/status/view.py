@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from alerts import flood
 from alerts.config import Config
 from alerts.model import DeliveryState, Event
 from alerts.records import DeliveryRow, DestinationRow, OutboxStats, SourceRow
@@ -135,12 +136,13 @@ async def snapshot(
 ) -> Snapshot:
     """Read the store once and build the page's data.
 
-    ``holds`` maps a source id to why the flood breaker holds its alerts (the
-    breaker's state is not in the store yet: until it is, nothing is held).
+    ``holds`` maps a source id to why the flood breaker holds its alerts; sources
+    the breaker holds according to their stored detector state are added to it.
     ``only`` keeps the sources in one state (the counts still cover all of them).
     """
     rows = {r.source_id: r for r in await store.list_sources()}
-    sources = source_views(config, rows, holds or {})
+    held = {sid: why for sid, r in rows.items() if (why := flood.status(r.detector))}
+    sources = source_views(config, rows, held | dict(holds or {}))
     counts = {state: sum(1 for s in sources if s.state is state) for state in SourceState}
     shown = [s for s in sources if only is None or s.state is only]
     recent = await store.list_deliveries(limit=RECENT_DELIVERIES)
