@@ -155,6 +155,7 @@ class AwardsSource:
     """
 
     kind: ClassVar[str] = "awards"
+    updates: ClassVar[str] = "reply"  # rooms edit the first alert and reply with the change
     Options: ClassVar[type[BaseModel]] = AwardsOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("amount",)
     item_fields: ClassVar[frozenset[str]] = frozenset(
