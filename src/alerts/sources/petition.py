@@ -394,6 +394,7 @@ class PetitionSource:
             "by_company": dict(Counter(tally.by_company).most_common()),
             "names": names,
             "anonymous": tally.anonymous,
+            "unit": "signatures",  # what a room's live count message counts (alerts.counters)
         }
         summary = _delta_summary(names, len(tally.pending) + tally.more, tally)
         tally.reset(count)
