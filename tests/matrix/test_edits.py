@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import nio
@@ -259,3 +260,25 @@ def alice_messages(reader: Peer, sink: MatrixSink, room_id: str) -> list[str]:
 async def first_message(reader: Peer, sink: MatrixSink, room_id: str) -> str:
     await reader.wait_until(lambda: bool(alice_messages(reader, sink, room_id)))
     return alice_messages(reader, sink, room_id)[0]
+
+
+async def test_a_crash_between_the_edit_and_its_record_edits_once(
+    make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer, store: SqliteStore
+) -> None:
+    """The process dies after Synapse took the edit and the thread reply and before the
+    outbox recorded them: the retried delivery sends both again with the same
+    transaction ids, and the room shows one edit and one reply."""
+    sink = await make_sink()
+    alice = await peers("alice")
+    room_id = await joined_room(alice, sink)
+    world = await room_world(store, sink, room_id)
+    await world.deliver(award_new(95_900_000.0))
+    await world.commit(award_modified(95_900_000.0, 125_754_750.0, "P00011"))
+    [claimed] = await store.claim_deliveries(datetime.now(UTC), owner="dead", lease_s=60, limit=5)
+    messages = world.dispatcher.messages
+    await messages.apply(sink, await messages.plan(sink, claimed))  # ...and it dies here
+    await store.release_owner("dead")
+    await world.settle()
+    original = await first_message(alice, sink, room_id)
+    assert len(relations(synapse, alice, room_id, original, "m.replace")) == 1
+    assert len(relations(synapse, alice, room_id, original, "m.thread")) == 1
