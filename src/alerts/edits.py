@@ -131,7 +131,7 @@ class Messages:
         event, style = d.event, d.view.updates or UpdateStyle.EDIT
         room = d.destination.id
         if style is not UpdateStyle.NEW and event.kind is EventKind.UPDATED:
-            found = await self.store.find_post(room, event.source_id, event.key)
+            found = await self.store.find_post(room, event.source_id, event.item)
             return self._update(d, found, style)
         if style is not UpdateStyle.NEW and event.kind is EventKind.DELTA:
             live = await self.store.live_counter(room, event.source_id)
@@ -148,7 +148,7 @@ class Messages:
             return _post(d)
         state = dict(post.state)
         reply = None
-        if (post.source_id, post.item_key) == (event.source_id, event.key):
+        if (post.source_id, post.item_key) == (event.source_id, event.item):
             state["event"] = event.to_json()
             reply = note(event) if style is UpdateStyle.REPLY else None
         else:  # a report that was merged into another source's story
@@ -195,7 +195,7 @@ class Messages:
         state["also"] = [*state.get("also", []), _also(event)]
         state["story"] = stories.merged(state.get("story") or {}, event)
         edited = dataclasses.replace(story, state=state, edits=story.edits + 1)
-        return Plan(d, Action.EDIT, edited, view_of(edited), items=((event.source_id, event.key),))
+        return Plan(d, Action.EDIT, edited, view_of(edited), items=((event.source_id, event.item),))
 
     # --- doing it on the platform --------------------------------------------------
 
@@ -297,13 +297,13 @@ def note(event: Event) -> MessageView:
 def _post(d: Delivery, *, close_counter: bool = False) -> Plan:
     event = d.event
     state = {"event": event.to_json(), "story": stories.first(event), "also": []}
-    post = _new_post(d, PostKind.ITEM, state, item_key=event.key)
+    post = _new_post(d, PostKind.ITEM, state, item_key=event.item)
     return Plan(
         d,
         Action.POST,
         post,
         MessageView(event),
-        items=((event.source_id, event.key),),
+        items=((event.source_id, event.item),),
         close_counter=close_counter,
     )
 
@@ -335,12 +335,12 @@ def _also(event: Event) -> dict[str, Any]:
         "source": event.source_label,
         "url": event.url,
         "source_id": event.source_id,
-        "key": event.key,
+        "key": event.item,
     }
 
 
 def _is_report(entry: dict[str, Any], event: Event) -> bool:
-    return bool(entry.get("source_id") == event.source_id and entry.get("key") == event.key)
+    return bool(entry.get("source_id") == event.source_id and entry.get("key") == event.item)
 
 
 def _sources(post: Post) -> set[str]:

@@ -102,11 +102,18 @@ class Event:
     detected_at: datetime = field(default_factory=utcnow)
     id: int | None = None
     source_name: str | None = None  # the source's configured ``name``, if it has one
+    item_key: str | None = None  # the item it is about, when not ``key`` (a modification)
 
     @property
     def source_label(self) -> str:
         """How alerts name the source: its configured name, else its id."""
         return self.source_name or self.source_id
+
+    @property
+    def item(self) -> str:
+        """The key of the item the event is about: rooms keep one message per item
+        (``alerts.edits``), so every event about it edits that message."""
+        return self.item_key or self.key
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -123,6 +130,7 @@ class Event:
             "changes": {k: [old, new] for k, (old, new) in self.changes.items()},
             "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
             "detected_at": self.detected_at.isoformat(),
+            **({"item_key": self.item_key} if self.item_key is not None else {}),
         }
 
     @classmethod
@@ -141,6 +149,7 @@ class Event:
             changes={k: (v[0], v[1]) for k, v in data.get("changes", {}).items()},
             occurred_at=_parse_dt(data.get("occurred_at")),
             detected_at=_parse_dt(data.get("detected_at")) or utcnow(),
+            item_key=data.get("item_key"),
         )
 
     def with_id(self, event_id: int) -> Event:

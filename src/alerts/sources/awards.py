@@ -475,6 +475,7 @@ class AwardsSource:
             source_id=self.source_id,
             kind=EventKind.UPDATED,
             key=f"{item.key}#{mod}",
+            item_key=item.key,  # each modification edits the room's message of the award
             title=f"{recipient}: modification {mod} {sign}${abs(delta):,.0f} ({item.fields.get('award_id')})",
             url=item.url,
             summary=f"Obligated ${old:,.0f} → ${new:,.0f}. {item.summary}".strip(),
