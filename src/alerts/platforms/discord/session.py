@@ -86,6 +86,7 @@ CODE_ERRORS: Mapping[int, type[SendError]] = {
     10008: MessageGone,  # Unknown Message: the message to edit was deleted
     30046: MessageGone,  # Maximum number of edits to messages older than 1 hour reached
     50083: MessageGone,  # Operation on an archived thread: its messages cannot be edited
+    160002: MessageGone,  # a reply without Read Message History: the edit stands alone
 }
 # HTTP statuses, when the code is not in the table.
 STATUS_ERRORS: Mapping[int, type[SendError]] = {
