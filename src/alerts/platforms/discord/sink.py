@@ -44,9 +44,8 @@ with warnings.catch_warnings():  # discord.py imports audioop, deprecated since 
     from discord.http import Route, handle_message_parameters
 
 if TYPE_CHECKING:
-    from discord.types.message import MessageReference as ReferencePayload
-
     from alerts.contracts import SinkContext
+    from discord.types.message import MessageReference as ReferencePayload
 
 M = TypeVar("M", bound=BaseModel)
 REPLY_NONCE_SUFFIX = ".r"  # a delivery's key is at most 23 characters: 25 with this
