@@ -53,11 +53,12 @@ class World:
         *,
         view: View = DEFAULT_VIEW,
         source_updates: Mapping[str, UpdateStyle] = DEFAULTS,
+        not_stories: Sequence[str] = ("iceout-letter",),  # the petition adapter's
     ) -> None:
         self.store = store
         self.destination = destination
         self.router = Router([Subscription(destination.id)])
-        self.router.set_views({destination.id: view}, source_updates)
+        self.router.set_views({destination.id: view}, source_updates, not_stories)
         self.dispatcher = Dispatcher(
             store=store,
             sinks={destination.sink: sink},

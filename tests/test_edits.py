@@ -313,6 +313,25 @@ async def test_near_identical_headlines_merge_within_the_window_only(
     assert [[a.source for a in m.view.also] for m in sink.messages] == [["404"], []]
 
 
+async def test_a_petitions_alerts_are_no_stories_to_merge_with(
+    store: SqliteStore, sink: RoomSink
+) -> None:
+    """A watched signatory's alert links the letter, as does the campaign's post
+    asking people to sign: they are not one story."""
+    room = await world(store, sink)
+    letter = "https://iceout.tech/letter"
+    signatory = dataclasses.replace(
+        report("iceout-letter", "Margaret Hamilton", letter, key="margaret|palantir"),
+        topics=("petition",),
+    )
+    await room.deliver(signatory)
+    await room.deliver(
+        report("twc-bluesky", "Sign the letter!", "https://bsky.app/p/1", links=[letter])
+    )
+    await room.deliver(dataclasses.replace(signatory, key="grace|google", title="Grace Hopper"))
+    assert len(sink.messages) == 3 and all(m.view.also == () for m in sink.messages)
+
+
 async def test_a_merge_window_of_zero_keeps_every_report_apart(
     store: SqliteStore, sink: RoomSink
 ) -> None:

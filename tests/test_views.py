@@ -48,6 +48,13 @@ def test_without_a_choice_the_sources_default_applies() -> None:
     assert router.routed(update("unknown")).views["ops"].updates is None  # edit, the default
 
 
+def test_a_source_whose_items_are_no_stories_is_never_merged() -> None:
+    router = Router([Subscription("ops")])
+    router.set_views({"ops": View(None, 12 * HOUR)}, {}, not_stories=["iceout-letter"])
+    assert router.routed(update("iceout-letter")).views["ops"].merge_window_s == 0.0
+    assert router.routed(update("wired")).views["ops"].merge_window_s == 12 * HOUR
+
+
 def test_a_later_matching_subscription_that_says_updates_is_heard() -> None:
     router = Router(
         [Subscription("ops", topic="contracts")],
@@ -77,6 +84,12 @@ id = "wired"
 kind = "feed"
 url = "https://www.wired.com/feed/rss"
 topics = ["contracts"]
+[[sources]]
+id = "iceout-letter"
+kind = "petition"
+url = "https://iceout.tech/letter"
+count_selector = ".signature-count"
+topics = ["contracts"]
 """
 
 
@@ -95,7 +108,12 @@ def test_destinations_and_routes_say_how_their_room_shows_events(tmp_path: Path)
     assert [s.updates for s in config.routes] == [UpdateStyle.NEW]
     assert config.destinations["ops"].options == {}  # not options of the console sink
     # awards (and statements) reply by default, feeds edit
-    assert config.source_updates == {"ice-awards": UpdateStyle.REPLY, "wired": UpdateStyle.EDIT}
+    assert config.source_updates == {
+        "ice-awards": UpdateStyle.REPLY,
+        "wired": UpdateStyle.EDIT,
+        "iceout-letter": UpdateStyle.EDIT,
+    }
+    assert config.not_stories == {"iceout-letter"}  # a petition's alerts are no news stories
 
 
 def test_the_defaults_are_edit_and_48_hours(tmp_path: Path) -> None:

@@ -235,6 +235,7 @@ class SourceSpec:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     updates: UpdateStyle = UpdateStyle.EDIT  # the adapter's default for its rooms
+    stories: bool = True  # its items are news that other sources may report too
 
     @property
     def label(self) -> str:
@@ -273,6 +274,12 @@ class Config:
     def source_updates(self) -> dict[str, UpdateStyle]:
         """Each source's default ``updates`` (its adapter's)."""
         return {sid: spec.updates for sid, spec in self.sources.items()}
+
+    @property
+    def not_stories(self) -> frozenset[str]:
+        """Sources whose items are never merged with other sources' (their adapter's
+        ``stories = False``)."""
+        return frozenset(sid for sid, spec in self.sources.items() if not spec.stories)
 
 
 def load_config(config_dir: Path) -> Config:
@@ -545,6 +552,7 @@ class _SourceCheck:
             include=sc.include,
             exclude=sc.exclude,
             updates=_adapter_updates(factory),
+            stories=getattr(factory, "stories", True) is not False,
         )
 
     def _fingerprint(self, factory: SourceFactory, fields: tuple[str, ...]) -> None:

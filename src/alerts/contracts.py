@@ -82,7 +82,10 @@ class Source(Protocol):
     used when a source sets none (``None``: the source must set ``url``); and a
     docstring, its user documentation. Optionally ``updates``: how rooms show its
     ``updated`` events unless they say otherwise (``"edit"`` when absent; the award,
-    SAM.gov and web page adapters say ``"reply"``: their changes are news).
+    SAM.gov and web page adapters say ``"reply"``: their changes are news); and
+    ``stories = False`` when its items are no news stories that other sources could
+    report too (a petition's signatories and counts: their link is the petition's
+    page), so rooms never merge them with others.
     """
 
     kind: ClassVar[str]

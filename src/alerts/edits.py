@@ -295,8 +295,11 @@ def note(event: Event) -> MessageView:
 
 
 def _post(d: Delivery, *, close_counter: bool = False) -> Plan:
+    """A new message; it is a story later reports may merge into only when its room
+    merges stories (``merge_window_s`` > 0; 0 also for sources that tell none)."""
     event = d.event
-    state = {"event": event.to_json(), "story": stories.first(event), "also": []}
+    story = stories.first(event) if d.view.merge_window_s > 0 else {}
+    state = {"event": event.to_json(), "story": story, "also": []}
     post = _new_post(d, PostKind.ITEM, state, item_key=event.item)
     return Plan(
         d,

@@ -17,12 +17,13 @@ drop its item events before any room is considered.
 
 ``routed`` also says how each room shows the event (``View``): ``updates`` from the
 first matching subscription that sets it, else the destination's, else the source
-adapter's default; ``merge_window_s`` from the destination.
+adapter's default; ``merge_window_s`` from the destination (0 for a source whose
+items are no stories).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from alerts.keywords import Text, any_found
@@ -91,6 +92,7 @@ class Router:
         self.version = -1
         self._views: Mapping[str, View] = {}
         self._source_updates: Mapping[str, UpdateStyle] = {}
+        self._not_stories: frozenset[str] = frozenset()
 
     def set_static(self, subs: Iterable[Subscription]) -> None:
         self._static = tuple(subs)
@@ -100,11 +102,16 @@ class Router:
         self.version = version
 
     def set_views(
-        self, destinations: Mapping[str, View], sources: Mapping[str, UpdateStyle]
+        self,
+        destinations: Mapping[str, View],
+        sources: Mapping[str, UpdateStyle],
+        not_stories: Collection[str] = (),
     ) -> None:
-        """The views destinations configure, and each source's default ``updates``."""
+        """The views destinations configure, each source's default ``updates``, and
+        the sources whose items are never merged into stories."""
         self._views = dict(destinations)
         self._source_updates = dict(sources)
+        self._not_stories = frozenset(not_stories)
 
     def route(self, event: Event) -> tuple[str, ...]:
         return tuple(self._matching(event))
@@ -113,10 +120,15 @@ class Router:
         """The destinations of ``event`` and how each of their rooms shows it."""
         found = self._matching(event)
         default = self._source_updates.get(event.source_id)
+        unmerged = event.source_id in self._not_stories
         views = {}
         for dest, sub in found.items():
             view = self._views.get(dest, View())
-            views[dest] = replace(view, updates=sub.updates or view.updates or default)
+            views[dest] = replace(
+                view,
+                updates=sub.updates or view.updates or default,
+                merge_window_s=0.0 if unmerged else view.merge_window_s,
+            )
         return RoutedEvent(event, tuple(found), views)
 
     def _matching(self, event: Event) -> dict[str, Subscription]:

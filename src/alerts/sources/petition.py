@@ -210,6 +210,7 @@ class PetitionSource:
     """
 
     kind: ClassVar[str] = "petition"
+    stories: ClassVar[bool] = False  # its alerts are no news that other sources report
     Options: ClassVar[type[BaseModel]] = PetitionOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("title", "summary")
     item_fields: ClassVar[frozenset[str]] = frozenset(
