@@ -295,10 +295,12 @@ def note(event: Event) -> MessageView:
 
 
 def _post(d: Delivery, *, close_counter: bool = False) -> Plan:
-    """A new message; it is a story later reports may merge into only when its room
-    merges stories (``merge_window_s`` > 0; 0 also for sources that tell none)."""
+    """A new message. Only a ``new`` item is a story later reports may merge into,
+    and only where the room merges stories (``merge_window_s`` > 0; 0 also for
+    sources whose items are no stories)."""
     event = d.event
-    story = stories.first(event) if d.view.merge_window_s > 0 else {}
+    is_story = event.kind is EventKind.NEW and d.view.merge_window_s > 0
+    story = stories.first(event) if is_story else {}
     state = {"event": event.to_json(), "story": story, "also": []}
     post = _new_post(d, PostKind.ITEM, state, item_key=event.item)
     return Plan(
