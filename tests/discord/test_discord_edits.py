@@ -15,7 +15,7 @@ from fake_discord import FORUM, FakeDiscord, Fault, Limits, Message
 from tests.edits_world import World, award_modified, award_new, delta, report
 
 from alerts.errors import MessageGone
-from alerts.model import Destination, MessageView, Posted
+from alerts.model import Destination, MessageView, Posted, UpdateStyle
 from alerts.platforms.discord import DiscordSettings, DiscordSink, DiscordWebhookSink
 from alerts.sinks import SinkContext
 from alerts.store import Store
@@ -258,3 +258,25 @@ async def test_a_deleted_original_falls_back_to_a_new_message(
     await asyncio.sleep(0)
     await world.deliver(award_modified(AMOUNT_AFTER, AMOUNT_LAST, "P00012"))
     assert [len(m.edits) for m in fake.visible_in(channel)] == [1, 0]  # edited, and one reply
+
+
+# --- /alerts subscribe … updates -------------------------------------------------------
+
+
+async def test_subscribe_offers_updates_as_a_choice_and_stores_it(
+    fake: FakeDiscord, bot: DiscordSink, store: Store, channel: int, guild: int
+) -> None:
+    [command] = fake.commands[guild]
+    subscribe = next(o for o in command["options"] if o["name"] == "subscribe")
+    updates = next(o for o in subscribe["options"] if o["name"] == "updates")
+    assert [c["value"] for c in updates["choices"]] == ["edit", "reply", "new"]
+    callback = await fake.interact(
+        channel_id=channel,
+        user_id=fake.snowflake(),
+        permissions=1 << 4,  # Manage Channels
+        subcommand="subscribe",
+        options={"topic": "contracts", "updates": "new"},
+    )
+    assert callback["data"]["content"] == "Subscribed: contracts updates=new"
+    [sub] = await store.list_subscriptions(f"discord:{channel}")
+    assert sub.updates is UpdateStyle.NEW
