@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ import nio
 import pytest
 
 from alerts.errors import MessageGone
-from alerts.model import Destination, MessageView, Posted
+from alerts.model import Delivery, Destination, MessageView, Posted
 from alerts.platforms.matrix import MatrixSink
 from alerts.store.sqlite import SqliteStore
 
@@ -51,14 +52,33 @@ def latest_edit(synapse: SynapseServer, reader: Peer, room_id: str, event_id: st
 # --- the sink ---------------------------------------------------------------------------
 
 
+@dataclass
+class Alerted:
+    """An alert the bot posted in a room ``reader`` created."""
+
+    sink: MatrixSink
+    reader: Peer
+    room_id: str
+    delivery: Delivery
+    posted: Posted
+
+
+async def alert_posted(
+    make_sink: MakeSink, peers: MakePeer, key: str, *, encrypted: bool = False
+) -> Alerted:
+    sink = await make_sink()
+    alice = await peers("alice", e2e=encrypted)
+    room_id = await joined_room(alice, sink, encrypted=encrypted)
+    delivery = delivery_to(room_id, key=key)
+    posted = await sink.post(delivery, MessageView(delivery.event))
+    return Alerted(sink, alice, room_id, delivery, posted)
+
+
 async def test_an_edit_is_one_replacement_the_server_aggregates(
     make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer
 ) -> None:
-    sink = await make_sink()
-    alice = await peers("alice")
-    room_id = await joined_room(alice, sink)
-    delivery = delivery_to(room_id, key="edit-1")
-    posted = await sink.post(delivery, MessageView(delivery.event))
+    alert = await alert_posted(make_sink, peers, "edit-1")
+    sink, alice, room_id, posted = alert.sink, alert.reader, alert.room_id, alert.posted
     assert posted.room == room_id
     corrected = award_event(title="ICE contract modification (corrected)")
     edit = delivery_to(room_id, corrected, key="edit-2", id=2)
@@ -77,11 +97,10 @@ async def test_an_edit_is_one_replacement_the_server_aggregates(
 async def test_a_reply_is_one_message_in_the_threads_of_the_alert(
     make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer
 ) -> None:
-    sink = await make_sink()
-    alice = await peers("alice")
-    room_id = await joined_room(alice, sink)
-    delivery = delivery_to(room_id, key="thread-1")
-    posted = await sink.post(delivery, MessageView(delivery.event))
+    alert = await alert_posted(make_sink, peers, "thread-1")
+    sink, alice, room_id, posted, delivery = (
+        alert.sink, alert.reader, alert.room_id, alert.posted, alert.delivery
+    )  # fmt: skip
     note = MessageView(award_event(title="What changed", fields={"delta": 12_500_000}))
     first = await sink.reply(delivery, posted, note)
     again = await sink.reply(delivery, posted, note)
@@ -98,11 +117,10 @@ async def test_a_reply_is_one_message_in_the_threads_of_the_alert(
 
 
 async def test_a_redacted_original_is_gone(make_sink: MakeSink, peers: MakePeer) -> None:
-    sink = await make_sink()
-    alice = await peers("alice")
-    room_id = await joined_room(alice, sink)
-    delivery = delivery_to(room_id, key="redacted-1")
-    posted = await sink.post(delivery, MessageView(delivery.event))
+    alert = await alert_posted(make_sink, peers, "redacted-1")
+    sink, alice, room_id, posted, delivery = (
+        alert.sink, alert.reader, alert.room_id, alert.posted, alert.delivery
+    )  # fmt: skip
     redacted = await alice.client.room_redact(room_id, posted.remote_id, reason="off topic")
     assert isinstance(redacted, nio.RoomRedactResponse), redacted
     with pytest.raises(MessageGone, match="redacted"):
@@ -117,11 +135,10 @@ async def test_in_an_encrypted_room_the_relation_is_in_clear_and_the_text_is_not
     """Spec, "Editing encrypted events": ``m.relates_to`` in the cleartext part, the
     new content inside the ciphertext; the reader decrypts the edit and the server
     aggregates it."""
-    sink = await make_sink()
-    alice = await peers("alice", e2e=True)
-    room_id = await joined_room(alice, sink, encrypted=True)
-    delivery = delivery_to(room_id, key="e2e-1")
-    posted = await sink.post(delivery, MessageView(delivery.event))
+    alert = await alert_posted(make_sink, peers, "e2e-1", encrypted=True)
+    sink, alice, room_id, posted, delivery = (
+        alert.sink, alert.reader, alert.room_id, alert.posted, alert.delivery
+    )  # fmt: skip
     corrected = award_event(title="Corrected in an encrypted room")
     await sink.edit(
         delivery_to(room_id, corrected, key="e2e-2", id=2), posted, MessageView(corrected)
@@ -142,17 +159,21 @@ async def test_in_an_encrypted_room_the_relation_is_in_clear_and_the_text_is_not
 # --- the stories of issue 15, end to end ----------------------------------------------
 
 
-async def room_world(store: SqliteStore, sink: MatrixSink, room_id: str) -> World:
-    return await World(store, sink, Destination(f"matrix:{room_id}", "matrix", room_id)).start()
+async def story_room(
+    make_sink: MakeSink, peers: MakePeer, store: SqliteStore
+) -> tuple[MatrixSink, Peer, str, World]:
+    """The bot in a room, and the pipeline that delivers to it."""
+    sink = await make_sink()
+    alice = await peers("alice")
+    room_id = await joined_room(alice, sink)
+    destination = Destination(f"matrix:{room_id}", "matrix", room_id)
+    return sink, alice, room_id, await World(store, sink, destination).start()
 
 
 async def test_an_award_modified_twice_is_one_message_edited_twice_and_two_thread_replies(
     make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer, store: SqliteStore
 ) -> None:
-    sink = await make_sink()
-    alice = await peers("alice")
-    room_id = await joined_room(alice, sink)
-    world = await room_world(store, sink, room_id)
+    sink, alice, room_id, world = await story_room(make_sink, peers, store)
     await world.deliver(award_new(95_900_000.0))
     await world.deliver(award_modified(95_900_000.0, 125_754_750.0, "P00011"))
     await world.deliver(award_modified(125_754_750.0, 140_000_000.0, "P00012"))
@@ -173,10 +194,7 @@ async def test_an_award_modified_twice_is_one_message_edited_twice_and_two_threa
 async def test_a_petitions_count_message_shows_the_latest_count_after_20_deltas(
     make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer, store: SqliteStore
 ) -> None:
-    sink = await make_sink()
-    alice = await peers("alice")
-    room_id = await joined_room(alice, sink)
-    world = await room_world(store, sink, room_id)
+    sink, alice, room_id, world = await story_room(make_sink, peers, store)
     count = 1_000
     for n in range(20):
         count += 3
@@ -193,10 +211,7 @@ async def test_a_petitions_count_message_shows_the_latest_count_after_20_deltas(
 async def test_three_sources_of_one_story_are_one_message_listing_them(
     make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer, store: SqliteStore
 ) -> None:
-    sink = await make_sink()
-    alice = await peers("alice")
-    room_id = await joined_room(alice, sink)
-    world = await room_world(store, sink, room_id)
+    sink, alice, room_id, world = await story_room(make_sink, peers, store)
     article = "https://next.ink/167245/ice-palantir-immigrationos/"
     post = "https://bsky.app/profile/next.ink/post/3lgxq4vbzyc2a"
     await world.deliver(
@@ -231,10 +246,7 @@ async def test_three_sources_of_one_story_are_one_message_listing_them(
 async def test_a_redacted_original_falls_back_to_a_new_message(
     make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer, store: SqliteStore
 ) -> None:
-    sink = await make_sink()
-    alice = await peers("alice")
-    room_id = await joined_room(alice, sink)
-    world = await room_world(store, sink, room_id)
+    sink, alice, room_id, world = await story_room(make_sink, peers, store)
     await world.deliver(award_new(95_900_000.0))
     original = await first_message(alice, sink, room_id)
     await alice.client.room_redact(room_id, original)
@@ -268,10 +280,7 @@ async def test_a_crash_between_the_edit_and_its_record_edits_once(
     """The process dies after Synapse took the edit and the thread reply and before the
     outbox recorded them: the retried delivery sends both again with the same
     transaction ids, and the room shows one edit and one reply."""
-    sink = await make_sink()
-    alice = await peers("alice")
-    room_id = await joined_room(alice, sink)
-    world = await room_world(store, sink, room_id)
+    sink, alice, room_id, world = await story_room(make_sink, peers, store)
     await world.deliver(award_new(95_900_000.0))
     await world.commit(award_modified(95_900_000.0, 125_754_750.0, "P00011"))
     [claimed] = await store.claim_deliveries(datetime.now(UTC), owner="dead", lease_s=60, limit=5)

@@ -38,17 +38,7 @@ TABLES: tuple[str, ...] = (
     "post_items",
     "kv",
 )
-CONTENT = (
-    "destinations",
-    "sources",
-    "items",
-    "events",
-    "subscriptions",
-    "deliveries",
-    "posts",
-    "post_items",
-    "kv",
-)
+CONTENT = tuple(table for table in TABLES if table != "meta")  # must be empty in the target
 IDENTITIES = ("events", "subscriptions", "deliveries", "posts")
 CLEARED = {"sources": ("lease_owner", "lease_until"), "deliveries": ("lease_owner", "lease_until")}
 Row = dict[str, Any]
