@@ -256,7 +256,9 @@ class DiscordWebhookSink:
     Webhooks take no nonce: if the service dies after Discord accepted a message
     and before the outbox recorded it, that one alert is posted again on restart.
     The window is one HTTP round trip plus one store write. Source text is
-    escaped as for the bot, and ``allowed_mentions`` parses nothing.
+    escaped as for the bot, and ``allowed_mentions`` parses nothing. An update
+    edits the webhook's earlier message; a webhook cannot reply, so the note of
+    what changed is posted after it (like an alert, twice at most after a crash).
     """
 
     kind: ClassVar[str] = "discord_webhook"
