@@ -41,7 +41,14 @@ from alerts.config_files import ParsedFile, read_config_dir
 from alerts.contracts import SourceFactory
 from alerts.errors import ConfigError, key_path
 from alerts.keywords import Keywords
-from alerts.model import Destination, EventKind, Subscription
+from alerts.model import (
+    DEFAULT_MERGE_WINDOW_S,
+    Destination,
+    EventKind,
+    Subscription,
+    UpdateStyle,
+    View,
+)
 from alerts.netguard import AllowPrivateNetwork, AllowPrivateNetworkOption
 from alerts.options import (
     MIN_INTERVAL_S,
@@ -170,12 +177,22 @@ class SourceConfig(BaseModel):
 
 
 class DestinationConfig(BaseModel):
-    """One ``[destinations.NAME]`` table; unknown keys are the sink's options."""
+    """One ``[destinations.NAME]`` table; unknown keys are the sink's options.
+
+    ``updates`` and ``merge_window`` say how the room shows events (``alerts.edits``),
+    whatever its sink."""
 
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     sink: str
     target: Annotated[str, _text(2048)] = ""
+    updates: UpdateStyle | None = Field(
+        default=None, description="edit, reply or new: what an update does (default: edit)"
+    )
+    merge_window: DurationS = Field(
+        default=DEFAULT_MERGE_WINDOW_S,
+        description="reports of one story this close share one message (0: never)",
+    )
 
 
 class RouteConfig(_Strict):
@@ -187,6 +204,7 @@ class RouteConfig(_Strict):
     exclude: Keywords = ()
     min_amount: StrictFloat | None = Field(default=None, ge=0)
     min_change: StrictFloat | None = Field(default=None, ge=0)
+    updates: UpdateStyle | None = None
 
 
 class ConfigFile(_Strict):
@@ -216,6 +234,8 @@ class SourceSpec:
     allow_private_network: AllowPrivateNetwork | None = None  # None: [http]'s
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    updates: UpdateStyle = UpdateStyle.EDIT  # the adapter's default for its rooms
+    stories: bool = True  # its items are news that other sources may report too
 
     @property
     def label(self) -> str:
@@ -243,10 +263,23 @@ class Config:
     route_tables: int = 0
     disabled: tuple[str, ...] = field(default=())
     """Ids of valid sources with ``enabled = false`` (kept, not polled)."""
+    views: Mapping[str, View] = field(default_factory=dict)
+    """How each config destination's room shows events (``updates``, ``merge_window``)."""
 
     @property
     def topic_descriptions(self) -> dict[str, str]:
         return {name: t.description for name, t in self.topics.items()}
+
+    @property
+    def source_updates(self) -> dict[str, UpdateStyle]:
+        """Each source's default ``updates`` (its adapter's)."""
+        return {sid: spec.updates for sid, spec in self.sources.items()}
+
+    @property
+    def not_stories(self) -> frozenset[str]:
+        """Sources whose items are never merged with other sources' (their adapter's
+        ``stories = False``)."""
+        return frozenset(sid for sid, spec in self.sources.items() if not spec.stories)
 
 
 def load_config(config_dir: Path) -> Config:
@@ -326,6 +359,12 @@ class _Assembly:
         if self.problems or service is None or http is None:
             raise ConfigError(self.problems)
         disabled = tuple(sc.id for _, _, sc in self._each_source() if not sc.enabled)
+        views = {
+            name: View(dc.updates, dc.merge_window)
+            for _, cf in self.files
+            for name, dc in cf.destinations.items()
+            if name in destinations
+        }
         return Config(
             service,
             http,
@@ -337,6 +376,7 @@ class _Assembly:
             origins,
             tables,
             disabled,
+            views,
         )
 
     def _section(
@@ -511,6 +551,8 @@ class _SourceCheck:
             allow_private_network=sc.allow_private_network,
             include=sc.include,
             exclude=sc.exclude,
+            updates=_adapter_updates(factory),
+            stories=getattr(factory, "stories", True) is not False,
         )
 
     def _fingerprint(self, factory: SourceFactory, fields: tuple[str, ...]) -> None:
@@ -535,6 +577,13 @@ class _SourceCheck:
         self.assembly.problems.append(f"{self.path}{key}: {reason}")
 
 
+def _adapter_updates(factory: SourceFactory) -> UpdateStyle:
+    """An adapter's default ``updates`` (optional in the contract; ``edit`` when it
+    declares none, or something else)."""
+    declared = getattr(factory, "updates", None)
+    return UpdateStyle(declared) if declared in tuple(UpdateStyle) else UpdateStyle.EDIT
+
+
 def _route_subscriptions(rc: RouteConfig) -> list[Subscription]:
     common: dict[str, Any] = {
         "destination_id": rc.destination,
@@ -543,6 +592,7 @@ def _route_subscriptions(rc: RouteConfig) -> list[Subscription]:
         "exclude": rc.exclude,
         "min_amount": rc.min_amount,
         "min_change": rc.min_change,
+        "updates": rc.updates,
         "created_by": "config",
     }
     if not rc.topics and not rc.sources:

@@ -8,6 +8,7 @@
     Sink            sends one delivery to one destination on one platform
     BaseSink        defaults for a sink's optional hooks
     SinkFactory     what the sink registry holds: a sink class
+    EditingSink     optional: a sink whose messages can be edited and replied to
     ChatListener    a sink that also answers chat commands (runs on the leader)
     Store           durable state, the outbox, subscriptions and leases
 
@@ -34,7 +35,9 @@ from alerts.model import (
     Destination,
     Event,
     Item,
+    MessageView,
     Observation,
+    Posted,
     Subscription,
     Validators,
 )
@@ -45,6 +48,7 @@ from alerts.records import (
     NotModified,
     OutboxStats,
     PollCommit,
+    Post,
     SourceRow,
 )
 
@@ -76,7 +80,12 @@ class Source(Protocol):
     an operator's ``fingerprint = [...]`` may name: ``title``, ``url``, ``summary``,
     ``published``, ``author`` and keys of ``Item.fields``); ``default_url``, the URL
     used when a source sets none (``None``: the source must set ``url``); and a
-    docstring, its user documentation.
+    docstring, its user documentation. Optionally ``updates``: how rooms show its
+    ``updated`` events unless they say otherwise (``"edit"`` when absent; the award,
+    SAM.gov and web page adapters say ``"reply"``: their changes are news); and
+    ``stories = False`` when its items are no news stories that other sources could
+    report too (a petition's signatories and counts: their link is the petition's
+    page), so rooms never merge them with others.
     """
 
     kind: ClassVar[str]
@@ -260,6 +269,36 @@ def destination_options(model: type[BaseModel], destination: Destination) -> Bas
 
 
 @runtime_checkable
+class EditingSink(Protocol):
+    """Optional: a sink whose messages can be kept alive (``alerts.edits``).
+
+    ``post`` shows a ``MessageView`` as a new message and says where it is; ``edit``
+    replaces what an earlier message shows; ``reply`` posts a short message in the
+    thread of (or in reply to) an earlier one. Each is idempotent like ``send``:
+    ``post`` uses ``delivery.idempotency_key`` (``send`` is ``post`` of the bare
+    event), ``reply`` a key derived from it, and an edit to the same content shows
+    once. ``edit`` and ``reply`` raise ``MessageGone`` when the message is deleted or
+    can no longer be edited (the dispatcher then posts anew), and the other
+    ``SendError``s as ``send`` does. ``edit_interval_s`` is the shortest time between
+    two edits of one counter message the platform's limits allow.
+    """
+
+    edit_interval_s: ClassVar[float]
+
+    async def post(self, delivery: Delivery, view: MessageView) -> Posted:
+        """Show ``view`` as a new message."""
+        ...
+
+    async def edit(self, delivery: Delivery, posted: Posted, view: MessageView) -> None:
+        """Make the message at ``posted`` show ``view``."""
+        ...
+
+    async def reply(self, delivery: Delivery, posted: Posted, view: MessageView) -> str | None:
+        """Post ``view`` under the message at ``posted``; return the reply's id."""
+        ...
+
+
+@runtime_checkable
 class ChatListener(Protocol):
     """A sink that also listens for chat commands (run only on the leader)."""
 
@@ -421,6 +460,40 @@ class Store(Protocol):
     ) -> None:
         """Release the lease, record the error, add an attempt if ``count_attempt``,
         and block the delivery's destination until ``retry_at``."""
+        ...
+
+    # --- messages kept alive in rooms (alerts.edits) --------------------------------
+
+    async def find_post(self, destination_id: str, source_id: str, item_key: str) -> Post | None:
+        """The message showing an item in a destination's room: the item's own, or the
+        story it was merged into. None when none was recorded."""
+        ...
+
+    async def live_counter(self, destination_id: str, source_id: str) -> Post | None:
+        """The source's open counter message in the room, if any."""
+        ...
+
+    async def recent_posts(
+        self, destination_id: str, *, since: datetime, limit: int = 500
+    ) -> list[Post]:
+        """Story messages (not counters) of the room detected since ``since``, newest
+        first."""
+        ...
+
+    async def record_post(
+        self,
+        delivery_id: int,
+        post: Post,
+        *,
+        now: datetime,
+        items: Collection[tuple[str, str]] = (),
+        close_counter: bool = False,
+    ) -> int:
+        """In one transaction: mark the delivery sent with ``post.remote_id``, store
+        ``post`` (a new one when its ``id`` is None, made once per delivery: a retried
+        write finds it again), map each ``(source_id, item_key)`` of ``items`` to it in
+        its room, and with ``close_counter`` close the source's open counter there.
+        Returns the post's id."""
         ...
 
     async def mark_dead(self, delivery_id: int, *, error: str, now: datetime) -> None: ...

@@ -13,7 +13,11 @@ shortened to seconds. Once every source has its baseline, the timeline moves on:
 3. ICE signs a new award, and a new document appears in the Federal Register;
 4. a modification raises Palantir's existing award (ImmigrationOS; the award id has
    the shape of the real one, ``CONT_AWD_70CTD022FR0000170_7012_GS35F0086U_4730``);
-5. a company rewrites its statement, and the campaign posts on Bluesky.
+5. a company rewrites its statement; next.ink reports it in its RSS feed and shares
+   the article on Bluesky: one story, so one message that lists both;
+6. a second modification of Palantir's award edits the first alert about it in place
+   and replies under it with what changed, and more signatures move the letter's
+   live count message.
 
 Alerts go to the console, and to a Matrix room or Discord channel as well when
 ``ALERTS_DEMO_MATRIX_ROOM`` / ``ALERTS_DEMO_DISCORD_CHANNEL`` name one (the sinks'
@@ -25,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import html
 import json
 import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,17 +49,18 @@ from alerts.model import DeliveryState, Event, EventKind
 
 PALANTIR = "CONT_AWD_70CTD022FR0000170_7012_GS35F0086U_4730"
 ICE = "U.S. Immigration and Customs Enforcement"
-EXPECTED: frozenset[tuple[str, EventKind]] = frozenset(
+EXPECTED: Counter[tuple[str, EventKind]] = Counter(
     {
-        ("iceout-letter", EventKind.MILESTONE),
-        ("iceout-letter", EventKind.DELTA),
-        ("iceout-letter", EventKind.NEW),
-        ("ice-sam", EventKind.NEW),
-        ("ice-awards", EventKind.NEW),
-        ("ice-awards", EventKind.UPDATED),
-        ("ice-federal-register", EventKind.NEW),
-        ("examplecorp-statement", EventKind.UPDATED),
-        ("twc-bluesky", EventKind.NEW),
+        ("iceout-letter", EventKind.MILESTONE): 1,
+        ("iceout-letter", EventKind.DELTA): 2,  # the second edits the live count message
+        ("iceout-letter", EventKind.NEW): 1,
+        ("ice-sam", EventKind.NEW): 1,
+        ("ice-awards", EventKind.NEW): 1,
+        ("ice-awards", EventKind.UPDATED): 2,  # the second edits the first, and replies
+        ("ice-federal-register", EventKind.NEW): 1,
+        ("examplecorp-statement", EventKind.UPDATED): 1,
+        ("next-ink", EventKind.NEW): 1,
+        ("twc-bluesky", EventKind.NEW): 1,  # the same story: merged into next.ink's message
     }
 )
 STAGES = (
@@ -62,8 +69,10 @@ STAGES = (
     "ICE posts a sole-source justification for Palantir on SAM.gov",
     "ICE signs a new award; a new ICE document in the Federal Register",
     "a modification raises Palantir's existing ICE award",
-    "ExampleCorp rewrites its statement; the campaign posts on Bluesky",
+    "ExampleCorp rewrites its statement; next.ink reports it, in its feed and on Bluesky",
+    "a second modification of Palantir's award; more signatures",
 )
+ARTICLE = "https://next.ink/167301/examplecorp-drops-its-ice-contract/"
 
 
 class DemoSettings(BaseSettings):
@@ -78,7 +87,7 @@ class DemoSettings(BaseSettings):
 @dataclasses.dataclass(frozen=True, slots=True)
 class DemoResult:
     delivered: list[Event]
-    missing: set[tuple[str, EventKind]]
+    missing: Counter[tuple[str, EventKind]]
 
     @property
     def ok(self) -> bool:
@@ -129,7 +138,7 @@ async def _play(
 
         async def all_there() -> bool:
             delivered[:] = await _delivered(runtime)
-            return {(e.source_id, e.kind) for e in delivered} >= EXPECTED
+            return not EXPECTED - Counter((e.source_id, e.kind) for e in delivered)
 
         await _until(all_there, timeout_s=settle_s)
         await _until(lambda: _outbox_empty(runtime), timeout_s=min(settle_s, 10.0))  # chat rooms
@@ -137,7 +146,7 @@ async def _play(
         runtime.stop()
         await asyncio.gather(task, return_exceptions=True)
         await runtime.close()
-    missing = set(EXPECTED - {(e.source_id, e.kind) for e in delivered})
+    missing = EXPECTED - Counter((e.source_id, e.kind) for e in delivered)
     return DemoResult(delivered=delivered, missing=missing)
 
 
@@ -252,6 +261,7 @@ topics = ["petition"]
 count_selector = ".signature-count"
 signatory_selector = "li.signatory"
 milestones = [1000, 5000]
+delta_period = "1s"
 watch_companies = ["Palantir"]
 
 [[sources]]
@@ -292,6 +302,14 @@ selector = "#statement"
 noise = ['Updated \\w+ \\d+, \\d{{4}}']
 
 [[sources]]
+id = "next-ink"
+name = "Next"
+kind = "feed"
+url = "{base}/next.xml"
+interval = "30s"
+topics = ["news"]
+
+[[sources]]
 id = "twc-bluesky"
 name = "Tech Workers (Bluesky)"
 kind = "bluesky"
@@ -317,6 +335,10 @@ _NEW_SIGNATORIES = [
     ("Dorothy Vaughan", "SRE", "Microsoft"),
     ("Mary Jackson", "Engineer", "Salesforce"),
 ]
+_LATE_SIGNATORIES = [
+    ("Frances Allen", "Compiler Engineer", "IBM"),
+    ("Barbara Liskov", "Professor", "MIT"),
+]
 
 
 class Campaign:
@@ -335,10 +357,12 @@ class Campaign:
         server.route("GET", "/api/v1/documents.json", lambda _r: Reply.json(self.documents()))
         server.route("GET", "/newsroom", lambda _r: Reply.html(self.statement()))
         server.route("GET", "/xrpc/app.bsky.feed.getAuthorFeed", lambda _r: Reply.json(self.feed()))
+        server.route("GET", "/next.xml", lambda _r: _rss(self.news()))
 
     def letter(self) -> str:
         people = _SIGNATORIES + (_NEW_SIGNATORIES + _ANONYMOUS if self.stage >= 1 else [])
-        count = "1,020" if self.stage >= 1 else "940"
+        people += _LATE_SIGNATORIES if self.stage >= 6 else []
+        count = "1,064" if self.stage >= 6 else "1,020" if self.stage >= 1 else "940"
         rows = "".join(
             f'<li class="signatory"><span class="name">{n}</span>'
             f'<span class="title">{t}</span><span class="company">{c}</span></li>'
@@ -370,26 +394,17 @@ class Campaign:
     def transactions_search(self, _request: Recorded) -> Reply:
         rows = []
         if self.stage >= 4:
-            rows.append(
-                {
-                    "internal_id": "287331190",
-                    "Award ID": "70CTD022FR0000170",
-                    "Mod": "P00011",
-                    "Recipient Name": "PALANTIR TECHNOLOGIES INC.",
-                    "Action Date": "2026-01-28",
-                    "Transaction Amount": "29854750.00",
-                    "Transaction Description": "IMMIGRATIONOS - CASE MANAGEMENT ENHANCEMENTS",
-                    "Awarding Agency": "Department of Homeland Security",
-                    "Awarding Sub Agency": ICE,
-                    "generated_internal_id": PALANTIR,
-                }
-            )
+            rows.append(_modification("287331190", "P00011", "2026-01-28", "29854750.00"))
+        if self.stage >= 6:
+            rows.insert(0, _modification("287441207", "P00012", "2026-02-09", "14245250.00"))
         return Reply.json({"limit": 100, "results": rows, "page_metadata": _last_page()})
 
     def transactions(self, _request: Recorded) -> Reply:
         rows = [_tx("P00010", "2025-09-12", 18_400_000.0), _tx("0", "2022-09-26", 77_500_000.0)]
         if self.stage >= 4:
             rows.insert(0, _tx("P00011", "2026-01-28", 29_854_750.0))
+        if self.stage >= 6:
+            rows.insert(0, _tx("P00012", "2026-02-09", 14_245_250.0))
         return Reply.json({"page_metadata": _last_page(), "results": rows})
 
     def award(self) -> dict[str, Any]:
@@ -423,8 +438,17 @@ class Campaign:
     def feed(self) -> dict[str, Any]:
         posts = [_post("3lgwz7aaaaa2c", "Read the letter and sign: ICE out of tech.")]
         if self.stage >= 5:
-            posts.insert(0, _post("3lgxq4vbzyc2a", "ExampleCorp just dropped its ICE contract!"))
+            post = _post("3lgxq4vbzyc2a", "ExampleCorp just dropped its ICE contract!")
+            post["post"]["record"]["embed"] = _card(ARTICLE, "ExampleCorp drops its ICE contract")
+            posts.insert(0, post)
         return {"feed": posts, "cursor": "x"}
+
+    def news(self) -> list[tuple[str, str, str]]:
+        """next.ink's RSS items: (guid, title, link)."""
+        items = [("167001", "What ICE buys from tech companies", "https://next.ink/167001/")]
+        if self.stage >= 5:
+            items.insert(0, ("167301", "ExampleCorp drops its ICE contract", ARTICLE))
+        return items
 
 
 def _justification() -> dict[str, Any]:
@@ -449,6 +473,46 @@ def _justification() -> dict[str, Any]:
         },
         "uiLink": "https://sam.gov/opp/4c8e2b7f1d3a4e6b9f0a1c2d3e4f5a6b/view",
     }
+
+
+def _modification(internal_id: str, mod: str, when: str, amount: str) -> dict[str, Any]:
+    """A row of ``spending_by_transaction`` (see tests/campaign/fixtures/awards)."""
+    return {
+        "internal_id": internal_id,
+        "Award ID": "70CTD022FR0000170",
+        "Mod": mod,
+        "Recipient Name": "PALANTIR TECHNOLOGIES INC.",
+        "Action Date": when,
+        "Transaction Amount": amount,
+        "Transaction Description": "IMMIGRATIONOS - CASE MANAGEMENT ENHANCEMENTS",
+        "Awarding Agency": "Department of Homeland Security",
+        "Awarding Sub Agency": ICE,
+        "generated_internal_id": PALANTIR,
+    }
+
+
+def _card(uri: str, title: str) -> dict[str, Any]:
+    """A post's link card, ``app.bsky.embed.external`` (atproto lexicons)."""
+    return {
+        "$type": "app.bsky.embed.external",
+        "external": {"uri": uri, "title": title, "description": ""},
+    }
+
+
+def _rss(items: list[tuple[str, str, str]]) -> Reply:
+    """RSS 2.0 (www.rssboard.org/rss-specification): one item per (guid, title, link)."""
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>{html.escape(title)}</title><link>{link}</link>"
+        "<pubDate>Tue, 03 Feb 2026 15:00:00 GMT</pubDate></item>"
+        for guid, title, link in items
+    )
+    return Reply(
+        body=(
+            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Next</title>'
+            f"<link>https://next.ink/</link><description>News</description>{body}</channel></rss>"
+        ).encode(),
+        content_type="application/rss+xml",
+    )
 
 
 def _last_page() -> dict[str, Any]:

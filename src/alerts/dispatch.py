@@ -11,7 +11,9 @@ Why this loses nothing and shows nothing twice:
   again — with the same idempotency key, derived from the delivery id, which the
   platform uses to return the first message instead of posting a second one (Matrix
   transaction id on a persisted device, Discord ``nonce`` with ``enforce_nonce``, a key
-  column in the JSON-lines file).
+  column in the JSON-lines file). Edits are deliveries too: what a delivery does to a
+  room's earlier messages is planned, applied and recorded with the same guarantees
+  (``alerts.edits``).
 * Claims are leases, not locks: a dispatcher that dies mid-send stops renewing, its
   lease runs out, and another (or the restarted one) takes the delivery over.
 * Per-destination order: a destination's deliveries are claimed only while no earlier
@@ -29,13 +31,14 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from alerts import metrics
+from alerts.edits import Messages
 from alerts.errors import (
     DestinationUnavailable,
     PlatformUnavailable,
@@ -91,6 +94,7 @@ class Dispatcher:
         self._active: set[asyncio.Task[None]] = set()
         self._outages: dict[str, datetime] = {}  # platform -> when it stopped answering
         self.faults = faults or Faults()
+        self.messages = Messages(store, clock=clock)
         self._loop = Loop("dispatcher", self._step, faults=self.faults)
 
     def wake(self) -> None:
@@ -174,7 +178,7 @@ class Dispatcher:
                 if self._stopping or loop.time() - started > self.lease_s / 2:
                     await self.store.release_deliveries(rest)
                     return
-                go_on = await self._send_one(delivery)
+                go_on = await self._send_one(delivery, group[index + 1 :])
                 if not go_on:
                     await self._write(self.store.release_deliveries, rest[1:])
                     return
@@ -200,8 +204,9 @@ class Dispatcher:
             give_up_s=self.lease_s / 2,
         )
 
-    async def _send_one(self, d: Delivery) -> bool:
-        """Send one delivery and record the outcome; False stops the group."""
+    async def _send_one(self, d: Delivery, later: Sequence[Delivery] = ()) -> bool:
+        """Send one delivery and record the outcome; False stops the group. ``later``
+        are the rest of the group (``alerts.edits`` folds a counter into a later one)."""
         platform = d.destination.sink
         now = self.clock()
         sink = self.sinks.get(platform)
@@ -216,8 +221,9 @@ class Dispatcher:
             )
             log.warning("delivery %s: sink %r not configured; waiting", d.id, platform)
             return False
+        plan = await self.messages.plan(sink, d, later)  # a store fault stops the group
         try:
-            remote_id = await sink.send(d)
+            outcome = await self.messages.apply(sink, plan)
         except RateLimitedError as exc:
             wait = max(0.05, exc.retry_after_s or 1.0)
             metrics.RATE_LIMIT_WAITS.labels(platform).inc()
@@ -265,7 +271,7 @@ class Dispatcher:
             log.exception("delivery %s: sink %s failed unexpectedly", d.id, platform)
             return await self._retry_or_die(d, exc, now)
         metrics.DELIVERIES.labels(platform, "sent").inc()
-        await self._write(self.store.mark_sent, d.id, remote_id=remote_id, now=self.clock())
+        await self._write(self.messages.record, outcome, now=self.clock())
         down_since = self._outages.pop(platform, None)
         if down_since is not None:
             log.warning("%s takes messages again (it was down since %s)", platform, down_since)

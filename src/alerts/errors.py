@@ -17,7 +17,8 @@
     │   ├── RetryableSendError      try again later (5xx, timeout, offline server)
     │   │   └── RateLimitedError    the platform said when: retry that destination at T
     │   ├── RejectedError           this delivery can never succeed (it is parked as dead)
-    │   └── DestinationUnavailable  forbidden / unknown channel / not in room: park the destination
+    │   ├── DestinationUnavailable  forbidden / unknown channel / not in room: park the destination
+    │   └── MessageGone             the message to edit is gone (deleted, too old): post anew
     └── StoreError
         ├── LeaseLostError          another worker owns the claim now; the transaction is dropped
         ├── StoreUnavailable        transient: disk full, database locked, connection lost, server
@@ -225,6 +226,12 @@ class DestinationUnavailable(SendError):
 
     The destination is parked and the operator is told; its deliveries wait.
     """
+
+
+class MessageGone(SendError):
+    """The message an edit or a reply was for can no longer be edited: deleted
+    (Discord "Unknown Message", a redacted Matrix event), too old to edit, or in a
+    thread that was archived. The update is posted as a new message instead."""
 
 
 class StoreError(AlertsError):

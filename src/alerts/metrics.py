@@ -27,6 +27,13 @@ DELIVERIES = Counter(
     ["platform", "outcome"],
     registry=REGISTRY,
 )
+EDITS = Counter(
+    "alerts_message_edits_total",
+    "Messages kept alive in rooms: edits, thread replies, and new messages posted "
+    "because the one to edit was gone",
+    ["platform", "action"],
+    registry=REGISTRY,
+)
 RATE_LIMIT_WAITS = Counter(
     "alerts_rate_limit_waits_total",
     "Times a platform rate limit postponed a destination",

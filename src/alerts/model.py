@@ -2,8 +2,10 @@
 
 Everything here is immutable and JSON-friendly so that it can be stored as-is:
 ``Item`` (what an adapter observed), ``Event`` (what the detector concluded),
-``Destination`` (where alerts go), ``Subscription`` (who wants what) and
-``Delivery`` (one event for one destination, the unit of the outbox).
+``Destination`` (where alerts go), ``Subscription`` (who wants what),
+``Delivery`` (one event for one destination, the unit of the outbox), ``View``
+(how that destination's room shows it: updates edited in place, stories merged) and
+what an editing sink is handed (``MessageView``) and gives back (``Posted``).
 """
 
 from __future__ import annotations
@@ -100,11 +102,18 @@ class Event:
     detected_at: datetime = field(default_factory=utcnow)
     id: int | None = None
     source_name: str | None = None  # the source's configured ``name``, if it has one
+    item_key: str | None = None  # the item it is about, when not ``key`` (a modification)
 
     @property
     def source_label(self) -> str:
         """How alerts name the source: its configured name, else its id."""
         return self.source_name or self.source_id
+
+    @property
+    def item(self) -> str:
+        """The key of the item the event is about: rooms keep one message per item
+        (``alerts.edits``), so every event about it edits that message."""
+        return self.item_key or self.key
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -121,6 +130,7 @@ class Event:
             "changes": {k: [old, new] for k, (old, new) in self.changes.items()},
             "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
             "detected_at": self.detected_at.isoformat(),
+            **({"item_key": self.item_key} if self.item_key is not None else {}),
         }
 
     @classmethod
@@ -139,6 +149,7 @@ class Event:
             changes={k: (v[0], v[1]) for k, v in data.get("changes", {}).items()},
             occurred_at=_parse_dt(data.get("occurred_at")),
             detected_at=_parse_dt(data.get("detected_at")) or utcnow(),
+            item_key=data.get("item_key"),
         )
 
     def with_id(self, event_id: int) -> Event:
@@ -167,6 +178,30 @@ class Destination:
         return f"{sink}:{target}"
 
 
+class UpdateStyle(StrEnum):
+    """How a room shows an ``updated`` event (and a counter's next ``delta``)."""
+
+    EDIT = "edit"  # edit the earlier message of the same item in place
+    REPLY = "reply"  # edit it, and post a short reply in its thread saying what changed
+    NEW = "new"  # a new message, as for any other event
+
+
+DEFAULT_MERGE_WINDOW_S = 48 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """How a room shows the events it gets, fixed when an event is routed to it.
+
+    ``updates`` (``None``: ``edit``) says what an update does to the earlier message;
+    ``merge_window_s`` is how far apart two reports of one story may be detected and
+    still share one message (0: every report is its own message).
+    """
+
+    updates: UpdateStyle | None = None
+    merge_window_s: float = DEFAULT_MERGE_WINDOW_S
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """A standing order: send events matching this filter to a destination.
@@ -176,6 +211,7 @@ class Subscription:
     ``exclude``: none may (keywords as ``alerts.keywords`` matches them).
     ``min_amount`` drops events whose ``amount`` field is lower; ``min_change`` those
     whose ``delta`` field (the change an update made) is smaller in absolute value.
+    ``updates`` overrides the destination's ``updates`` for the events it routes.
     """
 
     destination_id: str
@@ -188,6 +224,7 @@ class Subscription:
     created_by: str | None = None
     id: int | None = None
     min_change: float | None = None
+    updates: UpdateStyle | None = None
 
 
 class DeliveryState(StrEnum):
@@ -203,6 +240,7 @@ class Delivery:
     ``idempotency_key`` is derived from the delivery id and the store's install id;
     sinks pass it to the platform (Matrix txn id, Discord nonce) so that a retry
     never shows twice. It is at most 25 characters (Discord's nonce limit).
+    ``view`` is how the destination's room shows it (``alerts.edits``).
     """
 
     id: int
@@ -210,3 +248,31 @@ class Delivery:
     destination: Destination
     attempts: int
     idempotency_key: str
+    view: View = View()
+
+
+@dataclass(frozen=True, slots=True)
+class AlsoReported:
+    """Another source that reported the story a message shows, and its link."""
+
+    source: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """What one message in a room shows: an event, the other sources that reported
+    the same story (``also``) and how many times the message has been edited."""
+
+    event: Event
+    also: tuple[AlsoReported, ...] = ()
+    edits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """Where a platform keeps a message: its id (Discord message id, Matrix event id)
+    and the channel, thread or room it is in."""
+
+    remote_id: str
+    room: str

@@ -1,4 +1,5 @@
-"""What the store keeps and what it is handed: rows, commits and outbox figures.
+"""What the store keeps and what it is handed: rows, commits, outbox figures and the
+messages kept alive in rooms (``Post``).
 
 Plain frozen data shared by the ``Store`` contract (``alerts.contracts``), its
 backends (``alerts.store``) and the pipeline stages that read or write them.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from alerts.model import (
     JSON,
@@ -16,6 +18,7 @@ from alerts.model import (
     Destination,
     Event,
     Validators,
+    View,
 )
 
 
@@ -47,8 +50,12 @@ class ItemState:
 
 @dataclass(frozen=True, slots=True)
 class RoutedEvent:
+    """An event and the destinations it goes to; ``views`` says how each of their
+    rooms shows it (a destination missing there gets the default ``View``)."""
+
     event: Event
     destination_ids: tuple[str, ...]
+    views: Mapping[str, View] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +121,36 @@ class OutboxStats:
     dead: int
     oldest_pending_at: datetime | None
     parked_destinations: int
+
+
+class PostKind(StrEnum):
+    ITEM = "item"  # a story: the first report of an item, later edited and merged into
+    COUNTER = "counter"  # a source's live count (its ``delta`` events), edited as it moves
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One message alerts keeps alive in a room, so that later events edit it.
+
+    ``remote_id`` is the platform's message id (Discord message id, Matrix event id)
+    and ``room`` where the platform keeps it (a channel, thread or room id);
+    ``target`` is the destination's target when it was posted (a room re-created
+    under a new id means a new message). ``source_id`` / ``item_key`` name the item
+    it was posted for (``item_key`` is empty for a counter). ``state`` is what it
+    shows (``alerts.edits``); ``delivery_id`` the delivery that posted it.
+    """
+
+    destination_id: str
+    kind: PostKind
+    source_id: str
+    item_key: str
+    remote_id: str
+    room: str
+    target: str
+    delivery_id: int
+    detected_at: datetime
+    state: Mapping[str, JSON] = field(default_factory=dict)
+    edits: int = 0
+    edited_at: datetime | None = None
+    closed: bool = False
+    id: int | None = None

@@ -14,14 +14,21 @@ Static routes from config and subscriptions made by chat command are the same
 
 A source's own ``include`` / ``exclude`` (``source_admits``) use the same matching and
 drop its item events before any room is considered.
+
+``routed`` also says how each room shows the event (``View``): ``updates`` from the
+first matching subscription that sets it, else the destination's, else the source
+adapter's default; ``merge_window_s`` from the destination (0 for a source whose
+items are no stories).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from alerts.keywords import Text, any_found
-from alerts.model import Event, EventKind, Subscription
+from alerts.model import Event, EventKind, Subscription, UpdateStyle, View
+from alerts.records import RoutedEvent
 
 _FILTERED_BY_SOURCE = frozenset({EventKind.NEW, EventKind.UPDATED})
 
@@ -77,12 +84,15 @@ def source_admits(include: Sequence[str], exclude: Sequence[str], event: Event) 
 
 
 class Router:
-    """Holds the current subscriptions; ``route`` is pure and cheap."""
+    """Holds the current subscriptions and rooms' views; ``route`` is pure and cheap."""
 
     def __init__(self, static: Iterable[Subscription] = (), dynamic: Iterable[Subscription] = ()):
         self._static = tuple(static)
         self._dynamic = tuple(dynamic)
         self.version = -1
+        self._views: Mapping[str, View] = {}
+        self._source_updates: Mapping[str, UpdateStyle] = {}
+        self._not_stories: frozenset[str] = frozenset()
 
     def set_static(self, subs: Iterable[Subscription]) -> None:
         self._static = tuple(subs)
@@ -91,14 +101,47 @@ class Router:
         self._dynamic = tuple(subs)
         self.version = version
 
+    def set_views(
+        self,
+        destinations: Mapping[str, View],
+        sources: Mapping[str, UpdateStyle],
+        not_stories: Collection[str] = (),
+    ) -> None:
+        """The views destinations configure, each source's default ``updates``, and
+        the sources whose items are never merged into stories."""
+        self._views = dict(destinations)
+        self._source_updates = dict(sources)
+        self._not_stories = frozenset(not_stories)
+
     def route(self, event: Event) -> tuple[str, ...]:
-        found: dict[str, None] = {}
+        return tuple(self._matching(event))
+
+    def routed(self, event: Event) -> RoutedEvent:
+        """The destinations of ``event`` and how each of their rooms shows it."""
+        found = self._matching(event)
+        default = self._source_updates.get(event.source_id)
+        unmerged = event.source_id in self._not_stories
+        views = {}
+        for dest, sub in found.items():
+            view = self._views.get(dest, View())
+            views[dest] = replace(
+                view,
+                updates=sub.updates or view.updates or default,
+                merge_window_s=0.0 if unmerged else view.merge_window_s,
+            )
+        return RoutedEvent(event, tuple(found), views)
+
+    def _matching(self, event: Event) -> dict[str, Subscription]:
+        """Destination → the subscription that routes ``event`` there: the first that
+        matches, or a later one that also sets ``updates`` when the first does not."""
+        found: dict[str, Subscription] = {}
         text: Text | None = None  # made once, and only if some filter needs it
         for sub in (*self._static, *self._dynamic):
-            if sub.destination_id in found:
+            first = found.get(sub.destination_id)
+            if first is not None and (first.updates is not None or sub.updates is None):
                 continue
             if text is None and (sub.include or sub.exclude):
                 text = event_text(event)
             if matches(sub, event, text):
-                found[sub.destination_id] = None
-        return tuple(found)
+                found[sub.destination_id] = sub
+        return found

@@ -183,6 +183,7 @@ class Runtime:
         http = HttpClient(http_limits(config))
         owner = make_owner(settings)
         router = Router(config.routes)
+        router.set_views(config.views, config.source_updates, config.not_stories)
         faults = Faults()
         dispatcher = Dispatcher(
             store=store,
@@ -462,6 +463,7 @@ class Runtime:
         self.config = config
         self.scheduler.update(config.sources, adapters)
         self.router.set_static(config.routes)
+        self.router.set_views(config.views, config.source_updates, config.not_stories)
         self.commands.topics = config.topic_descriptions
         log.info(
             "config reloaded: %d sources, %d destinations",

@@ -469,7 +469,7 @@ class Scheduler:
         version = await self.store.subscriptions_version()
         if version != self.router.version:
             self.router.set_dynamic(await self.store.list_subscriptions(), version)
-        return [RoutedEvent(e, self.router.route(e)) for e in found.events]
+        return [self.router.routed(e) for e in found.events]
 
     def _count(self, spec: SourceSpec, found: Detection) -> None:
         metrics.POLLS.labels(spec.id, "ok").inc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tomllib
+from collections import Counter
 
 import pytest
 
@@ -14,30 +15,48 @@ from alerts.model import EventKind
 
 @pytest.mark.slow
 async def test_demo_delivers_the_timeline(capsys: pytest.CaptureFixture[str]) -> None:
-    result = await run_demo(step_s=1.5, poll_s=0.4, settle_s=15.0, out=io.StringIO())
-    assert result.missing == set()
-    got = {(e.source_id, e.kind): e for e in result.delivered}
+    result = await run_demo(step_s=1.5, poll_s=0.4, settle_s=20.0, out=io.StringIO())
+    assert result.missing == Counter()
+    delivered = Counter((e.source_id, e.kind) for e in result.delivered)
+    assert delivered == EXPECTED  # no duplicates, nothing at the baseline
+    got = {(e.source_id, e.kind): e for e in reversed(result.delivered)}  # the latest of each
     assert PALANTIR == "CONT_AWD_70CTD022FR0000170_7012_GS35F0086U_4730"  # the real id's shape
-    assert set(got) == EXPECTED
-    assert len(result.delivered) == len(EXPECTED)  # no duplicates, nothing at the baseline
-    modification = got[("ice-awards", EventKind.UPDATED)]
-    assert modification.changes == {"amount": (95_900_000.0, 125_754_750.0)}
-    assert modification.fields["delta"] == 29_854_750.0
-    assert modification.url == f"https://www.usaspending.gov/award/{PALANTIR}"
+    modifications = sorted(
+        (
+            e
+            for e in result.delivered
+            if e.kind is EventKind.UPDATED and e.source_id == "ice-awards"
+        ),
+        key=lambda e: e.detected_at,
+    )
+    first, second = modifications
+    assert first.changes == {"amount": (95_900_000.0, 125_754_750.0)}
+    assert first.fields["delta"] == 29_854_750.0
+    assert first.url == f"https://www.usaspending.gov/award/{PALANTIR}"
+    assert second.changes == {"amount": (125_754_750.0, 140_000_000.0)}
     milestone = got[("iceout-letter", EventKind.MILESTONE)]
     assert (milestone.fields["threshold"], milestone.fields["anonymous"]) == (1000, 60)
-    delta = got[("iceout-letter", EventKind.DELTA)]
-    assert delta.fields["delta"] == 80  # 940 -> 1,020: the rise of the count
-    assert delta.fields["anonymous"] == 60
-    assert delta.fields["by_company"]["Google"] == 40
+    deltas = sorted(
+        (e for e in result.delivered if e.kind is EventKind.DELTA), key=lambda e: e.detected_at
+    )
+    assert [d.fields["delta"] for d in deltas] == [80, 44]  # 940 -> 1,020 -> 1,064
+    assert deltas[0].fields["anonymous"] == 60
+    assert deltas[0].fields["by_company"]["Google"] == 40
     assert got[("iceout-letter", EventKind.NEW)].title == "Margaret Hamilton"
     notice = got[("ice-sam", EventKind.NEW)]
     assert notice.title.startswith("Justification: Sole Source Justification - ImmigrationOS")
-    assert notice.detected_at < modification.detected_at  # the notice came first
+    assert notice.detected_at < first.detected_at  # the notice came first
     printed = capsys.readouterr().out
     assert "Margaret Hamilton" in printed
     assert "PALANTIR TECHNOLOGIES INC." in printed
     assert "60 of the newest signed anonymously" in printed
+    # an edit (with a reply under it), the live count edited, and a merge
+    assert "now reads:\nUpdated · ICE contract awards: PALANTIR TECHNOLOGIES INC." in printed
+    assert "↳ reply to alert" in printed
+    assert (
+        "now reads:\nNew signatures · ICEout.tech letter: +124 signatures (1,064 total)" in printed
+    )
+    assert "Also reported by: " in printed
 
 
 def test_demo_command_is_wired(capsys: pytest.CaptureFixture[str]) -> None:

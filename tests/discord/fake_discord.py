@@ -3,16 +3,23 @@
 What it emulates, from Discord's documentation and discord.py's expectations:
 
 * REST under ``/api/v10``: login (``/users/@me``, ``/oauth2/applications/@me``),
-  messages (``nonce`` + ``enforce_nonce`` deduplication), forum posts, webhooks
-  (``wait``, ``thread_id``, ``thread_name``), command sync, interaction callbacks.
+  messages (``nonce`` + ``enforce_nonce`` deduplication, replies with a
+  ``message_reference``), message edits (``PATCH /channels/{channel.id}/messages/
+  {message.id}``: only the bot's own, 404 Unknown Message (10008) once deleted),
+  forum posts, webhooks (``wait``, ``thread_id``, ``thread_name``) and their message
+  edits (``PATCH /webhooks/{id}/{token}/messages/{message.id}``, ``thread_id``),
+  command sync, interaction callbacks.
 * Rate limits with the real headers: per-route buckets (``X-RateLimit-Limit``,
   ``-Remaining``, ``-Reset``, ``-Reset-After``, ``-Bucket``) and a global limit for
-  bot requests; a 429 carries ``retry_after`` and ``global`` in its body,
+  bot requests; edits have buckets of their own (per channel, per webhook), as
+  Discord's per-route limits do; a 429 carries ``retry_after`` and ``global`` in its body,
   ``X-RateLimit-Scope`` and ``Retry-After`` headers and a ``Via`` header (without
   it discord.py takes a 429 for a Cloudflare ban).
 * Errors with Discord's codes: 401 (bad token), 403 Missing Access (50001),
-  404 Unknown Channel (10003) / Unknown Webhook (10015), 400 for messages posted
-  straight into a forum (50008).
+  404 Unknown Channel (10003) / Unknown Webhook (10015) / Unknown Message (10008),
+  403 for an edit of another author's message (50005), 400 for messages posted
+  straight into a forum (50008); a ``Fault`` injects any other (30046, the limit on
+  edits of messages older than an hour, say).
 * The gateway: HELLO → IDENTIFY → READY → GUILD_CREATE, heartbeats, dispatch of
   ``INTERACTION_CREATE`` and ``GUILD_DELETE``.
 
@@ -96,16 +103,26 @@ class Message:
     nonce: str | None = None
     webhook_id: int | None = None
     created: float = field(default_factory=time.time)
+    reference: Message | None = None  # the message this one replies to
+    edits: list[Mapping[str, Any]] = field(default_factory=list)  # each PATCH body, in order
+    edited: float | None = None
+    deleted: bool = False
 
     @property
     def embeds(self) -> list[dict[str, Any]]:
         return list(self.payload.get("embeds") or [])
 
-    def to_json(self) -> dict[str, Any]:
+    def edit(self, patch: Mapping[str, Any]) -> None:
+        """Apply a PATCH: the fields it sets replace the message's (Discord's rule)."""
+        self.edits.append(dict(patch))
+        self.payload = {**self.payload, **{k: v for k, v in patch.items() if k != "flags"}}
+        self.edited = time.time()
+
+    def to_json(self, *, nested: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": str(self.id),
             "channel_id": str(self.channel_id),
-            "type": 0,
+            "type": 19 if self.reference is not None else 0,
             "content": self.payload.get("content") or "",
             "author": dict(self.author),
             "mentions": [],
@@ -115,7 +132,7 @@ class Message:
             "embeds": [{**e, "type": "rich"} for e in self.embeds],
             "components": [],
             "timestamp": iso(self.created),
-            "edited_timestamp": None,
+            "edited_timestamp": iso(self.edited) if self.edited is not None else None,
             "flags": 0,
             "pinned": False,
             "tts": False,
@@ -124,6 +141,15 @@ class Message:
             data["nonce"] = self.nonce
         if self.webhook_id is not None:
             data["webhook_id"] = str(self.webhook_id)
+        if self.reference is not None:
+            data["message_reference"] = {
+                "type": 0,
+                "channel_id": str(self.reference.channel_id),
+                "message_id": str(self.reference.id),
+            }
+            if nested:  # a referenced message carries no reference of its own
+                gone = self.reference.deleted
+                data["referenced_message"] = None if gone else self.reference.to_json(nested=False)
         return data
 
 
@@ -165,6 +191,8 @@ class Fault:
     scope: str = "user"
     retry_after_s: float = 0.2
     path_contains: str = "/messages"
+    code: int = 0  # Discord's JSON error code of an injected 4xx
+    method: str | None = None  # only requests of this method (None: any)
 
 
 @dataclass(frozen=True)
@@ -187,6 +215,10 @@ class Limits:
     messages_window_s: float = 5.0
     webhook_per_id: int = 5
     webhook_window_s: float = 2.0
+    edits_per_channel: int = 5
+    edits_window_s: float = 5.0
+    webhook_edits_per_id: int = 5
+    webhook_edits_window_s: float = 2.0
 
 
 class FakeDiscord:
@@ -263,6 +295,20 @@ class FakeDiscord:
     def messages_in(self, channel_id: int) -> list[Message]:
         return [m for m in self.messages if m.channel_id == channel_id]
 
+    def visible_in(self, channel_id: int) -> list[Message]:
+        """What a member sees in the channel: its messages that were not deleted."""
+        return [m for m in self.messages_in(channel_id) if not m.deleted]
+
+    def message(self, message_id: int | str) -> Message:
+        return next(m for m in self.messages if m.id == int(message_id))
+
+    def delete_message(self, message_id: int | str) -> None:
+        """A moderator deletes a message (its edits and replies to it fail from now on)."""
+        self.message(message_id).deleted = True
+
+    def edits_of(self, message_id: int | str) -> list[Mapping[str, Any]]:
+        return self.message(message_id).edits
+
     async def start(self) -> str:
         app = web.Application(middlewares=[self._middleware])
         self._routes(app)
@@ -285,6 +331,13 @@ class FakeDiscord:
         app.router.add_get(f"{p}/users/@me", self._me)
         app.router.add_get(f"{p}/oauth2/applications/@me", self._application)
         app.router.add_post(f"{p}/channels/{{channel_id}}/messages", self._create_message)
+        app.router.add_patch(
+            f"{p}/channels/{{channel_id}}/messages/{{message_id}}", self._edit_message
+        )
+        app.router.add_patch(
+            f"{p}/webhooks/{{webhook_id}}/{{token}}/messages/{{message_id}}",
+            self._edit_webhook_message,
+        )
         app.router.add_post(f"{p}/channels/{{channel_id}}/threads", self._create_thread)
         app.router.add_post(f"{p}/webhooks/{{webhook_id}}/{{token}}", self._execute_webhook)
         app.router.add_put(f"{p}/applications/{{app_id}}/commands", self._sync_commands)
@@ -316,21 +369,24 @@ class FakeDiscord:
                 return self._error(request, 400, 50035, "Invalid Form Body: " + problems[0])
         if is_bot and request.headers["Authorization"] != f"Bot {self.token}":
             return self._error(request, 401, 0, "401: Unauthorized")
-        fault = self._take_fault(path)
+        fault = self._take_fault(request.method, path)
         if fault is not None:
             if fault.scope == "cloudflare":  # an HTML page, no Via header: an IP ban
                 self.hits.append(Hit(request.method, path, 429, None, "cloudflare", time.time()))
                 return web.Response(status=429, text="<html>error 1015</html>")
             if fault.status == 429:
                 return self._too_many(request, fault.retry_after_s, scope=fault.scope)
-            return self._error(request, fault.status, 0, "injected failure")
+            return self._error(request, fault.status, fault.code, "injected failure")
         if not global_ok:
             retry = max(self._global.reset_at - time.monotonic(), 0.001)
             return self._too_many(request, retry, scope="global")
         return await handler(request)
 
-    def _take_fault(self, path: str) -> Fault | None:
-        if self.faults and self.faults[0].path_contains in path:
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        if not self.faults:
+            return None
+        fault = self.faults[0]
+        if fault.path_contains in path and fault.method in (None, method):
             return self.faults.popleft()
         return None
 
@@ -456,7 +512,12 @@ class FakeDiscord:
         return channel
 
     def _post(
-        self, channel_id: int, payload: Mapping[str, Any], *, webhook_id: int | None = None
+        self,
+        channel_id: int,
+        payload: Mapping[str, Any],
+        *,
+        webhook_id: int | None = None,
+        reference: Message | None = None,
     ) -> Message:
         author = self.bot_user if webhook_id is None else {**self.bot_user, "id": str(webhook_id)}
         nonce = payload.get("nonce")
@@ -467,9 +528,25 @@ class FakeDiscord:
             dict(author),
             nonce=str(nonce) if nonce is not None else None,
             webhook_id=webhook_id,
+            reference=reference,
         )
         self.messages.append(message)
         return message
+
+    def _referenced(self, channel_id: int, payload: Mapping[str, Any]) -> Message | str | None:
+        """The message a reply refers to; None when there is none (or it is gone and
+        ``fail_if_not_exists`` is false); a reason when the reply must be refused."""
+        reference = payload.get("message_reference")
+        if not reference:
+            return None
+        wanted = int(reference["message_id"])
+        found = next(
+            (m for m in self.messages if m.id == wanted and not m.deleted),
+            None,
+        )
+        if found is None or found.channel_id != channel_id:
+            return None if reference.get("fail_if_not_exists") is False else "Unknown message"
+        return found
 
     async def _create_message(self, request: web.Request) -> web.Response:
         channel_id = int(request.match_info["channel_id"])
@@ -493,10 +570,71 @@ class FakeDiscord:
             return self._error(
                 request, 400, 50008, "Cannot send messages in a non-text channel", bucket
             )
-        message = self._post(channel_id, payload)
+        reference = self._referenced(channel_id, payload)
+        if isinstance(reference, str):
+            return self._error(request, 400, 50035, f"Invalid Form Body: {reference}", bucket)
+        message = self._post(channel_id, payload, reference=reference)
         if payload.get("enforce_nonce") and nonce is not None:
             self._nonces[(channel_id, str(nonce))] = message
         return self._json(request, 200, message.to_json(), bucket=bucket)
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        """``PATCH /channels/{channel.id}/messages/{message.id}``: the bot edits its own
+        message (Discord docs: "Edit Message"; fields not sent are left as they are)."""
+        channel_id = int(request.match_info["channel_id"])
+        limits = self.limits
+        bucket = self._bucket(
+            f"edits:{channel_id}", limits.edits_per_channel, limits.edits_window_s
+        )
+        found = self._channel_or_error(request, channel_id, bucket)
+        if isinstance(found, web.Response):
+            return found
+        if not bucket.take(time.monotonic()):
+            retry = bucket.reset_at - time.monotonic()
+            return self._too_many(request, retry, scope="user", bucket=bucket)
+        message = self._live_message(int(request.match_info["message_id"]), channel_id)
+        if message is None:
+            return self._error(request, 404, 10008, "Unknown Message", bucket)
+        if message.author.get("id") != self.bot_user["id"] or message.webhook_id is not None:
+            return self._error(
+                request, 403, 50005, "Cannot edit a message authored by another user", bucket
+            )
+        message.edit(json.loads(request[RAW_BODY]))
+        return self._json(request, 200, message.to_json(), bucket=bucket)
+
+    async def _edit_webhook_message(self, request: web.Request) -> web.Response:
+        """``PATCH /webhooks/{id}/{token}/messages/{message.id}``: a webhook edits a
+        message it sent, in a thread when ``thread_id`` says so (Discord docs: "Edit
+        Webhook Message")."""
+        webhook_id = int(request.match_info["webhook_id"])
+        limits = self.limits
+        bucket = self._bucket(
+            f"webhook-edits:{webhook_id}",
+            limits.webhook_edits_per_id,
+            limits.webhook_edits_window_s,
+        )
+        known = self.webhooks.get(webhook_id)
+        if known is None or known[0] != request.match_info["token"]:
+            return self._error(request, 404, 10015, "Unknown Webhook", bucket)
+        if not bucket.take(time.monotonic()):
+            retry = bucket.reset_at - time.monotonic()
+            return self._too_many(request, retry, scope="shared", bucket=bucket)
+        channel_id = int(request.query.get("thread_id") or known[1])
+        message = self._live_message(int(request.match_info["message_id"]), channel_id)
+        if message is None or message.webhook_id != webhook_id:
+            return self._error(request, 404, 10008, "Unknown Message", bucket)
+        message.edit(json.loads(request[RAW_BODY]))
+        return self._json(request, 200, message.to_json(), bucket=bucket)
+
+    def _live_message(self, message_id: int, channel_id: int) -> Message | None:
+        return next(
+            (
+                m
+                for m in self.messages
+                if m.id == message_id and m.channel_id == channel_id and not m.deleted
+            ),
+            None,
+        )
 
     async def _create_thread(self, request: web.Request) -> web.Response:
         forum_id = int(request.match_info["channel_id"])

@@ -10,12 +10,15 @@ Grammar (words separated by spaces; values may be quoted)::
     topics
     list
     subscribe TOPIC [kinds=new,updated,…] [keywords=a,b,…] [exclude=c,d,…]
-              [min_amount=N] [min_change=N]
+              [min_amount=N] [min_change=N] [updates=edit|reply|new]
     unsubscribe TOPIC | all
 
 Keywords match whole words, case- and accent-insensitively; ``re:PATTERN`` is an
 RE2 regular expression (``alerts.keywords``). A bad keyword is refused with the
-reason, before anything is stored.
+reason, before anything is stored. ``updates`` says what an update does to the
+earlier message of the same item in this room (``alerts.edits``): ``edit`` it in
+place, ``reply`` (edit it and reply in its thread with what changed) or post a
+``new`` message; without it, the room's default.
 
 Mutating commands (subscribe, unsubscribe) need ``may_manage`` in the context; the
 front end decides it (Matrix power level, Discord Manage Channels).
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from alerts.keywords import check_keywords
-from alerts.model import Destination, EventKind, Subscription
+from alerts.model import Destination, EventKind, Subscription, UpdateStyle
 
 if TYPE_CHECKING:
     from alerts.store import Store
@@ -44,11 +47,13 @@ Commands:
   topics                    the topics you can subscribe to
   list                      this room's subscriptions
   subscribe TOPIC [kinds=new,updated,milestone,delta] [keywords=a,b] [exclude=c,d]
-            [min_amount=N] [min_change=N]
+            [min_amount=N] [min_change=N] [updates=edit|reply|new]
                             send this room alerts on TOPIC, optionally filtered:
                             keywords are whole words (re:PATTERN for a regex),
                             min_amount the smallest award, min_change the smallest
-                            change a modification makes (1M = 1,000,000)
+                            change a modification makes (1M = 1,000,000);
+                            updates: edit the first alert in place, also reply
+                            with what changed, or post each update anew
   unsubscribe TOPIC|all     stop alerts on TOPIC (or all of them)
 subscribe and unsubscribe need moderator rights in this room."""
 
@@ -66,6 +71,7 @@ class Command:
     exclude: tuple[str, ...] = ()
     min_amount: float | None = None
     min_change: float | None = None
+    updates: UpdateStyle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,15 @@ def parse_amount(value: str, name: str = "min_amount") -> float:
     return amount
 
 
+def parse_updates(value: str) -> UpdateStyle:
+    """``edit``, ``reply`` or ``new`` (any case)."""
+    try:
+        return UpdateStyle(value.strip().lower())
+    except ValueError:
+        known = ", ".join(u.value for u in UpdateStyle)
+        raise CommandError(f"updates must be one of {known}, not {value!r}") from None
+
+
 def parse_keywords(value: str, name: str) -> tuple[str, ...]:
     """Comma-separated keywords, each checked by the matching engine."""
     words = _split_list(value)
@@ -149,7 +164,11 @@ def parse(text: str) -> Command:
     if len(positional) != 1:
         raise CommandError(
             f"usage: {verb} TOPIC"
-            + (" [kinds=…] [keywords=…] [min_change=…]" if verb == "subscribe" else "|all")
+            + (
+                " [kinds=…] [keywords=…] [min_change=…] [updates=…]"
+                if verb == "subscribe"
+                else "|all"
+            )
         )
     if verb == "unsubscribe":
         if options:
@@ -162,6 +181,7 @@ def parse(text: str) -> Command:
         exclude=options.pop("exclude", ""),
         min_amount=options.pop("min_amount", ""),
         min_change=options.pop("min_change", ""),
+        updates=options.pop("updates", ""),
         unknown=options,
     )
 
@@ -174,6 +194,7 @@ def build_subscribe(
     exclude: str = "",
     min_amount: str = "",
     min_change: str = "",
+    updates: str = "",
     unknown: Mapping[str, str] | None = None,
 ) -> Command:
     """A subscribe command from its fields (what Discord's slash options give)."""
@@ -181,7 +202,7 @@ def build_subscribe(
         names = ", ".join(sorted(unknown))
         raise CommandError(
             f"unknown option(s) {names}; options are kinds, keywords, exclude, "
-            "min_amount, min_change"
+            "min_amount, min_change, updates"
         )
     return Command(
         "subscribe",
@@ -191,6 +212,7 @@ def build_subscribe(
         exclude=parse_keywords(exclude, "exclude"),
         min_amount=parse_amount(min_amount) if min_amount else None,
         min_change=parse_amount(min_change, "min_change") if min_change else None,
+        updates=parse_updates(updates) if updates else None,
     )
 
 
@@ -263,6 +285,7 @@ class CommandService:
                 exclude=command.exclude,
                 min_amount=command.min_amount,
                 min_change=command.min_change,
+                updates=command.updates,
                 created_by=ctx.user,
             )
         )
@@ -307,4 +330,6 @@ def describe(sub: Subscription) -> str:
         parts.append(f"min_amount={sub.min_amount:,.0f}")
     if sub.min_change is not None:
         parts.append(f"min_change={sub.min_change:,.0f}")
+    if sub.updates is not None:
+        parts.append(f"updates={sub.updates.value}")
     return " ".join(parts)

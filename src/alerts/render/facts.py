@@ -29,6 +29,10 @@ an event carries is a stranger's. It is neutralised here, once:
   valid IDNA name (emitted in its ASCII form) or an IP literal, a default port
   dropped, everything else percent-encoded, at most 2,048 characters.
 
+A message that shows one story reported by several sources (``alerts.edits``) lists
+the others under ``also``: each name neutralised like the source's, each link a
+``safe_link``.
+
 Event text is text: nothing here parses HTML or markdown. Adapters hand over text
 (the feed adapter turns a feed's HTML into text; JSON APIs and CSS-selected page
 regions are text already), and each renderer escapes for its platform.
@@ -40,7 +44,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -48,7 +52,7 @@ from urllib.parse import quote, urlsplit
 import idna
 import regex
 
-from alerts.model import Event, EventKind
+from alerts.model import Event, EventKind, MessageView
 
 TITLE_MAX = 256
 SUMMARY_MAX = 4_000
@@ -57,6 +61,7 @@ LABEL_MAX = 100
 VALUE_MAX = 1_000
 URL_MAX = 2_048
 FACTS_MAX = 25
+ALSO_MAX = 10
 ELLIPSIS = "…"
 
 GRAPHEME = regex.compile(r"\X")
@@ -248,7 +253,9 @@ _KNOWN = {
     "author": "Author",
 }
 # Never shown: long texts repeated elsewhere (the summary), lists, adapter internals.
-_HIDDEN = frozenset({"categories", "titles", "diff", "raw", "text", "description", "names"})
+_HIDDEN = frozenset(
+    {"categories", "titles", "diff", "raw", "text", "description", "names", "links", "unit"}
+)
 _MONEY = ("amount", "obligation", "value")
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
 
@@ -262,11 +269,21 @@ class Fact:
 
 
 @dataclass(frozen=True, slots=True)
+class Report:
+    """Another source that reported the same story: its name (a neutral line) and its
+    link (a ``safe_link`` or None)."""
+
+    source: str
+    link: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What every renderer shows of an event, every string neutralised.
 
     ``headline`` is the title (with "Updated: " before an update), one line;
-    ``link`` is a ``safe_link`` or None; ``summary`` may have line breaks.
+    ``link`` is a ``safe_link`` or None; ``summary`` may have line breaks; ``also``
+    the other sources that reported the same story.
     """
 
     kind: EventKind
@@ -277,6 +294,7 @@ class Facts:
     facts: tuple[Fact, ...]
     when: datetime
     topics: tuple[str, ...]
+    also: tuple[Report, ...] = ()
 
     @property
     def byline(self) -> str:
@@ -303,6 +321,17 @@ def facts_of(event: Event, *, limit: int = FACTS_MAX) -> Facts:
         when=when.replace(tzinfo=UTC) if when.tzinfo is None else when,
         topics=tuple(neutral_line(t, LABEL_MAX) for t in event.topics),
     )
+
+
+def facts_of_view(view: MessageView, *, limit: int = FACTS_MAX) -> Facts:
+    """The neutralised facts of what one message shows: its event, and the other
+    sources that reported the same story (at most ``ALSO_MAX``)."""
+    facts = facts_of(view.event, limit=limit)
+    also = tuple(
+        Report(neutral_line(a.source, SOURCE_MAX) or "?", safe_link(a.url))
+        for a in view.also[:ALSO_MAX]
+    )
+    return replace(facts, also=also) if also else facts
 
 
 def headline(event: Event) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from alerts.model import Event, EventKind
-from alerts.render.facts import cut, facts_of, neutral_line
+from alerts.model import Event, EventKind, MessageView
+from alerts.render.facts import cut, facts_of, facts_of_view, neutral_line
 
 KIND_LABEL = {
     EventKind.NEW: "New",
@@ -37,3 +37,14 @@ def render_text(event: Event, *, source_label: str | None = None, summary_chars:
     topics = f" [{', '.join(facts.topics)}]" if facts.topics else ""
     lines.append(f"  {facts.when:%Y-%m-%d %H:%M} UTC{topics}")
     return "\n".join(lines)
+
+
+def render_view_text(view: MessageView) -> str:
+    """``render_text`` of the view's event, and the other sources that reported it."""
+    text = render_text(view.event)
+    also = facts_of_view(view).also
+    if not also:
+        return text
+    reports = ", ".join(f"{r.source} {r.link}" if r.link else r.source for r in also)
+    head, _, when = text.rpartition("\n")
+    return f"{head}\n  Also reported by: {reports}\n{when}"

@@ -14,27 +14,43 @@ from pydantic import BaseModel, ConfigDict
 
 from alerts.contracts import BaseSink, SinkContext, destination_options
 from alerts.errors import ConfigError, RetryableSendError
-from alerts.model import Delivery, Destination
-from alerts.render.text import render_text
+from alerts.model import Delivery, Destination, MessageView, Posted
+from alerts.render.text import render_view_text
 
 
 class ConsoleSink(BaseSink):
     """Print each alert as plain text on standard output.
 
     ``[destinations.console] sink = "console"``: no options. Useful to watch what the
-    service would post, and for the offline demo.
+    service would post, and for the offline demo. What a chat room would see edited
+    in place is printed as an edit of the alert it changes (``✎ alert N now
+    reads:``), a thread reply as ``↳ reply to alert N:``.
     """
 
     kind: ClassVar[str] = "console"
+    edit_interval_s: ClassVar[float] = 0.0
 
     def __init__(self, *, context: SinkContext, stream: TextIO | None = None) -> None:
         self._stream = stream
 
     async def send(self, delivery: Delivery) -> str | None:
-        stream = self._stream or sys.stdout
-        stream.write(render_text(delivery.event) + "\n\n")
-        stream.flush()
+        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+
+    async def post(self, delivery: Delivery, view: MessageView) -> Posted:
+        self._print(f"[alert {delivery.id}]\n" + render_view_text(view))
+        return Posted(str(delivery.id), "console")
+
+    async def edit(self, delivery: Delivery, posted: Posted, view: MessageView) -> None:
+        self._print(f"✎ alert {posted.remote_id} now reads:\n" + render_view_text(view))
+
+    async def reply(self, delivery: Delivery, posted: Posted, view: MessageView) -> str | None:
+        self._print(f"↳ reply to alert {posted.remote_id}:\n" + render_view_text(view))
         return None
+
+    def _print(self, text: str) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(text + "\n\n")
+        stream.flush()
 
 
 class JsonlOptions(BaseModel):

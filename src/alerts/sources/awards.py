@@ -155,6 +155,7 @@ class AwardsSource:
     """
 
     kind: ClassVar[str] = "awards"
+    updates: ClassVar[str] = "reply"  # rooms edit the first alert and reply with the change
     Options: ClassVar[type[BaseModel]] = AwardsOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("amount",)
     item_fields: ClassVar[frozenset[str]] = frozenset(
@@ -474,6 +475,7 @@ class AwardsSource:
             source_id=self.source_id,
             kind=EventKind.UPDATED,
             key=f"{item.key}#{mod}",
+            item_key=item.key,  # each modification edits the room's message of the award
             title=f"{recipient}: modification {mod} {sign}${abs(delta):,.0f} ({item.fields.get('award_id')})",
             url=item.url,
             summary=f"Obligated ${old:,.0f} → ${new:,.0f}. {item.summary}".strip(),

@@ -31,7 +31,10 @@ class BlueskySource:
     ``url`` is the AppView base (default ``https://public.api.bsky.app``, no login).
     ``actor`` is the handle or DID. The newest ``limit`` posts are read; reposts are
     skipped, and replies too unless ``replies = true``. Items are keyed on the post
-    ``at://`` URI and link to ``https://bsky.app/profile/<handle>/post/<id>``.
+    ``at://`` URI and link to ``https://bsky.app/profile/<handle>/post/<id>``; the
+    web links a post shares (its link card, the links in its text) are in the field
+    ``links``, so that a room shown the article already gets the post as "also
+    reported by" on the same message.
     (For an RSS alternative, the ``feed`` adapter reads
     ``https://bsky.app/profile/<handle>/rss``.)
     """
@@ -40,7 +43,7 @@ class BlueskySource:
     Options: ClassVar[type[BaseModel]] = BlueskyOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("summary",)
     item_fields: ClassVar[frozenset[str]] = frozenset(
-        {"title", "url", "summary", "published", "author", "handle"}
+        {"title", "url", "summary", "published", "author", "handle", "links"}
     )
     default_url: ClassVar[str | None] = DEFAULT_API
 
@@ -89,8 +92,34 @@ def _item(entry: Any) -> Item | None:
         summary=text,
         published=_when(record.get("createdAt") or post.get("indexedAt")),
         author=str(author.get("displayName") or handle) or None,
-        fields={"handle": handle},
+        fields={"handle": handle, "links": shared_links(post)},
     )
+
+
+def shared_links(post: dict[str, Any]) -> list[str]:
+    """The web links a post shares, in the lexicons' shapes: a link card
+    (``app.bsky.embed.external``, in the record and in the AppView's
+    ``app.bsky.embed.external#view``, also inside ``recordWithMedia``) and link facets
+    of its text (``app.bsky.richtext.facet#link``)."""
+    record = post.get("record")
+    record = record if isinstance(record, dict) else {}
+    found = [_card(record.get("embed")), _card(post.get("embed"))]
+    for facet in _dicts(record.get("facets")):
+        found += [f.get("uri") for f in _dicts(facet.get("features")) if "uri" in f]
+    links = (u for u in found if isinstance(u, str) and u.startswith(("https://", "http://")))
+    return list(dict.fromkeys(links))[:20]
+
+
+def _card(embed: Any) -> Any:
+    if not isinstance(embed, dict):
+        return None
+    media = embed.get("media")  # app.bsky.embed.recordWithMedia
+    external = embed.get("external") or (media.get("external") if isinstance(media, dict) else None)
+    return external.get("uri") if isinstance(external, dict) else None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _when(value: Any) -> datetime | None:

@@ -210,6 +210,7 @@ class PetitionSource:
     """
 
     kind: ClassVar[str] = "petition"
+    stories: ClassVar[bool] = False  # its alerts are no news that other sources report
     Options: ClassVar[type[BaseModel]] = PetitionOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("title", "summary")
     item_fields: ClassVar[frozenset[str]] = frozenset(
@@ -394,6 +395,7 @@ class PetitionSource:
             "by_company": dict(Counter(tally.by_company).most_common()),
             "names": names,
             "anonymous": tally.anonymous,
+            "unit": "signatures",  # what a room's live count message counts (alerts.counters)
         }
         summary = _delta_summary(names, len(tally.pending) + tally.more, tally)
         tally.reset(count)

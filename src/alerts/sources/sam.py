@@ -91,6 +91,7 @@ class SamSource:
     """
 
     kind: ClassVar[str] = "sam"
+    updates: ClassVar[str] = "reply"  # rooms edit the first alert and reply with the change
     Options: ClassVar[type[BaseModel]] = SamOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = (
         "notice_id",

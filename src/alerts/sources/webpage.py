@@ -55,6 +55,7 @@ class WebpageSource:
     """
 
     kind: ClassVar[str] = "webpage"
+    updates: ClassVar[str] = "reply"  # rooms edit the first alert and reply with the change
     Options: ClassVar[type[BaseModel]] = WebpageOptions
     fingerprint_fields: ClassVar[tuple[str, ...]] = ("text",)
     item_fields: ClassVar[frozenset[str]] = frozenset({"title", "url", "summary", "text"})

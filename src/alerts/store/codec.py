@@ -9,6 +9,7 @@ from typing import Any
 
 from alerts.errors import StoreError
 from alerts.model import (
+    DEFAULT_MERGE_WINDOW_S,
     JSON,
     Delivery,
     DeliveryState,
@@ -16,9 +17,11 @@ from alerts.model import (
     Event,
     EventKind,
     Subscription,
+    UpdateStyle,
     Validators,
+    View,
 )
-from alerts.records import DeliveryRow, DestinationRow, SourceRow
+from alerts.records import DeliveryRow, DestinationRow, Post, PostKind, SourceRow
 from alerts.store.dialect import Dialect
 
 
@@ -46,7 +49,7 @@ def idempotency_key(install_id: str, delivery_id: int) -> str:
 
 def subscription_row(sub: Subscription) -> tuple[Any, ...]:
     """Columns destination_id, topic, source, kinds, include, exclude, min_amount,
-    min_change, created_by."""
+    min_change, created_by, updates."""
     return (
         sub.destination_id,
         sub.topic or "",
@@ -57,6 +60,7 @@ def subscription_row(sub: Subscription) -> tuple[Any, ...]:
         sub.min_amount,
         sub.min_change,
         sub.created_by,
+        sub.updates.value if sub.updates else None,
     )
 
 
@@ -72,7 +76,22 @@ def subscription_from_row(row: Any) -> Subscription:
         min_amount=row["min_amount"],
         min_change=row["min_change"],
         created_by=row["created_by"],
+        updates=_style(row["updates"]),
     )
+
+
+def _style(value: str | None) -> UpdateStyle | None:
+    return UpdateStyle(value) if value else None
+
+
+def view_columns(view: View) -> tuple[str | None, float]:
+    """Columns updates, merge_window_s of a delivery."""
+    return (view.updates.value if view.updates else None, view.merge_window_s)
+
+
+def view_from_row(r: Any) -> View:
+    window = r["merge_window_s"]
+    return View(_style(r["updates"]), DEFAULT_MERGE_WINDOW_S if window is None else float(window))
 
 
 def _must(value: datetime | None) -> datetime:
@@ -108,13 +127,34 @@ def destination_from_row(r: Any, d: Dialect) -> DestinationRow:
 
 
 def delivery_from_row(r: Any, install_id: str) -> Delivery:
-    """A claimed delivery: columns id, attempts, payload, dest_id, sink, target, options."""
+    """A claimed delivery: columns id, attempts, payload, dest_id, sink, target, options,
+    updates, merge_window_s."""
     return Delivery(
         id=r["id"],
         event=Event.from_json(loads(r["payload"])),
         destination=Destination(r["dest_id"], r["sink"], r["target"], loads(r["options"])),
         attempts=r["attempts"],
         idempotency_key=idempotency_key(install_id, r["id"]),
+        view=view_from_row(r),
+    )
+
+
+def post_from_row(r: Any, d: Dialect) -> Post:
+    return Post(
+        id=r["id"],
+        destination_id=r["destination_id"],
+        kind=PostKind(r["kind"]),
+        source_id=r["source_id"],
+        item_key=r["item_key"],
+        remote_id=r["remote_id"],
+        room=r["room"],
+        target=r["target"],
+        delivery_id=r["delivery_id"],
+        detected_at=_must(d.when(r["detected_at"])),
+        state=loads(r["state"]),
+        edits=r["edits"],
+        edited_at=d.when(r["edited_at"]),
+        closed=bool(r["closed"]),
     )
 
 

@@ -24,7 +24,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.errors import LeaseLostError
-from alerts.model import Delivery, DeliveryState, Destination, Event, Subscription, utcnow
+from alerts.model import (
+    Delivery,
+    DeliveryState,
+    Destination,
+    Event,
+    Subscription,
+    View,
+    utcnow,
+)
 from alerts.records import (
     DeliveryRow,
     DestinationRow,
@@ -32,6 +40,8 @@ from alerts.records import (
     NotModified,
     OutboxStats,
     PollCommit,
+    Post,
+    PostKind,
     SourceRow,
 )
 from alerts.store.codec import (
@@ -39,11 +49,14 @@ from alerts.store.codec import (
     destination_from_row,
     dumps,
     loads,
+    post_from_row,
     source_from_row,
     subscription_from_row,
     subscription_row,
+    view_columns,
 )
 from alerts.store.database import Database, Tx
+from alerts.store.dialect import Dialect
 from alerts.store.migrations import Migration, bundled, statements
 
 SOURCE_SELECT = (
@@ -73,14 +86,46 @@ NOT_MODIFIED = (
     "lease_until = NULL WHERE id = $5 AND lease_owner = $6"
 )
 CLAIMED_DELIVERIES = (
-    "SELECT d.id, d.attempts, e.payload, t.id AS dest_id, t.sink, t.target, t.options "
+    "SELECT d.id, d.attempts, d.updates, d.merge_window_s, e.payload, t.id AS dest_id, "
+    "t.sink, t.target, t.options "
     "FROM deliveries d JOIN events e ON e.id = d.event_id "
     "JOIN destinations t ON t.id = d.destination_id"
+)
+MARK_SENT = (
+    "UPDATE deliveries SET state = 'sent', sent_at = $2, remote_id = $3, "
+    "lease_owner = NULL, lease_until = NULL, attempts = attempts + 1 WHERE id = $1"
+)
+# A post is made once, by the delivery that first showed it: a retried write of the
+# same delivery finds its row again. Every value is absolute, so writing twice is once.
+INSERT_POST = (
+    "INSERT INTO posts (destination_id, kind, source_id, item_key, delivery_id, detected_at, "
+    "remote_id, room, target, state, edits, edited_at, closed, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+    "ON CONFLICT (delivery_id) DO UPDATE SET remote_id = excluded.remote_id, "
+    "room = excluded.room, target = excluded.target, state = excluded.state, "
+    "edits = excluded.edits, edited_at = excluded.edited_at, closed = excluded.closed "
+    "RETURNING id"
+)
+UPDATE_POST = (
+    "UPDATE posts SET remote_id = $2, room = $3, target = $4, state = $5, edits = $6, "
+    "edited_at = $7, closed = $8 WHERE id = $1 RETURNING id"
 )
 BUMP_SUBSCRIPTIONS = (
     "INSERT INTO meta (key, value) VALUES ('subscriptions_version', '1') "
     "ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS bigint) + 1 AS text)"
 )
+
+
+def _post_key(post: Post, d: Dialect) -> tuple[Any, ...]:
+    """Columns destination_id, kind, source_id, item_key, delivery_id, detected_at."""
+    return (
+        post.destination_id,
+        post.kind.value,
+        post.source_id,
+        post.item_key,
+        post.delivery_id,
+        d.time(post.detected_at),
+    )
 
 
 class SqlStore(ABC):
@@ -298,8 +343,12 @@ class SqlStore(ABC):
             )
             stored.append(event.with_id(int(event_id)))
             await tx.executemany(
-                "INSERT INTO deliveries (event_id, destination_id, created_at) VALUES ($1, $2, $3)",
-                [(event_id, dest, now) for dest in dict.fromkeys(routed.destination_ids)],
+                "INSERT INTO deliveries (event_id, destination_id, created_at, updates, "
+                "merge_window_s) VALUES ($1, $2, $3, $4, $5)",
+                [
+                    (event_id, dest, now, *view_columns(routed.views.get(dest, View())))
+                    for dest in dict.fromkeys(routed.destination_ids)
+                ],
             )
         return stored
 
@@ -366,12 +415,12 @@ class SqlStore(ABC):
         async def body(tx: Tx) -> Any:
             stored = await tx.fetchrow(
                 "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, "
-                "exclude, min_amount, min_change, created_by, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                "exclude, min_amount, min_change, created_by, updates, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                 "ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
                 "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
                 "min_amount = excluded.min_amount, min_change = excluded.min_change, "
-                "created_by = excluded.created_by RETURNING *",
+                "created_by = excluded.created_by, updates = excluded.updates RETURNING *",
                 *args,
             )
             await tx.execute(BUMP_SUBSCRIPTIONS)
@@ -419,13 +468,86 @@ class SqlStore(ABC):
     ) -> list[Delivery]: ...
 
     async def mark_sent(self, delivery_id: int, *, remote_id: str | None, now: datetime) -> None:
-        await self._db.execute(
-            "UPDATE deliveries SET state = 'sent', sent_at = $2, remote_id = $3, "
-            "lease_owner = NULL, lease_until = NULL, attempts = attempts + 1 WHERE id = $1",
-            delivery_id,
-            self._d.time(now),
-            remote_id,
+        await self._db.execute(MARK_SENT, delivery_id, self._d.time(now), remote_id)
+
+    # --- messages kept alive in rooms (alerts.edits) ----------------------------------
+
+    async def find_post(self, destination_id: str, source_id: str, item_key: str) -> Post | None:
+        row = await self._db.fetchrow(
+            "SELECT p.* FROM post_items i JOIN posts p ON p.id = i.post_id "
+            "WHERE i.destination_id = $1 AND i.source_id = $2 AND i.item_key = $3",
+            destination_id,
+            source_id,
+            item_key,
         )
+        return None if row is None else post_from_row(row, self._d)
+
+    async def live_counter(self, destination_id: str, source_id: str) -> Post | None:
+        row = await self._db.fetchrow(
+            "SELECT * FROM posts WHERE destination_id = $1 AND source_id = $2 AND kind = $3 "
+            "AND closed = false ORDER BY id DESC LIMIT 1",
+            destination_id,
+            source_id,
+            PostKind.COUNTER.value,
+        )
+        return None if row is None else post_from_row(row, self._d)
+
+    async def recent_posts(
+        self, destination_id: str, *, since: datetime, limit: int = 500
+    ) -> list[Post]:
+        rows = await self._db.fetch(
+            "SELECT * FROM posts WHERE destination_id = $1 AND detected_at >= $2 AND kind = $3 "
+            "ORDER BY detected_at DESC, id DESC LIMIT $4",
+            destination_id,
+            self._d.time(since),
+            PostKind.ITEM.value,
+            limit,
+        )
+        return [post_from_row(r, self._d) for r in rows]
+
+    async def record_post(
+        self,
+        delivery_id: int,
+        post: Post,
+        *,
+        now: datetime,
+        items: Collection[tuple[str, str]] = (),
+        close_counter: bool = False,
+    ) -> int:
+        d = self._d
+
+        async def body(tx: Tx) -> int:
+            await tx.execute(MARK_SENT, delivery_id, d.time(now), post.remote_id)
+            if close_counter:
+                await tx.execute(
+                    "UPDATE posts SET closed = true WHERE destination_id = $1 "
+                    "AND source_id = $2 AND kind = $3 AND closed = false",
+                    post.destination_id,
+                    post.source_id,
+                    PostKind.COUNTER.value,
+                )
+            shown = (
+                post.remote_id,
+                post.room,
+                post.target,
+                dumps(dict(post.state)),
+                post.edits,
+                d.time(post.edited_at),
+                post.closed,
+            )
+            if post.id is None:
+                post_id = await tx.fetchval(INSERT_POST, *_post_key(post, d), *shown, d.time(now))
+            else:
+                post_id = await tx.fetchval(UPDATE_POST, post.id, *shown)
+            await tx.executemany(
+                "INSERT INTO post_items (destination_id, source_id, item_key, post_id) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (destination_id, source_id, item_key) "
+                "DO UPDATE SET post_id = excluded.post_id",
+                [(post.destination_id, source, key, post_id) for source, key in items],
+            )
+            return int(post_id)
+
+        return await self._db.transaction(body)
 
     async def mark_retry(
         self, delivery_id: int, *, error: str, retry_at: datetime, count_attempt: bool

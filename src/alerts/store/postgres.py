@@ -38,9 +38,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from alerts.errors import StoreError, StoreUnavailable
-from alerts.model import Delivery, Event
+from alerts.model import Delivery, Event, View
 from alerts.records import NotModified, PollCommit
-from alerts.store.codec import delivery_from_row, dumps
+from alerts.store.codec import delivery_from_row, dumps, view_columns
 from alerts.store.common import SqlStore
 from alerts.store.database import Body, Row, Tx
 from alerts.store.dialect import POSTGRES
@@ -266,20 +266,23 @@ class PostgresStore(SqlStore):
             [dumps(r.event.to_json()) for r in commit.events],
             commit.now,
         )
-        pairs = [
-            (event_id, dest)
+        rows = [
+            (event_id, dest, *view_columns(routed.views.get(dest, View())))
             for routed, event_id in zip(commit.events, event_ids, strict=True)
             for dest in dict.fromkeys(routed.destination_ids)
         ]
-        if pairs:
+        if rows:
             await tx.execute(
-                "INSERT INTO deliveries (id, event_id, destination_id, created_at) "
-                "SELECT u.id, u.event_id, u.dest, $4 "
-                "FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, event_id, dest)",
-                await _next_ids(tx, "deliveries", len(pairs)),
-                [p[0] for p in pairs],
-                [p[1] for p in pairs],
+                "INSERT INTO deliveries (id, event_id, destination_id, created_at, updates, "
+                "merge_window_s) SELECT u.id, u.event_id, u.dest, $4, u.updates, u.mw "
+                "FROM unnest($1::bigint[], $2::bigint[], $3::text[], $5::text[], "
+                "$6::float8[]) AS u(id, event_id, dest, updates, mw)",
+                await _next_ids(tx, "deliveries", len(rows)),
+                [r[0] for r in rows],
+                [r[1] for r in rows],
                 commit.now,
+                [r[2] for r in rows],
+                [r[3] for r in rows],
             )
         return stored
 
@@ -433,8 +436,9 @@ _CLAIM_DELIVERIES = (
     " UPDATE deliveries SET lease_owner = $1, lease_until = $2"
     " WHERE id IN (SELECT id FROM picked) AND state = 'pending'"
     " AND (lease_until IS NULL OR lease_until < $4)"
-    " RETURNING id, event_id, destination_id, attempts)"
-    " SELECT c.id, c.attempts, e.payload, t.id AS dest_id, t.sink, t.target, t.options"
+    " RETURNING id, event_id, destination_id, attempts, updates, merge_window_s)"
+    " SELECT c.id, c.attempts, c.updates, c.merge_window_s, e.payload, t.id AS dest_id,"
+    " t.sink, t.target, t.options"
     " FROM claimed c JOIN events e ON e.id = c.event_id"
     " JOIN destinations t ON t.id = c.destination_id ORDER BY c.id"
 )

@@ -4,7 +4,8 @@ Everything that makes the service *remember* is copied with its ids: sources wit
 their detector state (leases cleared, so the new store can claim them at once),
 items, events, destinations, subscriptions, deliveries (so idempotency keys, made
 of ``meta.install_id`` and the delivery id, stay the same and a delivery sent just
-before the move is recognised by the platform), the ``meta`` rows (install id,
+before the move is recognised by the platform), the messages kept alive in rooms
+(``posts``, ``post_items``: edits go on after the move), the ``meta`` rows (install id,
 subscriptions version) and the sinks' ``kv`` state. Leaders are not copied.
 
 Rows are read as their backend stores them and converted for the target's column
@@ -33,10 +34,12 @@ TABLES: tuple[str, ...] = (
     "events",
     "subscriptions",
     "deliveries",
+    "posts",
+    "post_items",
     "kv",
 )
-CONTENT = ("destinations", "sources", "items", "events", "subscriptions", "deliveries", "kv")
-IDENTITIES = ("events", "subscriptions", "deliveries")
+CONTENT = tuple(table for table in TABLES if table != "meta")  # must be empty in the target
+IDENTITIES = ("events", "subscriptions", "deliveries", "posts")
 CLEARED = {"sources": ("lease_owner", "lease_until"), "deliveries": ("lease_owner", "lease_until")}
 Row = dict[str, Any]
 

@@ -57,7 +57,9 @@ class DiscordSink(DiscordSender):
     ``enforce_nonce``, so a retry within Discord's window returns the first message
     instead of posting a second one. Source text is escaped so that no markdown,
     link or mention from a source survives, and ``allowed_mentions`` parses nothing:
-    no text from a source can ping anyone (``docs/discord.md``).
+    no text from a source can ping anyone (``docs/discord.md``). An update edits the
+    earlier alert (``PATCH``) and may reply to it (a ``message_reference``; replies
+    need Read Message History).
     """
 
     _commands: DiscordCommands | None = None

@@ -79,6 +79,14 @@ class AlertsGroup(app_commands.Group):
         exclude="Never alerts mentioning these words, comma-separated",
         min_amount="Skip awards below this amount (e.g. 1M)",
         min_change="Skip modifications that change less than this (e.g. 1M)",
+        updates="What an update does to the first alert: edit it, edit and reply, or a new alert",
+    )
+    @app_commands.choices(
+        updates=[
+            app_commands.Choice(name="edit the first alert in place", value="edit"),
+            app_commands.Choice(name="edit it and reply with what changed", value="reply"),
+            app_commands.Choice(name="post a new alert", value="new"),
+        ]
     )
     async def subscribe(
         self,
@@ -89,6 +97,7 @@ class AlertsGroup(app_commands.Group):
         exclude: str | None = None,
         min_amount: str | None = None,
         min_change: str | None = None,
+        updates: str | None = None,
     ) -> None:
         try:
             command = build_subscribe(
@@ -98,6 +107,7 @@ class AlertsGroup(app_commands.Group):
                 exclude=exclude or "",
                 min_amount=min_amount or "",
                 min_change=min_change or "",
+                updates=updates or "",
             )
         except CommandError as exc:
             await self.front.reply(interaction, Reply(str(exc), ok=False))

@@ -20,6 +20,11 @@ Discord shows as plain text (the footer, a forum post's name) get only that
 mention break. On top of it all, every payload carries ``allowed_mentions`` that
 parses nothing, so no text can ping anyone.
 
+A message that shows one story reported by several sources has a field "Also
+reported by" listing them as masked links the renderer writes itself: each name
+escaped like any source text, each URL a ``safe_link`` with its parentheses
+percent-encoded, so neither can end the link early.
+
 Every Discord limit is respected, counted in UTF-16 code units (never fewer than
 Discord's characters): title 256, description 4096, 25 fields of name 256 / value
 1024, footer 2048, 6000 in all, forum post names 100. Cuts fall between grapheme
@@ -35,8 +40,8 @@ from typing import Any
 
 import regex
 
-from alerts.model import Event, EventKind
-from alerts.render.facts import Facts, cut, facts_of, utf16_len
+from alerts.model import Event, EventKind, MessageView
+from alerts.render.facts import Facts, Report, cut, facts_of, facts_of_view, utf16_len
 
 with warnings.catch_warnings():  # discord.py imports audioop, deprecated since Python 3.11
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
@@ -88,6 +93,11 @@ def render_embed(event: Event) -> discord.Embed:
     return embed_for(facts_of(event, limit=FIELDS_MAX))
 
 
+def render_view_embed(view: MessageView) -> discord.Embed:
+    """The embed of a message that shows ``view`` (an event and its other reports)."""
+    return embed_for(facts_of_view(view, limit=FIELDS_MAX - 1))
+
+
 def embed_for(facts: Facts) -> discord.Embed:
     """The embed of already neutralised facts."""
     embed = discord.Embed(
@@ -103,9 +113,26 @@ def embed_for(facts: Facts) -> discord.Embed:
             value=fit(escape(fact.value), FIELD_VALUE_MAX) or "—",
             inline=len(fact.value) <= 40,
         )
+    if facts.also:
+        embed.insert_field_at(0, name="Also reported by", value=_reports(facts.also), inline=False)
+        while len(embed.fields) > FIELDS_MAX:
+            embed.remove_field(len(embed.fields) - 1)
     embed.set_footer(text=fit(plain(facts.byline), FOOTER_MAX))
     _fit_total(embed)
     return embed
+
+
+def _reports(reports: tuple[Report, ...]) -> str:
+    """``[name](url), …`` within a field value's limit: whole entries only."""
+    shown: list[str] = []
+    for report in reports:
+        entry = fit(escape(report.source), 200)
+        if report.link:
+            entry = f"[{entry}]({report.link.replace('(', '%28').replace(')', '%29')})"
+        if utf16_len(", ".join([*shown, entry])) > FIELD_VALUE_MAX:
+            break
+        shown.append(entry)
+    return ", ".join(shown) or "—"
 
 
 def thread_name(event: Event) -> str:

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from alerts.errors import (
     ConfigError,
     DestinationUnavailable,
+    MessageGone,
     PlatformUnavailable,
     RateLimitedError,
     RejectedError,
@@ -82,6 +83,10 @@ CODE_ERRORS: Mapping[int, type[SendError]] = {
     10015: DestinationUnavailable,  # Unknown Webhook
     50001: DestinationUnavailable,  # Missing Access
     50013: DestinationUnavailable,  # Missing Permissions
+    10008: MessageGone,  # Unknown Message: the message to edit was deleted
+    30046: MessageGone,  # Maximum number of edits to messages older than 1 hour reached
+    50083: MessageGone,  # Operation on an archived thread: its messages cannot be edited
+    160002: MessageGone,  # a reply without Read Message History: the edit stands alone
 }
 # HTTP statuses, when the code is not in the table.
 STATUS_ERRORS: Mapping[int, type[SendError]] = {

@@ -7,6 +7,15 @@ destination, 401 (revoked token), 5xx and connection errors are retried, other
 4xx reject the delivery, and a rate limit longer than ``max_ratelimit_timeout``
 comes back as ``RateLimitedError`` so the dispatcher retries that channel later
 while the others keep moving.
+
+Both keep messages alive (``alerts.contracts.EditingSink``): an edit is a ``PATCH``
+of the channel message (``/channels/{channel.id}/messages/{message.id}``) or of the
+webhook's message (``/webhooks/{id}/{token}/messages/{message.id}``), to the whole
+new embed, so sending it twice shows once; the bot replies with a
+``message_reference`` and a nonce derived from the delivery's, a webhook (which
+cannot reply) posts the note in the same channel or thread. "Unknown Message",
+"too many edits of a message older than an hour" and an archived thread raise
+``MessageGone``: the update is posted as a new message.
 """
 
 from __future__ import annotations
@@ -18,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings
 
 from alerts.errors import ConfigError, DestinationUnavailable
-from alerts.model import Delivery, Destination
-from alerts.platforms.discord.render import allowed_mentions, render_embed, thread_name
+from alerts.model import Delivery, Destination, MessageView, Posted
+from alerts.platforms.discord.render import allowed_mentions, render_view_embed, thread_name
 from alerts.platforms.discord.session import (
     SNOWFLAKE,
     WEBHOOK_URL,
@@ -36,8 +45,10 @@ with warnings.catch_warnings():  # discord.py imports audioop, deprecated since 
 
 if TYPE_CHECKING:
     from alerts.contracts import SinkContext
+    from discord.types.message import MessageReference as ReferencePayload
 
 M = TypeVar("M", bound=BaseModel)
+REPLY_NONCE_SUFFIX = ".r"  # a delivery's key is at most 23 characters: 25 with this
 
 
 def channel_problem(target: str) -> str | None:
@@ -110,6 +121,7 @@ class DiscordSender:
     kind: ClassVar[str] = "discord"
     Options: ClassVar[type[BaseModel]] = DiscordOptions
     Settings: ClassVar[type[BaseSettings] | None] = DiscordSettings
+    edit_interval_s: ClassVar[float] = 1.0  # a channel's edits share a 5-per-5-s bucket
 
     def __init__(self, *, context: SinkContext, settings: DiscordSettings | None = None) -> None:
         self.context = context
@@ -138,29 +150,73 @@ class DiscordSender:
         await self.session.close()
 
     async def send(self, delivery: Delivery) -> str | None:
+        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+
+    async def post(self, delivery: Delivery, view: MessageView) -> Posted:
+        """Post ``view`` in the channel (a forum post in a forum channel)."""
         destination = delivery.destination
         try:
             channel_id = _channel_id(destination)
             options = _options(DiscordOptions, destination)
         except ConfigError as exc:
             raise DestinationUnavailable(str(exc)) from None
+        embed = render_view_embed(view)
         if options.post == "forum_post":
-            return await self._forum_post(channel_id, delivery)
+            thread_id = await self._forum_post(channel_id, delivery, embed)
+            return Posted(thread_id, thread_id)  # a forum post's first message has its id
         params = handle_message_parameters(
-            embed=render_embed(delivery.event),
-            allowed_mentions=allowed_mentions(),
-            nonce=delivery.idempotency_key,
+            embed=embed, allowed_mentions=allowed_mentions(), nonce=delivery.idempotency_key
         )
         http = self.session.client.http
 
         async def message() -> str:
             return str((await http.send_message(channel_id, params=params))["id"])
 
+        return Posted(await guarded(message), str(channel_id))
+
+    async def edit(self, delivery: Delivery, posted: Posted, view: MessageView) -> None:
+        """``PATCH`` the message to show ``view``."""
+        route = Route(
+            "PATCH",
+            "/channels/{channel_id}/messages/{message_id}",
+            channel_id=int(posted.room),
+            message_id=int(posted.remote_id),
+        )
+        payload = {
+            "embeds": [render_view_embed(view).to_dict()],
+            "allowed_mentions": allowed_mentions().to_dict(),
+        }
+        http = self.session.client.http
+
+        async def patch() -> None:
+            await http.request(route, json=payload)
+
+        await guarded(patch)
+
+    async def reply(self, delivery: Delivery, posted: Posted, view: MessageView) -> str | None:
+        """Reply to the message (in its channel or forum post) with ``view``."""
+        reference: ReferencePayload = {
+            "message_id": posted.remote_id,
+            "channel_id": posted.room,
+            "fail_if_not_exists": False,
+        }
+        params = handle_message_parameters(
+            embed=render_view_embed(view),
+            allowed_mentions=allowed_mentions(),
+            mention_author=False,
+            nonce=delivery.idempotency_key + REPLY_NONCE_SUFFIX,
+            message_reference=reference,
+        )
+        http = self.session.client.http
+
+        async def message() -> str:
+            return str((await http.send_message(int(posted.room), params=params))["id"])
+
         return await guarded(message)
 
-    async def _forum_post(self, channel_id: int, delivery: Delivery) -> str:
+    async def _forum_post(self, channel_id: int, delivery: Delivery, embed: discord.Embed) -> str:
         params = handle_message_parameters(
-            embed=render_embed(delivery.event),
+            embed=embed,
             allowed_mentions=allowed_mentions(),
             channel_payload={"name": thread_name(delivery.event)},
         )
@@ -200,12 +256,15 @@ class DiscordWebhookSink:
     Webhooks take no nonce: if the service dies after Discord accepted a message
     and before the outbox recorded it, that one alert is posted again on restart.
     The window is one HTTP round trip plus one store write. Source text is
-    escaped as for the bot, and ``allowed_mentions`` parses nothing.
+    escaped as for the bot, and ``allowed_mentions`` parses nothing. An update
+    edits the webhook's earlier message; a webhook cannot reply, so the note of
+    what changed is posted after it (like an alert, twice at most after a crash).
     """
 
     kind: ClassVar[str] = "discord_webhook"
     Options: ClassVar[type[BaseModel]] = WebhookOptions
     Settings: ClassVar[type[BaseSettings] | None] = DiscordSettings
+    edit_interval_s: ClassVar[float] = 1.0  # a webhook's requests share one bucket
 
     def __init__(self, *, context: SinkContext, settings: DiscordSettings | None = None) -> None:
         self.context = context
@@ -247,24 +306,57 @@ class DiscordWebhookSink:
         await self.session.close()
 
     async def send(self, delivery: Delivery) -> str | None:
-        destination = delivery.destination
-        webhook = self.session.webhook(destination.target)
-        if webhook is None:
-            raise DestinationUnavailable(f"no webhook named {destination.target!r}")
-        options = _options(WebhookOptions, destination)
+        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+
+    async def post(self, delivery: Delivery, view: MessageView) -> Posted:
+        """Execute the webhook with ``view`` (``wait=true``: Discord returns the
+        message). ``Posted.room`` is the thread it went to, or empty for the
+        webhook's own channel."""
+        options = _options(WebhookOptions, delivery.destination)
         extra: dict[str, Any] = {}
         if options.thread_id:
             extra["thread"] = discord.Object(int(options.thread_id))
         elif options.forum:
             extra["thread_name"] = thread_name(delivery.event)
+        message = await self._execute(delivery, render_view_embed(view), extra)
+        in_thread = bool(options.thread_id or options.forum)
+        return Posted(str(message.id), str(message.channel.id) if in_thread else "")
 
-        async def execute() -> str:
-            message = await webhook.send(
-                embed=render_embed(delivery.event),
+    async def edit(self, delivery: Delivery, posted: Posted, view: MessageView) -> None:
+        """``PATCH`` the webhook's message to show ``view``."""
+        webhook = self._webhook(delivery.destination)
+        extra: dict[str, Any] = {"thread": discord.Object(int(posted.room))} if posted.room else {}
+
+        async def patch() -> None:
+            await webhook.edit_message(
+                int(posted.remote_id),
+                embed=render_view_embed(view),
                 allowed_mentions=allowed_mentions(),
-                wait=True,
                 **extra,
             )
-            return str(message.id)
+
+        await guarded(patch)
+
+    async def reply(self, delivery: Delivery, posted: Posted, view: MessageView) -> str | None:
+        """Webhooks cannot reply: post ``view`` after the message, in its channel or
+        thread."""
+        extra: dict[str, Any] = {"thread": discord.Object(int(posted.room))} if posted.room else {}
+        return str((await self._execute(delivery, render_view_embed(view), extra)).id)
+
+    def _webhook(self, destination: Destination) -> discord.Webhook:
+        webhook = self.session.webhook(destination.target)
+        if webhook is None:
+            raise DestinationUnavailable(f"no webhook named {destination.target!r}")
+        return webhook
+
+    async def _execute(
+        self, delivery: Delivery, embed: discord.Embed, extra: dict[str, Any]
+    ) -> discord.WebhookMessage:
+        webhook = self._webhook(delivery.destination)
+
+        async def execute() -> discord.WebhookMessage:
+            return await webhook.send(
+                embed=embed, allowed_mentions=allowed_mentions(), wait=True, **extra
+            )
 
         return await guarded(execute)

@@ -51,9 +51,11 @@ class MatrixSink(MatrixSender):
     verified or not, as a bot must). A 429 comes straight back as ``RateLimitedError``
     with the server's ``retry_after_ms``; forbidden / not in the room means the
     destination is parked. Text from sources is text: it never becomes markup, a
-    mention or a link (``docs/matrix.md``, "What an alert looks like"). The same sink
-    answers ``!alerts`` commands in rooms when the runtime runs it as the chat
-    listener.
+    mention or a link (``docs/matrix.md``, "What an alert looks like"). An update
+    edits the earlier alert (``m.replace``) and may reply in its thread
+    (``m.thread``), each with a transaction id of its own (``docs/matrix.md``,
+    "Edits, threads and one message per story"). The same sink answers ``!alerts``
+    commands in rooms when the runtime runs it as the chat listener.
     """
 
     async def listen(self, commands: CommandService) -> None:

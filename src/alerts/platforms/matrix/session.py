@@ -483,7 +483,9 @@ class MatrixSession:
     ) -> str:
         """Send an ``m.room.message`` with a fixed transaction id; map failures.
 
-        ``patient`` waits out the pacer instead of raising ``RateLimitedError``.
+        ``patient`` waits out the pacer instead of raising ``RateLimitedError``. In an
+        encrypted room matrix-nio leaves a relation (edit, thread, reply) in the
+        cleartext part, where the spec wants it.
         """
         client = self.client
         await self._require_room(room_id)
@@ -504,6 +506,17 @@ class MatrixSession:
             said = getattr(resp, "retry_after_ms", None)
             self.pacer.limited(turn, said / 1000 if said is not None else None)
         raise error
+
+    async def message_gone(self, room_id: str, event_id: str) -> bool:
+        """True when the event is redacted or unknown to the homeserver: an edit of it
+        would show nowhere (spec: a redacted original hides its replacements)."""
+        resp = await self.request(self.client.room_get_event(room_id, event_id))
+        if isinstance(resp, nio.RoomGetEventResponse):
+            source = resp.event.source
+            return not source.get("content") or "redacted_because" in source.get("unsigned", {})
+        if resp.status_code == "M_NOT_FOUND":
+            return True
+        raise error_for(resp)
 
     async def _require_room(self, room_id: str) -> None:
         """Make sure nio knows the room (it must, to encrypt) or say why not."""

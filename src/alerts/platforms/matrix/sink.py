@@ -3,24 +3,34 @@
 ``MatrixSender`` renders a delivery (``render.py``) and sends it with a transaction
 id derived from the delivery's idempotency key. Rooms are named by id or alias, as
 the spec allows (see ``target_problem``).
+
+It keeps messages alive (``alerts.contracts.EditingSink``): an edit is an
+``m.replace`` event and a reply an ``m.thread`` message, each with a transaction id
+of its own derived from the same key, so a retried edit or reply applies once. An
+original that was redacted (or that the homeserver no longer has) raises
+``MessageGone``: the update is posted as a new message.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_settings import BaseSettings
 
-from alerts.errors import ConfigError, DestinationUnavailable
-from alerts.platforms.matrix.render import render
+from alerts.errors import ConfigError, DestinationUnavailable, MessageGone
+from alerts.model import MessageView, Posted
+from alerts.platforms.matrix.render import edit_content, render_view, thread_content
 from alerts.platforms.matrix.session import DeviceHome, MatrixSession, MatrixSettings, txn_id_for
 
 if TYPE_CHECKING:
     from alerts.contracts import SinkContext
     from alerts.model import Delivery, Destination
+
+EDIT_SUFFIX = ".edit"
+REPLY_SUFFIX = ".reply"
 
 # Identifier grammar (spec: appendices, "Room IDs", "Room Aliases", "Server Name"):
 # a room id is "!" + an opaque part without ":" and, up to room version 11, ":" + the
@@ -66,6 +76,7 @@ class MatrixSender:
     kind: ClassVar[str] = "matrix"
     Options: ClassVar[type[BaseModel]] = MatrixOptions
     Settings: ClassVar[type[BaseSettings] | None] = MatrixSettings
+    edit_interval_s: ClassVar[float] = 2.0  # edits are messages: Synapse's rc_message
 
     def __init__(self, *, context: SinkContext, settings: MatrixSettings | None = None) -> None:
         self.context = context
@@ -97,13 +108,45 @@ class MatrixSender:
 
     async def send(self, delivery: Delivery) -> str | None:
         """Send one alert; the txn id makes a repeat of the same delivery a no-op."""
-        options = _options(delivery.destination)
-        content = render(delivery.event, msgtype=options.msgtype)
+        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+
+    async def post(self, delivery: Delivery, view: MessageView) -> Posted:
+        """Show ``view`` as a new message in the destination's room."""
+        content = render_view(view, msgtype=_options(delivery.destination).msgtype)
+        room_id, event_id = await self._send(delivery, content, "")
+        return Posted(event_id, room_id)
+
+    async def edit(self, delivery: Delivery, posted: Posted, view: MessageView) -> None:
+        """Replace what the message at ``posted`` shows (an ``m.replace`` event)."""
+        await self._still_there(delivery, posted)
+        content = render_view(view, msgtype=_options(delivery.destination).msgtype)
+        await self._send(delivery, edit_content(content, posted.remote_id), EDIT_SUFFIX)
+
+    async def reply(self, delivery: Delivery, posted: Posted, view: MessageView) -> str | None:
+        """Post ``view`` in the thread of the message at ``posted``."""
+        content = render_view(view, msgtype=_options(delivery.destination).msgtype)
+        _, event_id = await self._send(
+            delivery, thread_content(content, posted.remote_id), REPLY_SUFFIX
+        )
+        return event_id
+
+    async def _still_there(self, delivery: Delivery, posted: Posted) -> None:
+        room_id = await self.session.resolve_room(delivery.destination.target)
+        if room_id != posted.room:
+            raise MessageGone(f"Matrix: {delivery.destination.target} is now room {room_id}")
+        if await self.session.message_gone(posted.room, posted.remote_id):
+            raise MessageGone(f"Matrix: event {posted.remote_id} was redacted")
+
+    async def _send(
+        self, delivery: Delivery, content: dict[str, Any], suffix: str
+    ) -> tuple[str, str]:
+        """Send ``content`` to the destination's room with the delivery's transaction id
+        (plus ``suffix``); returns the room id and the event id."""
         target = delivery.destination.target
         room_id = await self.session.resolve_room(target)
-        txn_id = txn_id_for(delivery.idempotency_key)
+        txn_id = txn_id_for(delivery.idempotency_key + suffix)
         try:
-            return await self.session.send_message(room_id, content, txn_id)
+            return room_id, await self.session.send_message(room_id, content, txn_id)
         except DestinationUnavailable as exc:
             self.session.forget_alias(target)
             if room_id != target:
