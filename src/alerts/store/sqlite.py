@@ -318,24 +318,55 @@ class SqliteStore(SqlStore):
         rows = await self._db.transaction(claim)
         return [delivery_from_row(r, self.install_id) for r in rows]
 
-    # --- migration bookkeeping: PRAGMA user_version --------------------------------
+    # --- migration bookkeeping: schema_migrations ------------------------------------
+    # Each applied migration is a row, as on PostgreSQL: helpers number migrations
+    # in parallel, so a lower number may ship after a higher one was applied, and a
+    # "highest applied" (PRAGMA user_version, kept up to date for tools) would skip
+    # it. A file from before the table is upgraded from its user_version once.
 
     @staticmethod
     async def _lock_schema(tx: Tx) -> None:
-        """``BEGIN IMMEDIATE`` already holds the write lock."""
+        """``BEGIN IMMEDIATE`` already holds the write lock; make the table."""
+        if await _has_migrations_table(tx):
+            return
+        current = int(await tx.fetchval("PRAGMA user_version") or 0)
+        await tx.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at REAL NOT NULL DEFAULT (CAST(strftime('%s', 'now') AS REAL)))"
+        )
+        await tx.executemany(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            [(m.version, m.name) for m in bundled(SQLITE.name) if m.version <= current],
+        )
 
     @staticmethod
     async def _applied(tx: Tx) -> tuple[int, ...]:
+        if await _has_migrations_table(tx):
+            rows = await tx.fetch("SELECT version FROM schema_migrations ORDER BY version")
+            return tuple(int(r[0]) for r in rows)
         current = int(await tx.fetchval("PRAGMA user_version") or 0)
         return tuple(m.version for m in bundled(SQLITE.name) if m.version <= current)
 
     @staticmethod
     async def _record(tx: Tx, migration: Migration) -> None:
-        await tx.execute(f"PRAGMA user_version={int(migration.version)}")
+        await tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            migration.version,
+            migration.name,
+        )
+        current = int(await tx.fetchval("PRAGMA user_version") or 0)
+        await tx.execute(f"PRAGMA user_version={max(current, int(migration.version))}")
+
+
+async def _has_migrations_table(tx: Tx) -> bool:
+    found = await tx.fetchval(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    )
+    return bool(found)
 
 
 async def applied_versions(url: str) -> tuple[int, ...]:
-    """Versions recorded in the database (``PRAGMA user_version``), without migrating."""
+    """Versions recorded in the database (``schema_migrations``), without migrating."""
     path = path_from_url(url)
     if path != ":memory:" and not await asyncio.to_thread(os.path.exists, path):
         return ()
