@@ -14,10 +14,13 @@ import pytest
 from alerts.chat.commands import Command, CommandContext, CommandError, parse
 from alerts.chat.feeds import chat_source_id
 from alerts.cli import main
+from alerts.config import Settings, load_config
 from alerts.model import DeliveryState, UpdateStyle
 from alerts.runtime import Runtime
+from alerts.scheduler import Timing
 
-from .support import FeedServer, RecordingSink, feed_server, runtime_on, write_config
+from .pg_support import fresh_database
+from .support import FeedServer, RecordingSink, feed_server, write_config
 
 ROOM = CommandContext(sink="console", target="room-1", user="@mod:hs", may_manage=True)
 MEMBER = CommandContext(sink="console", target="room-1", user="@someone:hs", may_manage=False)
@@ -35,18 +38,38 @@ async def server() -> AsyncIterator[FeedServer]:
         yield served
 
 
-async def running(tmp_path: Path, chat: str) -> AsyncIterator[Runtime]:
+async def running(tmp_path: Path, chat: str, database_url: str = "") -> AsyncIterator[Runtime]:
+    """The real runtime (as ``support.runtime_on``) on SQLite, or on ``database_url``."""
     config = write_config(tmp_path, {}, extra=chat)
     (config / "sources.d" / "feeds.toml").unlink()  # no config sources: empty is an error
-    async with runtime_on(tmp_path, config) as runtime:
+    settings = Settings(
+        config_dir=config,
+        database_url=database_url or f"sqlite:///{tmp_path / 'alerts.db'}",
+        data_dir=tmp_path / "data",
+    )
+    runtime = await Runtime.open(
+        settings,
+        load_config(config),
+        sink_overrides={"console": RecordingSink()},
+        timing=Timing(jitter=0.0, first_spread_s=0.0),
+    )
+    try:
         await runtime._start_sinks()
         yield runtime
+    finally:
+        await runtime.close()
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    async for opened in running(tmp_path, ALLOWED):
-        yield opened
+@pytest.fixture(params=["sqlite", "postgres"])
+async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
+    """Chat sources are stored: every test on both backends."""
+    if request.param == "sqlite":
+        async for opened in running(tmp_path, ALLOWED):
+            yield opened
+        return
+    async with fresh_database() as url:
+        async for opened in running(tmp_path, ALLOWED, url):
+            yield opened
 
 
 async def cli(*argv: str) -> int:
