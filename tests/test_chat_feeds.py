@@ -15,9 +15,10 @@ from alerts.chat.commands import Command, CommandContext, CommandError, parse
 from alerts.chat.feeds import chat_source_id
 from alerts.cli import main
 from alerts.config import Settings, load_config
-from alerts.model import DeliveryState, UpdateStyle
+from alerts.model import DeliveryState, UpdateStyle, utcnow
 from alerts.runtime import Runtime
 from alerts.scheduler import Timing
+from alerts.status.view import snapshot as status_snapshot
 
 from .pg_support import fresh_database
 from .support import FeedServer, RecordingSink, feed_server, write_config
@@ -216,6 +217,13 @@ async def test_added_feed_is_dry_run_then_polled_and_delivered(
     assert runtime.scheduler.specs[source_id].url == url
     assert runtime.scheduler.specs[source_id].topics == ()  # it feeds no topic
     assert source_id in {r.source_id for r in await runtime.store.list_sources()}
+
+    # The status page lists it with the configured sources.
+    page = await status_snapshot(
+        store=runtime.store, config=runtime.polled_config, now=utcnow(), instance="t"
+    )
+    [shown] = [v for v in page.sources if v.id == source_id]
+    assert (shown.kind, shown.label, shown.topics) == ("feed", url, ())
 
     baseline = await runtime.scheduler.poll_now(source_id)
     assert baseline.ok and baseline.baseline and baseline.events == ()

@@ -334,6 +334,13 @@ class Runtime:
             await self.scheduler.register(merged)
         return True
 
+    @property
+    def polled_config(self) -> Config:
+        """The config with the sources rooms added (as the status page shows them)."""
+        from dataclasses import replace
+
+        return replace(self.config, sources={**self._chat_specs, **self.config.sources})
+
     def _adapters(self, config: Config, chat: Mapping[str, SourceSpec]) -> dict[str, Source]:
         """The configured sources' adapters and the chat sources'."""
         from dataclasses import replace
