@@ -272,6 +272,11 @@ async def test_quota_then_remove_feed(runtime: Runtime, server: FeedServer) -> N
     )
     assert not not_ours.ok and "This room has no feed" in not_ours.text
 
+    secret = server.url("one") + "?token=hunter2"
+    with_token = await runtime.commands.handle_text(f"add-feed {secret}", other)
+    assert with_token.ok
+    listed = await runtime.commands.handle_text("feeds", other)
+    assert "token=***" in listed.text and "hunter2" not in listed.text  # others read it too
     gone = await runtime.commands.handle_text(f"remove-feed {urls[0]}", ROOM)  # by URL
     assert gone.ok and gone.text.startswith(f"Removed feed {first} ")
     assert first not in runtime.scheduler.specs

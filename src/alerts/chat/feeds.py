@@ -129,7 +129,7 @@ class ChatFeeds:
             raise FeedRefused(f"This room has no feed {shown(which)!r}. Try: feeds")
         await self.store.remove_chat_source(found.id, reason=f"feed removed by {ctx.user}")
         await self._changed()
-        return f"Removed feed {found.id} ({shown(found.url, 200)})."
+        return f"Removed feed {found.id} ({shown(redact_text(found.url), 200)})."
 
     async def listing(self, ctx: CommandContext) -> str:
         held = await self.store.list_chat_sources(ctx.destination_id)
@@ -138,7 +138,7 @@ class ChatFeeds:
                 " Try: add-feed URL" if self.chat.allow_add_sources else ""
             )
         lines = [
-            f"- {s.id} {shown(s.url, 200)}"
+            f"- {s.id} {shown(redact_text(s.url), 200)}"
             + (f" topic={s.topic}" if s.topic else "")
             + f" (added by {shown(s.added_by, 80)} on {s.added_at:%Y-%m-%d})"
             for s in held
