@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from alerts.keywords import Text, any_found
 from alerts.model import Event, EventKind, Subscription, UpdateStyle, View
@@ -124,8 +125,9 @@ class Router:
     def route(self, event: Event) -> tuple[str, ...]:
         return tuple(self._matching(event))
 
-    def routed(self, event: Event) -> RoutedEvent:
-        """The destinations of ``event`` and how each of their rooms shows it."""
+    def routed(self, event: Event, *, now: datetime | None = None) -> RoutedEvent:
+        """The destinations of ``event`` and how each of their rooms shows it;
+        ``now`` (the poll's time, else the event's detection) decides what is held."""
         found = self._matching(event)
         default = self._source_updates.get(event.source_id)
         unmerged = event.source_id in self._not_stories
@@ -133,7 +135,7 @@ class Router:
         holds: dict[str, Hold] = {}
         for dest, sub in found.items():
             schedule = (sub.schedule or Schedule()).over(self._schedules.get(dest))
-            until = release_at(schedule, event.kind, event.detected_at)
+            until = release_at(schedule, event.kind, now or event.detected_at)
             if until is not None:
                 holds[dest] = Hold(until, hold_key(schedule))
             view = self._views.get(dest, View())

@@ -41,7 +41,6 @@ from typing import Any
 
 from alerts.model import Event, MessageView
 from alerts.render.facts import DigestGroup, Facts, Report, cut, facts_of, facts_of_view, link_host
-from alerts.render.text import digest_lines
 
 WJ = "\u2060"  # word joiner: invisible, but no longer "@room" to a client
 CONTENT_MAX_BYTES = 48_000
@@ -140,8 +139,7 @@ def plain_body(facts: Facts) -> str:
         lines.append(defuse(facts.summary))
     if facts.also:
         lines.append("Also reported by: " + ", ".join(_plain_report(r) for r in facts.also))
-    if facts.digest:
-        lines += [defuse(line) for line in digest_lines(_shown_digest(facts))]
+    lines += _plain_digest(facts)
     lines.append(facts.when_text)
     return "\n".join(lines)
 
@@ -181,18 +179,21 @@ def _html_report(report: Report) -> str:
     return f'<a href="{html.escape(link, quote=True)}">{name}</a>' if link else name
 
 
-def _shown_digest(facts: Facts) -> Facts:
-    """The digest with only the links clients would not turn into pills."""
-    groups = tuple(
-        replace(g, entries=tuple((t, _plain_link(link)) for t, link in g.entries))
-        for g in facts.digest
-    )
-    return replace(facts, digest=groups)
-
-
-def _plain_link(link: str | None) -> str | None:
-    shown = shown_link(link)
-    return shown.replace("@", "%40") if shown else None
+def _plain_digest(facts: Facts) -> list[str]:
+    """A digest's groups as lines: titles defused, links as the headline's."""
+    lines = []
+    for group in facts.digest:
+        lines.append(defuse(f"{group.label} ({group.count}):"))
+        for title, link in group.entries:
+            shown = shown_link(link)
+            lines.append(
+                f"  - {defuse(title)}" + (f" {shown.replace('@', '%40')}" if shown else "")
+            )
+        if group.more:
+            lines.append(f"  … and {group.more} more")
+    if facts.digest_more:
+        lines.append(f"… and {facts.digest_more} more sources")
+    return lines
 
 
 def _html_group(group: DigestGroup) -> str:
