@@ -132,6 +132,7 @@ class OutboxStats:
     dead: int
     oldest_pending_at: datetime | None
     parked_destinations: int
+    held: int = 0  # waiting for a digest or the end of quiet hours
 
 
 class PostKind(StrEnum):

@@ -692,11 +692,12 @@ class SqlStore(ABC):
             "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending') AS pending, "
             "(SELECT count(*) FROM deliveries WHERE state = 'dead') AS dead, "
             "(SELECT min(created_at) FROM deliveries WHERE state = 'pending') AS oldest, "
-            "(SELECT count(*) FROM destinations WHERE parked_at IS NOT NULL) AS parked"
+            "(SELECT count(*) FROM destinations WHERE parked_at IS NOT NULL) AS parked, "
+            "(SELECT count(*) FROM deliveries WHERE state = 'held') AS held"
         )
         assert row is not None
         oldest = self._d.when(row["oldest"])
-        return OutboxStats(row["pending"], row["dead"], oldest, row["parked"])
+        return OutboxStats(row["pending"], row["dead"], oldest, row["parked"], row["held"])
 
     # --- kv --------------------------------------------------------------------------
 
