@@ -418,7 +418,7 @@ class Store(Protocol):
 
     async def remove_destination(self, destination_id: str, *, reason: str) -> int:
         """Forget a chat destination (bot kicked, guild left): drop its
-        subscriptions and mark its pending deliveries dead with ``reason``.
+        subscriptions and mark its pending and held deliveries dead with ``reason``.
         Returns the number of subscriptions dropped."""
         ...
 

@@ -150,3 +150,15 @@ async def test_a_subscriptions_settings_are_stored_and_replaced(store: Store) ->
     await store.add_subscription(Subscription("room-a", topic="news"))
     [plain] = await store.list_subscriptions("room-a")
     assert plain.schedule is None
+
+
+async def test_a_room_the_bot_left_gets_no_digest(store: Store) -> None:
+    await seed(store)
+    await commit_held(store, ["a", "b"])
+    await store.remove_destination("room-a", reason="bot kicked")
+    assert await store.release_held(at(4000), digest=partial(digest_event, now=at(4000))) == []
+    dead = await store.list_deliveries(state=DeliveryState.DEAD)
+    assert sorted((r.event.key, r.last_error) for r in dead) == [
+        ("a", "bot kicked"),
+        ("b", "bot kicked"),
+    ]

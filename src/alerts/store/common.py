@@ -409,7 +409,7 @@ class SqlStore(ABC):
             )
             await tx.execute(
                 "UPDATE deliveries SET state = 'dead', last_error = $2, lease_owner = NULL, "
-                "lease_until = NULL WHERE destination_id = $1 AND state = 'pending'",
+                "lease_until = NULL WHERE destination_id = $1 AND state IN ('pending', 'held')",
                 destination_id,
                 reason,
             )
