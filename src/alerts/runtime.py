@@ -215,6 +215,7 @@ class Runtime:
         owner = make_owner(settings)
         router = Router(config.routes)
         router.set_views(config.views, config.source_updates, config.not_stories)
+        router.set_schedules(config.schedules)
         faults = Faults()
         dispatcher = Dispatcher(
             store=store,
@@ -534,6 +535,7 @@ class Runtime:
         self.scheduler.update({**chat, **config.sources}, adapters)
         self.router.set_static(config.routes)
         self.router.set_views(config.views, config.source_updates, config.not_stories)
+        self.router.set_schedules(config.schedules)
         self.commands.topics = config.topic_descriptions
         if self.commands.feeds is not None:
             self.commands.feeds.chat = config.chat

@@ -1,6 +1,6 @@
-"""SQLite records each applied migration: a migration numbered below one already
-applied (helpers number theirs in parallel) is still applied, and a file from before
-the record existed is upgraded from its ``PRAGMA user_version``."""
+"""SQLite records each applied migration (``schema_migrations``), so a migration that
+lands with a number lower than the newest applied one is still applied; a file made
+when ``PRAGMA user_version`` was the record is upgraded from it."""
 
 from __future__ import annotations
 
@@ -9,59 +9,63 @@ from pathlib import Path
 
 import pytest
 
-from alerts.store import common
 from alerts.store.migrations import Migration, bundled, statements
 from alerts.store.sqlite import SqliteStore, applied_versions
 
-SHIPPED = [m.version for m in bundled("sqlite")]
+
+def old_style_file(path: Path, upto: int) -> None:
+    """A database as alerts made it before the table: migrations up to ``upto``
+    applied and ``PRAGMA user_version`` saying so."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for migration in bundled("sqlite"):
+            if migration.version <= upto:
+                for statement in statements(migration.sql):
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={upto}")
+    finally:
+        conn.close()
 
 
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
+def recorded(path: Path) -> list[int]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+    finally:
+        conn.close()
 
 
-async def test_each_migration_is_recorded(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+async def test_a_user_version_file_is_upgraded_and_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_style_file(path, 3)
+    url = f"sqlite:///{path}"
+    assert await applied_versions(url) == (1, 2, 3)  # read from user_version, unchanged
     store = await SqliteStore.open(url)
     await store.close()
-    path = tmp_path / "a.db"
-    recorded = rows(path, "SELECT version, name FROM schema_migrations ORDER BY version")
-    assert recorded == [(m.version, m.name) for m in bundled("sqlite")]
-    assert rows(path, "PRAGMA user_version") == [(max(SHIPPED),)]
-    assert await applied_versions(url) == tuple(SHIPPED)
+    everything = [m.version for m in bundled("sqlite")]
+    assert recorded(path) == everything
+    assert await applied_versions(url) == tuple(everything)
 
 
-async def test_a_lower_number_shipped_later_is_applied(
+async def test_a_migration_numbered_below_the_newest_is_applied_when_it_lands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    shipped = bundled("sqlite")
+    newest = shipped[-1].version
+    first = Migration(newest + 2, f"{newest + 2:04d}_first.sql", "CREATE TABLE first (x INTEGER);")
+    late = Migration(newest + 1, f"{newest + 1:04d}_late.sql", "CREATE TABLE late (x INTEGER);")
     url = f"sqlite:///{tmp_path / 'a.db'}"
-    store = await SqliteStore.open(url)
-    await store.close()
-    late = Migration(4, "0004_late.sql", "CREATE TABLE late_arrival (x INTEGER)")
-    assert max(SHIPPED) > 4 and 4 not in SHIPPED  # 0006 is applied already
-    monkeypatch.setattr(
-        common, "bundled", lambda name: sorted([*bundled(name), late], key=lambda m: m.version)
-    )
-    store = await SqliteStore.open(url)
-    await store.close()
-    path = tmp_path / "a.db"
-    assert rows(path, "SELECT count(*) FROM late_arrival") == [(0,)]
-    assert (4, "0004_late.sql") in rows(path, "SELECT version, name FROM schema_migrations")
-    assert rows(path, "PRAGMA user_version") == [(max(SHIPPED),)]  # still the highest
-
-
-async def test_a_file_from_before_the_record_is_upgraded(tmp_path: Path) -> None:
-    # A database made by an older alerts: 0001-0003 applied, user_version = 3.
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as db:
-        for migration in bundled("sqlite")[:3]:
-            for statement in statements(migration.sql):
-                db.execute(statement)
-        db.execute("PRAGMA user_version = 3")
-    url = f"sqlite:///{path}"
-    assert await applied_versions(url) == (1, 2, 3)  # read without changing anything
-    store = await SqliteStore.open(url)
-    await store.close()
-    assert [v for (v,) in rows(path, "SELECT version FROM schema_migrations")] == SHIPPED
-    assert rows(path, "SELECT count(*) FROM chat_sources") == [(0,)]
+    for bundle in ([*shipped, first], [*shipped, late, first]):  # "late" lands afterwards
+        monkeypatch.setattr("alerts.store.common.bundled", lambda dialect, b=bundle: b)
+        monkeypatch.setattr("alerts.store.sqlite.bundled", lambda dialect, b=bundle: b)
+        store = await SqliteStore.open(url)
+        try:
+            assert await store.schema_version() == newest + 2
+        finally:
+            await store.close()
+    assert recorded(tmp_path / "a.db")[-2:] == [newest + 1, newest + 2]
+    conn = sqlite3.connect(tmp_path / "a.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM late").fetchone() == (0,)
+    finally:
+        conn.close()

@@ -20,10 +20,10 @@ ADD_CHAT_SOURCE = (
     "INSERT INTO chat_sources (id, destination_id, url, kind, topic, added_by, added_at) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
 )
-SUBSCRIBE = (
+SUBSCRIBE = (  # the columns of ``subscription_row``, then created_at
     "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, exclude, "
-    "min_amount, min_change, created_by, updates, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "min_amount, min_change, created_by, updates, schedule, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
     "ON CONFLICT (destination_id, topic, source) DO UPDATE SET updates = excluded.updates"
 )
 BUMP = (
