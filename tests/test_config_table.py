@@ -420,6 +420,110 @@ ROWS: dict[str, Row] = {
         "destinations.chan.options",
         "unknown key",
     ),
+    # --- digests, quiet hours and [chat] (issue 16, attacked in review) --------------------
+    "digest-hour-25": Row(
+        main('[destinations.x]\nsink = "console"\ndigest = "daily@25:00"\n'),
+        ALERTS,
+        "destinations.x.digest",
+        "'25:00' is not a time of day",
+    ),
+    "digest-unicode-digits": Row(
+        main('[destinations.x]\nsink = "console"\ndigest = "daily@1\u0662:3\u0660"\n'),
+        ALERTS,
+        "destinations.x.digest",
+        "is not a time of day",
+    ),
+    "digest-empty": Row(
+        main('[destinations.x]\nsink = "console"\ndigest = ""\n'),
+        ALERTS,
+        "destinations.x.digest",
+        "must not be empty",
+    ),
+    "digest-not-a-string": Row(
+        main('[destinations.x]\nsink = "console"\ndigest = 9\n'),
+        ALERTS,
+        "destinations.x.digest",
+        "must be a string",
+    ),
+    "digest-on-destination-without-sink": Row(
+        main('[destinations.x]\ndigest = "hourly"\n'), ALERTS, "destinations.x.sink", "required"
+    ),
+    "quiet-empty-window": Row(
+        main('[destinations.x]\nsink = "console"\nquiet = "22:00-22:00"\n'),
+        ALERTS,
+        "destinations.x.quiet",
+        "start and end at the same time",
+    ),
+    "tz-unknown": Row(
+        main('[destinations.x]\nsink = "console"\ntz = "Mars/Olympus_Mons"\n'),
+        ALERTS,
+        "destinations.x.tz",
+        "unknown time zone 'Mars/Olympus_Mons'",
+    ),
+    "tz-empty": Row(
+        main('[destinations.x]\nsink = "console"\ntz = ""\n'),
+        ALERTS,
+        "destinations.x.tz",
+        "must not be empty",
+    ),
+    "tz-longer-than-a-file-name": Row(
+        main('[destinations.x]\nsink = "console"\ntz = "' + "A" * 5000 + '"\n'),
+        ALERTS,
+        "destinations.x.tz",
+        "unknown time zone",
+    ),
+    "tz-not-an-iana-name": Row(
+        main('[destinations.x]\nsink = "console"\ntz = "localtime"\n'),
+        ALERTS,
+        "destinations.x.tz",
+        "unknown time zone 'localtime'",
+    ),
+    "urgent-item-not-a-string": Row(
+        main('[destinations.x]\nsink = "console"\nurgent = ["milestone", 3]\n'),
+        ALERTS,
+        "destinations.x.urgent",
+        "item 2 must be a string",
+    ),
+    "urgent-unknown-kind": Row(
+        main('[destinations.x]\nsink = "console"\nurgent = "milestones"\n'),
+        ALERTS,
+        "destinations.x.urgent",
+        "unknown event kind 'milestones'",
+    ),
+    "chat-key-typo": Row(
+        main("[chat]\nallow_add_source = true\n"), ALERTS, "chat.allow_add_source", "unknown key"
+    ),
+    "chat-no-domains": Row(
+        main("[chat]\nallow_add_sources = true\nadd_source_domains = []\n"),
+        ALERTS,
+        "chat.add_source_domains",
+        "required when allow_add_sources = true",
+    ),
+    "chat-domain-is-a-url": Row(
+        main('[chat]\nadd_source_domains = ["https://example.org"]\n'),
+        ALERTS,
+        "chat.add_source_domains[0]",
+        "is not a host name",
+    ),
+    "chat-quota-zero": Row(
+        main("[chat]\nadd_source_quota = 0\n"),
+        ALERTS,
+        "chat.add_source_quota",
+        "greater than or equal to 1",
+    ),
+    "chat-quota-negative": Row(
+        main("[chat]\nadd_source_quota = -3\n"),
+        ALERTS,
+        "chat.add_source_quota",
+        "greater than or equal to 1",
+    ),
+    "chat-quota-huge": Row(
+        main("[chat]\nadd_source_quota = 99999999999999999999999\n"),
+        ALERTS,
+        "chat.add_source_quota",
+        "less than or equal to 1000",
+    ),
+    "chat-not-a-table": Row(main("[[chat]]\nallow_add_sources = true\n"), ALERTS, "chat", "table"),
     # --- the environment -------------------------------------------------------------------
     "log-level": Row(
         {}, "", "ALERTS_LOG_LEVEL", "must be one of", env={"ALERTS_LOG_LEVEL": "LOUD"}

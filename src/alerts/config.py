@@ -159,6 +159,10 @@ def _domain(value: str) -> str:
     host = value.strip().lower().rstrip(".")
     if host == "*":
         return host
+    try:  # an internationalised name is kept as its ASCII (punycode) form
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        raise ValueError(f"{value!r} is not a host name") from None
     labels = host.split(".")
     if not host or any(
         not re.fullmatch(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", p) for p in labels
@@ -189,7 +193,8 @@ class ChatConfig(_Strict):
     )
 
     def domain_allowed(self, host: str) -> bool:
-        """``host`` is a listed domain or a subdomain of one."""
+        """``host`` (ASCII: an internationalised name in punycode, as yarl's
+        ``raw_host``) is a listed domain or a subdomain of one."""
         host = host.lower().rstrip(".")
         return any(d == "*" or host == d or host.endswith("." + d) for d in self.add_source_domains)
 
@@ -241,6 +246,23 @@ class DestinationConfig(BaseModel):
     urgent: str | list[str] | None = Field(
         default=None, description="event kinds never held (e.g. milestone)"
     )
+
+    @field_validator("digest", "quiet", "tz", "urgent", mode="before")
+    @classmethod
+    def _schedule_shape(cls, value: object, info: ValidationInfo) -> object:
+        """An empty setting is a mistake (leave the key out for the default), and
+        ``urgent`` is one string or an array of strings (said here, so the error
+        names the key, not pydantic's union members)."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty (leave the key out for the default)")
+        if info.field_name == "urgent" and isinstance(value, list):
+            for index, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise ValueError(f"item {index + 1} must be a string (in quotes)")
+        elif value is not None and not isinstance(value, str):
+            also = " or an array of strings" if info.field_name == "urgent" else ""
+            raise ValueError(f"must be a string (in quotes){also}")
+        return value
 
     @field_validator("digest", "quiet", "tz", "urgent")
     @classmethod

@@ -32,8 +32,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from alerts.model import EventKind
 
 OFF = "off"
-_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_CLOCK = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")  # ASCII digits only
 _DAILY = re.compile(r"^daily@(.+)$")
+# An IANA name: Area/Location segments of ASCII letters, digits, "_", "-" and "+"
+# (Etc/GMT+5), as in the tz database's own file names; nothing a path could use.
+_ZONE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*", re.ASCII)
+_ZONE_MAX = 64
+_NOT_ZONES = frozenset({"localtime", "posixrules"})  # files in zoneinfo, not IANA names
 SETTINGS = ("digest", "quiet", "tz", "urgent")
 """The names of the settings, in chat commands and in ``[destinations.NAME]``."""
 
@@ -143,12 +148,14 @@ def parse_quiet(value: str) -> str:
 def parse_tz(value: str) -> str:
     name = value.strip()
     try:
-        if not name or name.startswith(("/", ".")) or ".." in name:
+        if len(name) > _ZONE_MAX or not _ZONE.fullmatch(name) or name in _NOT_ZONES:
             raise ValueError
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name such as Europe/Paris or UTC"
+            f"unknown time zone {value[:_ZONE_MAX]!r}"
+            + ("…" if len(value) > _ZONE_MAX else "")
+            + "; use an IANA name such as Europe/Paris or UTC"
         ) from None
     return name
 
