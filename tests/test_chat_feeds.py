@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from alerts.chat.commands import Command, CommandContext, CommandError, parse
-from alerts.chat.feeds import chat_source_id
+from alerts.chat.feeds import FeedRefused, chat_source_id
 from alerts.cli import main
 from alerts.config import Settings, load_config
 from alerts.model import DeliveryState, UpdateStyle, utcnow
@@ -119,6 +119,12 @@ def test_parse_feed_verbs(text: str, expected: Command) -> None:
         pytest.param("add-feed https://x.org/f updates=maybe", "updates must be", id="updates"),
         pytest.param("remove-feed", "usage: remove-feed ID|URL", id="rm-nothing"),
         pytest.param("feeds now", "feeds takes no arguments", id="feeds-args"),
+        pytest.param(
+            "add-feed https://x.org/f updates=new updates=edit",
+            "updates= is given twice",
+            id="repeated-option",
+        ),
+        pytest.param("add-feed https://x.org/f updates=", "updates= needs a value", id="empty"),
     ],
 )
 def test_parse_feed_errors(text: str, message: str) -> None:
@@ -321,3 +327,63 @@ async def test_removed_feed_parks_pending_alerts_and_operator_removes(
     assert "no source" in capsys.readouterr().err
     assert await runtime.refresh_chat_sources()  # the running service lets it go
     assert source_id not in runtime.scheduler.specs
+
+
+async def test_url_credentials_are_redacted_in_every_reply_and_in_sources(
+    runtime: Runtime, server: FeedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A moderator pastes a feed URL with a password and a token in it: the room (and
+    # the operator's `alerts sources`) never reads them back, whatever the reply.
+    url = server.url("room").replace("http://", "http://reader:pw-hunter2@") + "?key=k-hunter3"
+    added = await runtime.commands.handle_text(f"add-feed {url}", ROOM)
+    assert added.ok, added.text
+    listed = await runtime.commands.handle_text("feeds", ROOM)
+    wrong = url.replace("room.xml", "other.xml")
+    missing = await runtime.commands.handle_text(f"remove-feed {wrong}", ROOM)
+    assert not missing.ok and "This room has no feed" in missing.text
+    settings = runtime.settings
+    argv = ["--config", str(settings.config_dir), "--database-url", settings.database_url]
+    assert await cli(*argv, "sources") == 0
+    sources = capsys.readouterr().out
+    gone = await runtime.commands.handle_text(f"remove-feed {url}", ROOM)  # by its URL
+    assert gone.ok, gone.text
+    for text in (added.text, listed.text, missing.text, sources, gone.text):
+        assert "hunter2" not in text and "hunter3" not in text, text
+    assert "reader:***@" in listed.text and "key=***" in listed.text
+    assert "key=***" in sources and "key=***" in gone.text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # An internationalised host is compared (and shown) as punycode, so a domain
+        # the operator wrote in either form allows it.
+        pytest.param("https://bücher.example/feed", None, id="idn-host-allowed"),
+        pytest.param("https://xn--bcher-kva.example/feed", None, id="punycode-host-allowed"),
+        pytest.param(
+            "https://bucher.example/feed", "Feeds from bucher.example are not allowed", id="ascii"
+        ),
+        pytest.param(
+            "https://b\u00fccher.example\u3002evil.example/f",
+            "not allowed here",
+            id="ideographic-full-stop",
+        ),
+        pytest.param(
+            "https://bücher.example/a b", "must not contain spaces", id="whitespace-in-path"
+        ),
+        pytest.param(
+            "https://bücher.example/\u202efeed", None, id="bidi-in-path-is-percent-encoded"
+        ),
+    ],
+)
+async def test_add_feed_hosts_idn_and_whitespace(
+    tmp_path: Path, url: str, expected: str | None
+) -> None:
+    chat = '\n[chat]\nallow_add_sources = true\nadd_source_domains = ["bücher.example"]\n'
+    async for runtime in running(tmp_path, chat):
+        feeds = runtime.commands._feeds()
+        if expected is None:
+            assert feeds._check_url(url) == "xn--bcher-kva.example"
+        else:
+            with pytest.raises(FeedRefused, match=re.escape(expected)):
+                feeds._check_url(url)

@@ -77,6 +77,32 @@ def test_parse(text: str, expected: Command) -> None:
         pytest.param("subscribe news exclude=,--,", "exclude: keyword '--'", id="punctuation-only"),
         pytest.param("list extra", "list takes no arguments", id="extra-args"),
         pytest.param("subscribe 'unterminated", "cannot read that command", id="bad-quote"),
+        # Review of digests and quiet hours: each of these used to be taken silently
+        # (an empty tz= set nothing, the last of two digest= won, Arabic-Indic digits
+        # were read as minutes).
+        pytest.param("subscribe news tz=", "tz= needs a value", id="empty-tz"),
+        pytest.param("subscribe news digest=hourly tz= ", "tz= needs a value", id="empty-tz-end"),
+        pytest.param(
+            "subscribe news digest=hourly digest=daily@09:00",
+            "digest= is given twice",
+            id="repeated-digest",
+        ),
+        pytest.param(
+            "subscribe news tz=UTC tz=Europe/Paris", "tz= is given twice", id="repeated-tz"
+        ),
+        pytest.param(
+            "subscribe news digest=daily@1\u0662:3\u0660",
+            "is not a time of day HH:MM",
+            id="arabic-indic-digits",
+        ),
+        pytest.param(
+            "subscribe news quiet=\uff12\uff12:00-07:00",
+            "is not a time of day HH:MM",
+            id="fullwidth-digits",
+        ),
+        pytest.param("subscribe news tz=localtime", "unknown time zone 'localtime'", id="tz-file"),
+        pytest.param("subscribe news tz=" + "A" * 3000, "unknown time zone", id="tz-too-long"),
+        pytest.param("subscribe news tz=../../etc/passwd", "unknown time zone", id="tz-path"),
     ],
 )
 def test_parse_errors(text: str, message: str) -> None:

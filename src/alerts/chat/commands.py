@@ -172,6 +172,20 @@ def parse_keywords(value: str, name: str) -> tuple[str, ...]:
         raise CommandError(f"{name}: {exc}") from None
 
 
+def _options(pairs: list[str]) -> dict[str, str]:
+    """``name=value`` words as a mapping; a name given twice or with no value is
+    refused (which one would win is a guess, and an empty value sets nothing)."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name in options:
+            raise CommandError(f"{name}= is given twice; give each option once")
+        if not value.strip():
+            raise CommandError(f"{name}= needs a value (leave the option out for the default)")
+        options[name] = value
+    return options
+
+
 def parse(text: str) -> Command:
     """Parse the words after the command prefix."""
     try:
@@ -190,7 +204,7 @@ def parse(text: str) -> Command:
             raise CommandError(f"{verb} takes no arguments")
         return Command(verb)
     positional = [a for a in args if "=" not in a]
-    options = dict(a.split("=", 1) for a in args if "=" in a)
+    options = _options([a for a in args if "=" in a])
     if len(positional) != 1:
         raise CommandError(
             f"usage: {verb} TOPIC"
@@ -220,7 +234,7 @@ def parse(text: str) -> Command:
 def parse_feed(verb: str, args: list[str]) -> Command:
     """``add-feed URL [TOPIC] [updates=…]`` or ``remove-feed ID|URL``."""
     positional = [a for a in args if "=" not in a or "://" in a]
-    options = dict(a.split("=", 1) for a in args if a not in positional)
+    options = _options([a for a in args if a not in positional])
     if verb == "remove-feed":
         if len(positional) != 1 or options:
             raise CommandError("usage: remove-feed ID|URL")

@@ -126,7 +126,7 @@ class ChatFeeds:
         held = await self.store.list_chat_sources(ctx.destination_id)
         found = next((s for s in held if which in (s.id, s.url)), None)
         if found is None:
-            raise FeedRefused(f"This room has no feed {shown(which)!r}. Try: feeds")
+            raise FeedRefused(f"This room has no feed {shown(redact_text(which))!r}. Try: feeds")
         await self.store.remove_chat_source(found.id, reason=f"feed removed by {ctx.user}")
         await self._changed()
         return f"Removed feed {found.id} ({shown(redact_text(found.url), 200)})."
@@ -153,7 +153,7 @@ class ChatFeeds:
             check_http_url(url)
         except ValueError as exc:
             raise FeedRefused(f"That URL {exc}.") from None
-        host = (URL(url).host or "").lower().rstrip(".")
+        host = (URL(url).raw_host or "").lower().rstrip(".")  # IDN as punycode
         if not self.chat.domain_allowed(host):
             allowed = ", ".join(self.chat.add_source_domains)
             raise FeedRefused(f"Feeds from {shown(host)} are not allowed here; allowed: {allowed}.")
