@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from discord_helpers import EPHEMERAL, MEMBER, make_event, shown
+from discord_helpers import EPHEMERAL, MEMBER, make_event
+from discord_helpers import shown as embed_text
 from fake_discord import MANAGE_CHANNELS, FakeDiscord
 from test_discord_e2e import commit
-from tests.support import FeedServer, feed_server, runtime_on, write_config
+from tests.hostile.checks import markdown_problems, text_problems
+from tests.hostile.world import HOSTILE_TITLES, json_feed, load_corpus
+from tests.support import FeedServer, FeedState, feed_server, runtime_on, write_config
 
 from alerts.chat.commands import CommandService
-from alerts.chat.feeds import chat_source_id
+from alerts.chat.feeds import chat_source_id, literal_for, shown
 from alerts.dispatch import Dispatcher
 from alerts.model import EventKind
 from alerts.platforms.discord import DiscordSink
@@ -98,7 +101,10 @@ async def test_dm_subscribe_delivers_to_the_dm(
     assert await commit(store, router, event) == (f"discord:{dm}",)
     await Dispatcher(store=store, sinks={"discord": bot}, owner="t").drain(timeout_s=10)
     [message] = fake.messages_in(dm)
-    assert shown(message.embeds[0]["title"]) == "Palantir Technologies: ImmigrationOS modification"
+    assert (
+        embed_text(message.embeds[0]["title"])
+        == "Palantir Technologies: ImmigrationOS modification"
+    )
     assert message.payload["allowed_mentions"] == {"parse": []}
 
     listed = await slash(fake, dm, "list", user=user, permissions=0)
@@ -143,7 +149,7 @@ async def test_add_feed_is_polled_and_delivered_then_removed(
     runtime.dispatcher.sinks = {"discord": bot}
     await runtime.dispatcher.drain(timeout_s=10)
     alerts = [m for m in fake.messages_in(channel) if m.embeds]
-    assert [shown(m.embeds[0]["title"]) for m in alerts] == ["Item c"]
+    assert [embed_text(m.embeds[0]["title"]) for m in alerts] == ["Item c"]
 
     listed = await slash(fake, channel, "feeds", permissions=MEMBER)
     assert f"- {source_id} {url} topic=contracts" in listed["data"]["content"]
@@ -166,3 +172,43 @@ async def test_add_feed_in_a_dm_without_rights_and_refusals(
     assert added["data"]["content"].startswith("Added feed chat-")
     [stored] = await runtime.store.list_chat_sources(f"discord:{dm}")
     assert stored.added_by == f"user{user % 1000}"
+
+
+def reply_problems(content: str) -> list[str]:
+    """What Discord would read as markup or mentions in the lines of a reply that
+    show a feed's titles (``- `` then the title), per tests/hostile's rules."""
+    problems = []
+    for line in content.splitlines():
+        if line.startswith("- "):
+            problems += markdown_problems("title", line[2:])
+            problems += text_problems("title", line[2:], multiline=False)
+    return problems
+
+
+async def test_add_feed_reply_shows_hostile_titles_as_text(
+    fake: FakeDiscord, bot: DiscordSink, runtime: Runtime, channel: int, server: FeedServer
+) -> None:
+    # Through the fake (whose payloads are checked against Discord's OpenAPI spec):
+    # a feed added from chat whose titles are masked links, tokens, mentions, NUL and
+    # bidi overrides; the ephemeral add-feed reply shows them as plain text.
+    server.feeds["hostile"] = FeedState(body=json_feed(HOSTILE_TITLES))
+    answer = await slash(fake, channel, "add-feed", url=server.url("hostile"))
+    content = answer["data"]["content"]
+    assert content.splitlines()[1] == "It lists 3 items now:"
+    assert reply_problems(content) == []
+    assert "\\[https\\://bank.example\\]\\(https\\://phish.example/login\\)" in content
+    assert "@\u200beveryone" in content
+    assert answer["data"]["allowed_mentions"] == {"parse": []}
+
+
+def test_every_corpus_text_is_plain_in_a_discord_feed_reply() -> None:
+    # The whole tests/hostile corpus, as add-feed's reply shows a title on Discord.
+    texts, _ = load_corpus("@alice:example.org")
+    literal = literal_for("discord")
+    failures = {
+        case.id: problems
+        for case in texts
+        if (problems := reply_problems("- " + literal(shown(case.text))))
+    }
+    assert failures == {}
+    assert len(texts) > 100

@@ -267,3 +267,23 @@ def config_toml(world: HostileWorld, base: str, targets: Mapping[str, str]) -> s
             lines.append(f"{key} = {json.dumps(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+# Titles of a feed a room adds from chat (add-feed's reply shows three).
+HOSTILE_TITLES = (
+    "[https://bank.example](https://phish.example/login) verify now",
+    "deadline <t:0:R> ping <@&123456789012345678> in <#123456789012345678>",
+    "# SYSTEM\x00 @everyone \u202eevil\u202c **bold** ||spoiler|| `code`",
+)
+
+
+def json_feed(titles: tuple[str, ...]) -> bytes:
+    """A JSON Feed 1.1 document (jsonfeed.org/version/1.1: ``items`` with ``id``,
+    ``url`` and ``title``), which can carry a NUL that XML cannot."""
+    items = [
+        {"id": f"h{n}", "url": f"https://example.org/h{n}", "title": title}
+        for n, title in enumerate(titles)
+    ]
+    return json.dumps(
+        {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": items}
+    ).encode()

@@ -16,7 +16,9 @@ from alerts.config import ChatConfig
 from alerts.model import Event, EventKind
 from alerts.platforms.matrix import MatrixSink
 from alerts.store.sqlite import SqliteStore
-from tests.support import FeedServer, feed_server, loopback_http
+from tests.hostile.checks import _mention_problems, _parse, _spec_problems, text_problems
+from tests.hostile.world import HOSTILE_TITLES, json_feed
+from tests.support import FeedServer, FeedState, feed_server, loopback_http
 
 from .conftest import TOPICS
 from .helpers import Peer
@@ -170,3 +172,48 @@ async def test_user_leaving_the_dm_drops_its_subscriptions_and_the_bot_leaves(
         assert isinstance(left, nio.RoomLeaveResponse), left
         await eve.wait_until(lambda: room_id not in sink.session.client.rooms)
     assert await store.list_subscriptions(f"matrix:{room_id}") == []
+
+
+MATRIX_HOSTILE_TITLES = (  # the reply shows the first three
+    "@room see https://matrix.to/#/@alice:example.org and #ops:example.org",
+    '<a href="https://phish.example/login">Sign the updated letter</a> \u2066x\u2069',
+    "ping @alice:example.org in !abc:example.org, \x00 @everyone",
+    *HOSTILE_TITLES,
+)
+
+
+async def test_add_feed_reply_shows_hostile_titles_as_text(
+    make_sink: Callable[..., Awaitable[MatrixSink]],
+    peers: Callable[..., Awaitable[Peer]],
+    store: SqliteStore,
+    server: FeedServer,
+) -> None:
+    # Synapse end to end: the add-feed reply and the feeds list show a hostile feed's
+    # titles with no mention, pill, link, control or bidi character left (the rules
+    # of tests/hostile/checks.py), in the body and in the <pre> formatted body.
+    eve = await peers("eve")
+    sink = await make_sink()
+    http = loopback_http()
+    chat = ChatConfig(
+        allow_add_sources=True, add_source_domains=("127.0.0.1",), allow_private_network=True
+    )
+    commands = CommandService(
+        store=store, topics=TOPICS, feeds=ChatFeeds(store=store, http=http, chat=chat)
+    )
+    server.feeds["hostile"] = FeedState(body=json_feed(MATRIX_HOSTILE_TITLES))
+    try:
+        async with listening(sink, commands):
+            dm = await dm_with_bot(eve, sink)
+            added = await ask(eve, dm, f"!alerts add-feed {server.url('hostile')}")
+            listed = await ask(eve, dm, "!alerts feeds")
+    finally:
+        await http.close()
+    assert added.body.splitlines()[1] == "It lists 6 items now:"
+    for reply in (added, listed):
+        content = reply.source["content"]
+        root = _parse(content["formatted_body"])
+        problems = _spec_problems(root)
+        problems += text_problems("body", content["body"], multiline=True)
+        problems += _mention_problems("body", content["body"].replace(eve.user_id, ""))
+        problems += [f"<{e.tag}>" for e in root.iter() if e.tag.split("}")[-1] == "a"]
+        assert problems == [], content

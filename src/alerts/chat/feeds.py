@@ -61,6 +61,23 @@ def shown(text: object, limit: int = 100) -> str:
     return _MASS_MENTION.sub("@\u200b", neutral_line(text, limit))
 
 
+def literal_for(sink: str) -> Callable[[str], str]:
+    """How a reply in a room of ``sink`` shows a stranger's text as itself, with the
+    platform's own renderer: Discord reads markdown in replies (masked links,
+    headings, ``<t:…>`` and ``<@…>`` tokens), so its special characters are escaped,
+    as in its embeds; Matrix clients turn ``@user:server``, ``#alias:server`` and
+    ``matrix.to`` text into pills and links, so those are broken as in its alerts."""
+    if sink == "discord":
+        from alerts.platforms.discord.render import escape
+
+        return escape
+    if sink == "matrix":
+        from alerts.platforms.matrix.render import defuse
+
+        return defuse
+    return str
+
+
 class ChatFeeds:
     """What ``CommandService`` runs for the feed verbs (see the module docstring)."""
 
@@ -101,6 +118,7 @@ class ChatFeeds:
         if len(held) >= chat.add_source_quota:
             raise FeedRefused(self._over_quota())
         titles, count = await self._dry_run(source_id, url)
+        titles = [literal_for(ctx.sink)(t) for t in titles]
         source = ChatSource(source_id, room, url, ctx.user, utcnow(), FEED_KIND, topic or "")
         subscription = Subscription(
             destination_id=room, source=source_id, updates=updates, created_by=ctx.user
@@ -137,10 +155,11 @@ class ChatFeeds:
             return "This room has added no feeds." + (
                 " Try: add-feed URL" if self.chat.allow_add_sources else ""
             )
+        literal = literal_for(ctx.sink)
         lines = [
             f"- {s.id} {shown(redact_text(s.url), 200)}"
             + (f" topic={s.topic}" if s.topic else "")
-            + f" (added by {shown(s.added_by, 80)} on {s.added_at:%Y-%m-%d})"
+            + f" (added by {literal(shown(s.added_by, 80))} on {s.added_at:%Y-%m-%d})"
             for s in held
         ]
         return f"Feeds added here ({len(held)} of {self.chat.add_source_quota}):\n" + "\n".join(
