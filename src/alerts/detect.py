@@ -204,7 +204,7 @@ def detect(
 
     state: dict[str, JSON] = dict(detector_state)
     state[_FORMAT_KEY] = item_format
-    if isinstance(adapter, DerivesEvents):
+    if hasattr(adapter, "derive") and isinstance(adapter, DerivesEvents):  # hasattr: cheap
         derived = adapter.derive(
             observation=observation,
             new_items=new_items,
