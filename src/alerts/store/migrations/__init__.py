@@ -2,9 +2,10 @@
 
 Each backend has a folder of numbered files (``sqlite/0001_initial.sql``,
 ``postgres/0001_initial.sql``…). Opening a store applies, in one transaction, every
-bundled migration newer than what the database records — SQLite in
-``PRAGMA user_version``, PostgreSQL in the ``schema_migrations`` table (under an
-advisory lock, so replicas starting together migrate once). Files are never edited
+bundled migration the database has not recorded as applied — in a
+``schema_migrations`` table on both backends (on PostgreSQL under an advisory lock,
+so replicas starting together migrate once). A migration numbered below the newest
+applied one (a file that landed later) is applied too. Files are never edited
 once released; a schema change is a new file with the next number.
 
 This package only holds the files; the backends apply them and record what they
