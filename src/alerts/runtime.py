@@ -185,6 +185,7 @@ class Runtime:
         router = Router(config.routes)
         router.set_views(config.views, config.source_updates, config.not_stories)
         router.set_schedules(config.schedules)
+        router.set_templates(config.templates)
         faults = Faults()
         dispatcher = Dispatcher(
             store=store,
@@ -222,7 +223,9 @@ class Runtime:
             router=router,
             scheduler=scheduler,
             dispatcher=dispatcher,
-            commands=CommandService(store=store, topics=config.topic_descriptions),
+            commands=CommandService(
+                store=store, topics=config.topic_descriptions, templates=config.templates
+            ),
             faults=faults,
             _overrides=dict(sink_overrides or {}),
             _register=register,
@@ -466,7 +469,9 @@ class Runtime:
         self.router.set_static(config.routes)
         self.router.set_views(config.views, config.source_updates, config.not_stories)
         self.router.set_schedules(config.schedules)
+        self.router.set_templates(config.templates)
         self.commands.topics = config.topic_descriptions
+        self.commands.templates = frozenset(config.templates)
         log.info(
             "config reloaded: %d sources, %d destinations",
             len(config.sources),

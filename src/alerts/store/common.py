@@ -55,6 +55,7 @@ from alerts.store.codec import (
     source_from_row,
     subscription_from_row,
     subscription_row,
+    template_column,
     view_columns,
 )
 from alerts.store.database import Database, Tx
@@ -88,8 +89,8 @@ NOT_MODIFIED = (
     "lease_until = NULL WHERE id = $5 AND lease_owner = $6"
 )
 CLAIMED_DELIVERIES = (
-    "SELECT d.id, d.attempts, d.updates, d.merge_window_s, e.payload, t.id AS dest_id, "
-    "t.sink, t.target, t.options "
+    "SELECT d.id, d.attempts, d.updates, d.merge_window_s, d.template, e.payload, "
+    "t.id AS dest_id, t.sink, t.target, t.options "
     "FROM deliveries d JOIN events e ON e.id = d.event_id "
     "JOIN destinations t ON t.id = d.destination_id"
 )
@@ -346,8 +347,8 @@ class SqlStore(ABC):
             stored.append(event.with_id(int(event_id)))
             await tx.executemany(
                 "INSERT INTO deliveries (event_id, destination_id, created_at, updates, "
-                "merge_window_s, state, hold_until, digest_key) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "merge_window_s, state, hold_until, digest_key, template) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 [
                     (
                         event_id,
@@ -355,6 +356,7 @@ class SqlStore(ABC):
                         now,
                         *view_columns(routed.views.get(dest, View())),
                         *hold_columns(routed.holds.get(dest), self._d),
+                        template_column(routed.views.get(dest, View())),
                     )
                     for dest in dict.fromkeys(routed.destination_ids)
                 ],
@@ -424,13 +426,13 @@ class SqlStore(ABC):
         async def body(tx: Tx) -> Any:
             stored = await tx.fetchrow(
                 "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, "
-                "exclude, min_amount, min_change, created_by, updates, schedule, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+                "exclude, min_amount, min_change, created_by, updates, schedule, template, "
+                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
                 "ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
                 "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
                 "min_amount = excluded.min_amount, min_change = excluded.min_change, "
                 "created_by = excluded.created_by, updates = excluded.updates, "
-                "schedule = excluded.schedule RETURNING *",
+                "schedule = excluded.schedule, template = excluded.template RETURNING *",
                 *args,
             )
             await tx.execute(BUMP_SUBSCRIPTIONS)
