@@ -57,6 +57,23 @@ def idempotency_key(install_id: str, delivery_id: int) -> str:
     return f"{install_id[:8]}-{out}"
 
 
+SUBSCRIPTION_COLUMNS = (
+    "destination_id, topic, source, kinds, include, exclude, min_amount, min_change, "
+    "created_by, updates, schedule, template"
+)
+
+
+def subscription_insert(conflict: str) -> str:
+    """``INSERT INTO subscriptions`` of ``subscription_row``'s columns then created_at,
+    with ``conflict`` (an ``ON CONFLICT`` clause) after it."""
+    count = SUBSCRIPTION_COLUMNS.count(",") + 2
+    values = ", ".join(f"${n}" for n in range(1, count + 1))
+    return (
+        f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, created_at) VALUES ({values}) "
+        + conflict
+    )
+
+
 def subscription_row(sub: Subscription) -> tuple[Any, ...]:
     """Columns destination_id, topic, source, kinds, include, exclude, min_amount,
     min_change, created_by, updates, schedule, template."""

@@ -55,6 +55,7 @@ from alerts.store.codec import (
     post_from_row,
     source_from_row,
     subscription_from_row,
+    subscription_insert,
     subscription_row,
     template_column,
     view_columns,
@@ -426,14 +427,13 @@ class SqlStore(ChatSourcesSql, ABC):
 
         async def body(tx: Tx) -> Any:
             stored = await tx.fetchrow(
-                "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, "
-                "exclude, min_amount, min_change, created_by, updates, schedule, template, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
-                "ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
-                "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
-                "min_amount = excluded.min_amount, min_change = excluded.min_change, "
-                "created_by = excluded.created_by, updates = excluded.updates, "
-                "schedule = excluded.schedule, template = excluded.template RETURNING *",
+                subscription_insert(
+                    "ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
+                    "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
+                    "min_amount = excluded.min_amount, min_change = excluded.min_change, "
+                    "created_by = excluded.created_by, updates = excluded.updates, "
+                    "schedule = excluded.schedule, template = excluded.template RETURNING *"
+                ),
                 *args,
             )
             await tx.execute(BUMP_SUBSCRIPTIONS)
