@@ -152,7 +152,9 @@ class DiscordSender:
         await self.session.close()
 
     async def send(self, delivery: Delivery) -> str | None:
-        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+        return (
+            await self.post(delivery, MessageView(delivery.event, template=delivery.view.template))
+        ).remote_id
 
     async def post(self, delivery: Delivery, view: MessageView) -> Posted:
         """Post ``view`` in the channel (a forum post in a forum channel)."""
@@ -308,7 +310,9 @@ class DiscordWebhookSink:
         await self.session.close()
 
     async def send(self, delivery: Delivery) -> str | None:
-        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+        return (
+            await self.post(delivery, MessageView(delivery.event, template=delivery.view.template))
+        ).remote_id
 
     async def post(self, delivery: Delivery, view: MessageView) -> Posted:
         """Execute the webhook with ``view`` (``wait=true``: Discord returns the
