@@ -126,9 +126,13 @@ def destination_from_row(r: Any, d: Dialect) -> DestinationRow:
     )
 
 
-def delivery_from_row(r: Any, install_id: str) -> Delivery:
-    """A claimed delivery: columns id, attempts, payload, dest_id, sink, target, options,
-    updates, merge_window_s."""
+def delivery_from_row(r: Any, install_id: str, d: Dialect, claimed_at: datetime) -> Delivery:
+    """A delivery claimed at ``claimed_at``: columns id, attempts, tried_at, payload,
+    dest_id, sink, target, options, updates, merge_window_s. ``tried_at`` is kept only
+    when an earlier claim set it (this claim sets it to ``claimed_at`` otherwise)."""
+    tried_at = d.when(r["tried_at"])
+    if tried_at == d.when(d.time(claimed_at)):
+        tried_at = None
     return Delivery(
         id=r["id"],
         event=Event.from_json(loads(r["payload"])),
@@ -136,6 +140,7 @@ def delivery_from_row(r: Any, install_id: str) -> Delivery:
         attempts=r["attempts"],
         idempotency_key=idempotency_key(install_id, r["id"]),
         view=view_from_row(r),
+        tried_at=tried_at,
     )
 
 
