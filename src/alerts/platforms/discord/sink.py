@@ -376,7 +376,8 @@ class DiscordWebhookSink:
             extra["thread"] = discord.Object(int(options.thread_id))
         elif options.forum:
             extra["thread_name"] = thread_name(delivery.event)
-        message = await self._execute(delivery, render_view_embed(view), extra)
+        embed = render_view_embed(view, ref=delivery.idempotency_key)
+        message = await self._execute(delivery, embed, extra)
         in_thread = bool(options.thread_id or options.forum)
         return Posted(str(message.id), str(message.channel.id) if in_thread else "")
 
@@ -399,7 +400,8 @@ class DiscordWebhookSink:
         """Webhooks cannot reply: post ``view`` after the message, in its channel or
         thread."""
         extra: dict[str, Any] = {"thread": discord.Object(int(posted.room))} if posted.room else {}
-        return str((await self._execute(delivery, render_view_embed(view), extra)).id)
+        embed = render_view_embed(view, ref=delivery.idempotency_key + REPLY_NONCE_SUFFIX)
+        return str((await self._execute(delivery, embed, extra)).id)
 
     def _webhook(self, destination: Destination) -> discord.Webhook:
         webhook = self.session.webhook(destination.target)

@@ -265,8 +265,7 @@ class DeviceHome:
         await asyncio.to_thread(_fresh_dir, self.key_dir)
         packed = self.keeper.lease.keys if self.keeper.lease.device_id == device_id else None
         if packed:
-            await asyncio.to_thread(target.write_bytes, zlib.decompress(base64.b64decode(packed)))
-            self._saved_digest = hashlib.sha256(packed.encode()).hexdigest()
+            await asyncio.to_thread(_unpack, packed, target)
             return True
         if self.legacy is not None:
             old = self.legacy[1] / target.name
@@ -292,6 +291,26 @@ class DeviceHome:
 def _fresh_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
+
+
+def _unpack(packed: str, target: Path) -> None:
+    """Write a saved key store to ``target``, less its Olm sessions.
+
+    The last owner may have encrypted with an Olm session after its last save (a kill
+    between sharing a room key and saving): continuing from the saved, older ratchet
+    would send messages the other device already saw, which it refuses — and with
+    them the room keys, so the room's messages could not be decrypted. Without the
+    sessions, nio starts new ones (claiming one-time keys) the next time it shares a
+    room key: a few requests per takeover. The account, the device list and the
+    room keys stay.
+    """
+    target.write_bytes(zlib.decompress(base64.b64decode(packed)))
+    db = sqlite3.connect(target)
+    try:
+        with db:
+            db.execute("DELETE FROM olmsessions")
+    finally:
+        db.close()
 
 
 def _pack(path: Path) -> str:
