@@ -67,6 +67,7 @@ class Verdict:
     webhook_missing: int = 0
     edits_wrong: list[str] = field(default_factory=list)
     devices: int = 0
+    exits: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """Every broken promise, in words (empty: the run kept them all)."""
@@ -88,7 +89,7 @@ class Verdict:
             found.append(f"webhook duplicates {self.webhook_duplicates} > {self.kills} kills")
         if self.devices != 1:
             found.append(f"the bot used {self.devices} devices")
-        return found + self.edits_wrong
+        return found + self.edits_wrong + self.exits
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Chaos:
     procs: list[asyncio.subprocess.Process] = field(default_factory=list)
     rounds: int = 0
     killed: int = 0
+    exits: list[str] = field(default_factory=list)
     log: Callable[[str], None] = lambda _line: None
 
     # --- set-up ------------------------------------------------------------------
@@ -234,9 +236,13 @@ class Chaos:
             items[0] = (STORY, f"{feed} story, revision {self.rounds}")
 
     async def kill(self, n: int) -> None:
-        self.procs[n].send_signal(signal.SIGKILL)
-        await self.procs[n].wait()
-        self.killed += 1
+        proc = self.procs[n]
+        if proc.returncode is not None:  # it stopped by itself: a finding, not a kill
+            self.exits.append(f"r{n} exited by itself with status {proc.returncode}")
+        else:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            self.killed += 1
         self.log(f"kill {self.killed}: r{n}")
         self.procs[n] = await self.start(n)
 
@@ -309,7 +315,7 @@ class Chaos:
             "SELECT d.id, d.destination_id, d.state, e.kind, e.source_id, e.key "
             "FROM deliveries d JOIN events e ON e.id = d.event_id ORDER BY d.id"
         )
-        verdict = Verdict(kills=self.killed, deliveries=len(rows))
+        verdict = Verdict(kills=self.killed, deliveries=len(rows), exits=list(self.exits))
         verdict.dead = sum(1 for r in rows if r["state"] == "dead")
         verdict.lost = sum(1 for r in rows if r["state"] == "pending")
         verdict.lost += self._unalerted(rows)

@@ -156,3 +156,50 @@ def test_a_call_abandoned_by_a_closed_loop_leaves_the_thread_serving(tmp_path: P
         return value
 
     assert asyncio.run(later()) == 42
+
+
+def _undo_0003(path: Path, *, user_version: int | None = None) -> None:
+    """The file as if migration 0003 had never run (with ``user_version``: nor any
+    later one, as an alerts from before ``schema_migrations`` left it)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("DROP TABLE post_items")
+        conn.execute("DROP TABLE posts")
+        for column in ("updates", "merge_window_s"):
+            conn.execute(f"ALTER TABLE deliveries DROP COLUMN {column}")
+        conn.execute("ALTER TABLE subscriptions DROP COLUMN updates")
+        if user_version is None:
+            conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+        else:  # and everything after it
+            conn.execute("DROP TABLE accounts")
+            conn.execute("ALTER TABLE deliveries DROP COLUMN tried_at")
+            conn.execute("DROP TABLE schema_migrations")
+            conn.execute(f"PRAGMA user_version={user_version}")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+async def test_a_migration_numbered_below_the_highest_applied_is_still_applied(
+    tmp_path: Path,
+) -> None:
+    """Migrations are recorded one by one: a lower number that arrives after a higher
+    one (parallel branches landing in any order) is applied, not skipped. A file from
+    before the ``schema_migrations`` table (``PRAGMA user_version`` only) is upgraded."""
+    from alerts.store.migrations import bundled
+    from alerts.store.sqlite import applied_versions
+
+    path = tmp_path / "alerts.db"
+    url = f"sqlite:///{path}"
+    every = tuple(m.version for m in bundled("sqlite"))
+    await (await SqliteStore.open(url)).close()
+    assert await applied_versions(url) == every
+    _undo_0003(path, user_version=2)  # an older alerts: highest version only
+    assert await applied_versions(url) == (1, 2)
+    await (await SqliteStore.open(url)).close()
+    assert await applied_versions(url) == every
+    _undo_0003(path)  # a later number applied, 0003 not (it landed after)
+    assert 3 not in await applied_versions(url)
+    assert max(await applied_versions(url)) == max(every)
+    await (await SqliteStore.open(url)).close()
+    assert await applied_versions(url) == every

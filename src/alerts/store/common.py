@@ -5,7 +5,7 @@ A backend subclass overrides only what really differs: how deliveries are claime
 (PostgreSQL locks destinations so that replicas keep per-destination order),
 batched writes (PostgreSQL sends arrays with ``unnest``, SQLite runs
 ``executemany`` on its own thread), leadership (PostgreSQL adds an advisory lock)
-and migration bookkeeping (``schema_migrations`` versus ``PRAGMA user_version``).
+and migration bookkeeping (a ``schema_migrations`` table on both; PostgreSQL locks it).
 
 Why ``commit_poll`` is safe: the source row is read — and, on PostgreSQL, locked —
 and its lease owner checked before anything is written, all in the transaction

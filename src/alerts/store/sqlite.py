@@ -331,24 +331,55 @@ class SqliteStore(SqlStore):
         rows = await self._db.transaction(claim)
         return [delivery_from_row(r, self.install_id, d, now) for r in rows]
 
-    # --- migration bookkeeping: PRAGMA user_version --------------------------------
+    # --- migration bookkeeping: a schema_migrations table, as on PostgreSQL ---------
 
     @staticmethod
     async def _lock_schema(tx: Tx) -> None:
-        """``BEGIN IMMEDIATE`` already holds the write lock."""
+        """``BEGIN IMMEDIATE`` already holds the write lock. A database from before
+        ``schema_migrations`` (which kept only the highest version applied, in
+        ``PRAGMA user_version``) gets the table, listing what that version meant."""
+        if await _has_migrations_table(tx):
+            return
+        current = int(await tx.fetchval("PRAGMA user_version") or 0)
+        await tx.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))"
+        )
+        for migration in bundled(SQLITE.name):
+            if migration.version <= current:
+                await SqliteStore._record(tx, migration)
 
     @staticmethod
     async def _applied(tx: Tx) -> tuple[int, ...]:
-        current = int(await tx.fetchval("PRAGMA user_version") or 0)
-        return tuple(m.version for m in bundled(SQLITE.name) if m.version <= current)
+        """Each migration applied, so that one numbered below the highest applied
+        (a branch that landed later) is still applied."""
+        if not await _has_migrations_table(tx):
+            current = int(await tx.fetchval("PRAGMA user_version") or 0)
+            return tuple(m.version for m in bundled(SQLITE.name) if m.version <= current)
+        rows = await tx.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        return tuple(int(r[0]) for r in rows)
 
     @staticmethod
     async def _record(tx: Tx, migration: Migration) -> None:
-        await tx.execute(f"PRAGMA user_version={int(migration.version)}")
+        await tx.execute(
+            "INSERT OR IGNORE INTO schema_migrations (version, name) VALUES ($1, $2)",
+            migration.version,
+            migration.name,
+        )
+        current = int(await tx.fetchval("PRAGMA user_version") or 0)
+        if migration.version > current:  # still the highest, for tools that read it
+            await tx.execute(f"PRAGMA user_version={int(migration.version)}")
+
+
+async def _has_migrations_table(tx: Tx) -> bool:
+    found = await tx.fetchval(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    )
+    return bool(found)
 
 
 async def applied_versions(url: str) -> tuple[int, ...]:
-    """Versions recorded in the database (``PRAGMA user_version``), without migrating."""
+    """Versions recorded in the database (``schema_migrations``), without migrating."""
     path = path_from_url(url)
     if path != ":memory:" and not await asyncio.to_thread(os.path.exists, path):
         return ()
