@@ -56,6 +56,7 @@ from alerts.supervise import Faults, Loop
 log = logging.getLogger(__name__)
 
 KV_NAMESPACE = "matrix"
+LEASE_PAUSE_S = 0.5
 T = TypeVar("T")
 
 # Matrix errcodes → error classes; HTTP status decides when the errcode is unknown.
@@ -482,7 +483,11 @@ class MatrixSession:
         self._hooks.remove(hook)
 
     async def _sync_once(self, *, first: bool = False) -> None:
-        self._require_lease()
+        if self.home is not None and not self.home.keeper.valid():
+            # The lease was not renewed in time (a busy process, a slow store): sync
+            # nothing until the runtime renews it, or stops this session if lost.
+            await asyncio.sleep(LEASE_PAUSE_S)
+            return
         client = self.client
         timeout_ms = 0 if first else int(self.settings.sync_timeout_s * 1000)
         resp = await client.sync(timeout=timeout_ms, full_state=first or None)
