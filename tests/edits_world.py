@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -31,6 +31,7 @@ from alerts.model import (
     Subscription,
     UpdateStyle,
     View,
+    utcnow,
 )
 from alerts.route import Router
 from alerts.store import PollCommit, Store
@@ -54,10 +55,13 @@ class World:
         view: View = DEFAULT_VIEW,
         source_updates: Mapping[str, UpdateStyle] = DEFAULTS,
         not_stories: Sequence[str] = ("iceout-letter",),  # the petition adapter's
+        subscription: Subscription | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.destination = destination
-        self.router = Router([Subscription(destination.id)])
+        self.clock = clock
+        self.router = Router([subscription or Subscription(destination.id)])
         self.router.set_views({destination.id: view}, source_updates, not_stories)
         self.dispatcher = Dispatcher(
             store=store,
@@ -65,6 +69,8 @@ class World:
             owner=OWNER,
             policy=RetryPolicy(base_s=0.05, max_attempts=50),
             idle_s=0.05,
+            clock=clock,
+            digest_check_s=0.0,
         )
 
     async def start(self) -> World:
@@ -75,10 +81,10 @@ class World:
         """Commit the events, one poll per source in the order given."""
         stored: list[Event] = []
         for source, group in itertools.groupby(events, key=lambda e: e.source_id):
-            now = datetime.now(UTC)
+            now = self.clock()
             row = await self.store.claim_source(source, now, owner=OWNER, lease_s=60)
             assert row is not None, f"source {source} is leased by someone else"
-            routed = [self.router.routed(e) for e in group]
+            routed = [self.router.routed(e, now=now) for e in group]
             commit = PollCommit(source_id=source, now=now, next_due=now, events=routed)
             stored += await self.store.commit_poll(commit, owner=OWNER)
         return stored

@@ -187,16 +187,22 @@ class RecordingSink:
 
 
 def write_config(
-    root: Path, feeds: dict[str, str], *, extra: str = "", interval: str = "30s"
+    root: Path,
+    feeds: dict[str, str],
+    *,
+    extra: str = "",
+    interval: str = "30s",
+    destination: str = "",
 ) -> Path:
-    """A config dir with topic ``news``, destination ``console`` and one source per feed
-    (each opted in to loopback, where the feed servers of the tests are)."""
+    """A config dir with topic ``news``, destination ``console`` (with the keys in
+    ``destination``) and one source per feed (each opted in to loopback, where the
+    feed servers of the tests are)."""
     config = root / "config"
     (config / "sources.d").mkdir(parents=True, exist_ok=True)
     (config / "alerts.toml").write_text(
         '[service]\ncontact = "tests@example.org"\njitter = 0.0\n\n'
         '[topics.news]\ndescription = "News"\n\n'
-        '[destinations.console]\nsink = "console"\n\n'
+        f'[destinations.console]\nsink = "console"\n{destination}\n'
         '[[routes]]\ndestination = "console"\ntopics = ["news"]\n' + extra
     )
     sources = "".join(

@@ -322,6 +322,7 @@ async def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
         stats = await store.outbox_stats()
         print(
             f"pending {stats.pending}, dead {stats.dead}, parked destinations {stats.parked_destinations}"
+            + (f", held for digests {stats.held}" if stats.held else "")
             + (
                 f", oldest pending since {_when(stats.oldest_pending_at)}"
                 if stats.oldest_pending_at
@@ -632,7 +633,9 @@ def _add_command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--dry-run", action="store_true", help="fetch and detect, store nothing")
     elif name == "deliveries":
         p.add_argument(
-            "--state", choices=["default", "pending", "dead", "sent", "all"], default="default"
+            "--state",
+            choices=["default", "pending", "dead", "sent", "held", "digested", "all"],
+            default="default",
         )
         p.add_argument("--limit", type=int, default=50)
         p.add_argument(

@@ -34,6 +34,8 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_settings import BaseSettings
 
@@ -59,6 +61,7 @@ from alerts.options import (
     at_least_s,
     parse_duration_s,
 )
+from alerts.schedule import Schedule, parse_schedule
 from alerts.settings import Settings, read_settings
 from alerts.sinks import SinkRegistry
 from alerts.sinks import registry as sink_registry
@@ -197,6 +200,27 @@ class DestinationConfig(BaseModel):
         default=DEFAULT_MERGE_WINDOW_S,
         description="reports of one story this close share one message (0: never)",
     )
+    digest: str | None = Field(default=None, description="hourly, daily@HH:MM or off")
+    quiet: str | None = Field(default=None, description="quiet hours HH:MM-HH:MM, or off")
+    tz: str | None = Field(default=None, description="IANA time zone of digest and quiet")
+    urgent: str | list[str] | None = Field(
+        default=None, description="event kinds never held (e.g. milestone)"
+    )
+
+    @field_validator("digest", "quiet", "tz", "urgent")
+    @classmethod
+    def _schedule(cls, value: str | list[str] | None, info: ValidationInfo) -> str | None:
+        """Each setting checked and normalised (``alerts.schedule``)."""
+        name = info.field_name or ""
+        given: dict[str, Any] = {name: value}
+        checked = None if value is None else parse_schedule(**given)
+        found = None if checked is None else getattr(checked, name)
+        return ",".join(found) if isinstance(found, tuple) else found
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The digest / quiet-hours settings (``alerts.schedule``), if any is set."""
+        return parse_schedule(digest=self.digest, quiet=self.quiet, tz=self.tz, urgent=self.urgent)
 
 
 class RouteConfig(_Strict):
@@ -269,6 +293,8 @@ class Config:
     """Ids of valid sources with ``enabled = false`` (kept, not polled)."""
     views: Mapping[str, View] = field(default_factory=dict)
     """How each config destination's room shows events (``updates``, ``merge_window``)."""
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    """Config destinations' digest and quiet-hours settings (``alerts.schedule``)."""
 
     @property
     def topic_descriptions(self) -> dict[str, str]:
@@ -381,6 +407,12 @@ class _Assembly:
             tables,
             disabled,
             views,
+            schedules={
+                name: schedule
+                for _, cf in self.files
+                for name, dc in cf.destinations.items()
+                if name in destinations and (schedule := dc.schedule) is not None
+            },
         )
 
     def _section(

@@ -19,7 +19,7 @@ in ``alerts.sources.registry`` and ``alerts.sinks.registry``; plugins use the
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -419,7 +419,7 @@ class Store(Protocol):
 
     async def remove_destination(self, destination_id: str, *, reason: str) -> int:
         """Forget a chat destination (bot kicked, guild left): drop its
-        subscriptions and mark its pending deliveries dead with ``reason``.
+        subscriptions and mark its pending and held deliveries dead with ``reason``.
         Returns the number of subscriptions dropped."""
         ...
 
@@ -463,6 +463,19 @@ class Store(Protocol):
     async def mark_sent(
         self, delivery_id: int, *, remote_id: str | None, now: datetime
     ) -> None: ...
+
+    async def release_held(
+        self,
+        now: datetime,
+        *,
+        digest: Callable[[str, Sequence[tuple[Event, str]]], Event],
+        limit: int = 1000,
+    ) -> list[int]:
+        """Turn each room's held deliveries due by ``now`` into one digest: the event
+        ``digest(room, [(event, hold key), ...])`` makes, its pending delivery, and the
+        held rows marked ``digested``, in one transaction per room (so a digest is
+        made once). Returns the new deliveries' ids."""
+        ...
 
     async def mark_retry(
         self, delivery_id: int, *, error: str, retry_at: datetime, count_attempt: bool

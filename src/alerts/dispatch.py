@@ -20,6 +20,9 @@ Why this loses nothing and shows nothing twice:
   one of the same destination is leased, and a claimed group is sent in id order;
   the first failure in a group blocks the destination (``blocked_until``) and gives
   the rest back untouched.
+* Held deliveries (digests, quiet hours: ``alerts.schedule``) are never claimed; once
+  their time has come, ``Store.release_held`` makes each room's one digest delivery
+  and marks them in the same transaction, and the digest is sent like any other.
 * Only failures of the delivery itself count towards ``max_attempts``. A rate limit
   (``RateLimitedError``) or an outage of the whole platform (``PlatformUnavailable``:
   unreachable, 502/503/504, credentials refused) is waited out, however long it lasts.
@@ -38,6 +41,7 @@ from functools import partial
 from typing import Any
 
 from alerts import metrics
+from alerts.digest import digest_event
 from alerts.edits import Messages
 from alerts.errors import (
     DestinationUnavailable,
@@ -80,8 +84,11 @@ class Dispatcher:
         idle_s: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
         faults: Faults | None = None,
+        digest_check_s: float = 10.0,
     ) -> None:
         self.store = store
+        self.digest_check_s = digest_check_s
+        self._digest_due: datetime | None = None
         self.sinks = dict(sinks)
         self.owner = owner
         self.policy = policy or RetryPolicy()
@@ -147,6 +154,7 @@ class Dispatcher:
         capacity = self.concurrency - len(self._active)
         if capacity <= 0 or self._stopping:
             return 0
+        await self._release_held()
         sendable = [kind for kind in self.sinks if self.may_send(kind)]
         if not sendable:
             return 0
@@ -165,6 +173,17 @@ class Dispatcher:
             self._active.add(task)
             task.add_done_callback(self._active.discard)
         return len(batch)
+
+    async def _release_held(self) -> None:
+        """Every ``digest_check_s``: turn held deliveries whose time has come into
+        their rooms' digests (``Store.release_held``)."""
+        now = self.clock()
+        if self._digest_due is not None and now < self._digest_due:
+            return
+        self._digest_due = now + timedelta(seconds=self.digest_check_s)
+        made = await self.store.release_held(now, digest=partial(digest_event, now=now))
+        if made:
+            log.info("made %d digest(s) of held alerts: deliveries %s", len(made), made)
 
     async def _finish(self) -> None:
         self._stopping = True

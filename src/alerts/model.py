@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alerts.schedule import Schedule
 
 JSON = Any
 
@@ -212,6 +215,7 @@ class Subscription:
     ``min_amount`` drops events whose ``amount`` field is lower; ``min_change`` those
     whose ``delta`` field (the change an update made) is smaller in absolute value.
     ``updates`` overrides the destination's ``updates`` for the events it routes.
+    ``schedule`` holds its alerts for digests and quiet hours (``alerts.schedule``).
     """
 
     destination_id: str
@@ -225,12 +229,15 @@ class Subscription:
     id: int | None = None
     min_change: float | None = None
     updates: UpdateStyle | None = None
+    schedule: Schedule | None = None
 
 
 class DeliveryState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     DEAD = "dead"
+    HELD = "held"  # waiting for its room's digest or the end of quiet hours
+    DIGESTED = "digested"  # shown by a digest (its own ``digest_id``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,13 +61,24 @@ class ItemState:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """A delivery held for a digest or quiet hours until ``until``; ``key`` says why
+    (``daily@09:00``, ``hourly``, ``quiet``)."""
+
+    until: datetime
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class RoutedEvent:
     """An event and the destinations it goes to; ``views`` says how each of their
-    rooms shows it (a destination missing there gets the default ``View``)."""
+    rooms shows it (a destination missing there gets the default ``View``), ``holds``
+    which of them wait for a digest (``alerts.schedule``)."""
 
     event: Event
     destination_ids: tuple[str, ...]
     views: Mapping[str, View] = field(default_factory=dict)
+    holds: Mapping[str, Hold] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,7 @@ class OutboxStats:
     dead: int
     oldest_pending_at: datetime | None
     parked_destinations: int
+    held: int = 0  # waiting for a digest or the end of quiet hours
 
 
 class PostKind(StrEnum):

@@ -18,17 +18,21 @@ drop its item events before any room is considered.
 ``routed`` also says how each room shows the event (``View``): ``updates`` from the
 first matching subscription that sets it, else the destination's, else the source
 adapter's default; ``merge_window_s`` from the destination (0 for a source whose
-items are no stories).
+items are no stories); and which rooms hold it for a digest or quiet hours
+(``holds``: the subscription's ``schedule`` over its destination's, by
+``alerts.schedule.release_at`` at the event's detection time).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from alerts.keywords import Text, any_found
 from alerts.model import Event, EventKind, Subscription, UpdateStyle, View
-from alerts.records import RoutedEvent
+from alerts.records import Hold, RoutedEvent
+from alerts.schedule import Schedule, hold_key, release_at
 
 _FILTERED_BY_SOURCE = frozenset({EventKind.NEW, EventKind.UPDATED})
 
@@ -93,6 +97,7 @@ class Router:
         self._views: Mapping[str, View] = {}
         self._source_updates: Mapping[str, UpdateStyle] = {}
         self._not_stories: frozenset[str] = frozenset()
+        self._schedules: Mapping[str, Schedule] = {}
 
     def set_static(self, subs: Iterable[Subscription]) -> None:
         self._static = tuple(subs)
@@ -113,23 +118,33 @@ class Router:
         self._source_updates = dict(sources)
         self._not_stories = frozenset(not_stories)
 
+    def set_schedules(self, destinations: Mapping[str, Schedule]) -> None:
+        """The digest and quiet-hours settings of config destinations."""
+        self._schedules = dict(destinations)
+
     def route(self, event: Event) -> tuple[str, ...]:
         return tuple(self._matching(event))
 
-    def routed(self, event: Event) -> RoutedEvent:
-        """The destinations of ``event`` and how each of their rooms shows it."""
+    def routed(self, event: Event, *, now: datetime | None = None) -> RoutedEvent:
+        """The destinations of ``event`` and how each of their rooms shows it;
+        ``now`` (the poll's time, else the event's detection) decides what is held."""
         found = self._matching(event)
         default = self._source_updates.get(event.source_id)
         unmerged = event.source_id in self._not_stories
-        views = {}
+        views: dict[str, View] = {}
+        holds: dict[str, Hold] = {}
         for dest, sub in found.items():
+            schedule = (sub.schedule or Schedule()).over(self._schedules.get(dest))
+            until = release_at(schedule, event.kind, now or event.detected_at)
+            if until is not None:
+                holds[dest] = Hold(until, hold_key(schedule))
             view = self._views.get(dest, View())
             views[dest] = replace(
                 view,
                 updates=sub.updates or view.updates or default,
                 merge_window_s=0.0 if unmerged else view.merge_window_s,
             )
-        return RoutedEvent(event, tuple(found), views)
+        return RoutedEvent(event, tuple(found), views, holds)
 
     def _matching(self, event: Event) -> dict[str, Subscription]:
         """Destination → the subscription that routes ``event`` there: the first that

@@ -189,6 +189,7 @@ class Runtime:
         owner = make_owner(settings)
         router = Router(config.routes)
         router.set_views(config.views, config.source_updates, config.not_stories)
+        router.set_schedules(config.schedules)
         faults = Faults()
         dispatcher = Dispatcher(
             store=store,
@@ -558,6 +559,7 @@ class Runtime:
         self.scheduler.update(config.sources, adapters)
         self.router.set_static(config.routes)
         self.router.set_views(config.views, config.source_updates, config.not_stories)
+        self.router.set_schedules(config.schedules)
         self.commands.topics = config.topic_descriptions
         log.info(
             "config reloaded: %d sources, %d destinations",

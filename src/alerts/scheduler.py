@@ -401,7 +401,7 @@ class Scheduler:
         cursor: Mapping[str, JSON] | None,
     ) -> PollReport:
         """Route and commit a detection, then count and tell what it did."""
-        routed = await self._route(found)
+        routed = await self._route(found, now)
         stored = await self._commit(
             PollCommit(
                 source_id=spec.id,
@@ -463,13 +463,13 @@ class Scheduler:
         if (verdict.started or verdict.settled) and self.on_flood is not None:
             self.on_flood(spec, verdict)
 
-    async def _route(self, found: Detection) -> list[RoutedEvent]:
+    async def _route(self, found: Detection, now: datetime) -> list[RoutedEvent]:
         if not found.events:
             return []
         version = await self.store.subscriptions_version()
         if version != self.router.version:
             self.router.set_dynamic(await self.store.list_subscriptions(), version)
-        return [self.router.routed(e) for e in found.events]
+        return [self.router.routed(e, now=now) for e in found.events]
 
     def _count(self, spec: SourceSpec, found: Detection) -> None:
         metrics.POLLS.labels(spec.id, "ok").inc()

@@ -11,6 +11,8 @@ Grammar (words separated by spaces; values may be quoted)::
     list
     subscribe TOPIC [kinds=new,updated,…] [keywords=a,b,…] [exclude=c,d,…]
               [min_amount=N] [min_change=N] [updates=edit|reply|new]
+              [digest=hourly|daily@HH:MM|off] [quiet=HH:MM-HH:MM|off]
+              [tz=Area/City] [urgent=milestone,…]
     unsubscribe TOPIC | all
 
 Keywords match whole words, case- and accent-insensitively; ``re:PATTERN`` is an
@@ -18,7 +20,8 @@ RE2 regular expression (``alerts.keywords``). A bad keyword is refused with the
 reason, before anything is stored. ``updates`` says what an update does to the
 earlier message of the same item in this room (``alerts.edits``): ``edit`` it in
 place, ``reply`` (edit it and reply in its thread with what changed) or post a
-``new`` message; without it, the room's default.
+``new`` message; without it, the room's default. ``digest``, ``quiet``, ``tz`` and
+``urgent`` hold the alerts for one digest message (``alerts.schedule``).
 
 Mutating commands (subscribe, unsubscribe) need ``may_manage`` in the context; the
 front end decides it (Matrix power level, Discord Manage Channels).
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from alerts.keywords import check_keywords
 from alerts.model import Destination, EventKind, Subscription, UpdateStyle
+from alerts.schedule import Schedule, parse_schedule
 
 if TYPE_CHECKING:
     from alerts.store import Store
@@ -54,6 +58,11 @@ Commands:
                             change a modification makes (1M = 1,000,000);
                             updates: edit the first alert in place, also reply
                             with what changed, or post each update anew
+            [digest=hourly|daily@09:00|off] [quiet=22:00-07:00|off]
+            [tz=Europe/Paris] [urgent=milestone]
+                            hold alerts and send them as one digest message
+                            (every hour, once a day, or when quiet hours end);
+                            urgent kinds are never held
   unsubscribe TOPIC|all     stop alerts on TOPIC (or all of them)
 subscribe and unsubscribe need moderator rights in this room."""
 
@@ -72,6 +81,7 @@ class Command:
     min_amount: float | None = None
     min_change: float | None = None
     updates: UpdateStyle | None = None
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +192,7 @@ def parse(text: str) -> Command:
         min_amount=options.pop("min_amount", ""),
         min_change=options.pop("min_change", ""),
         updates=options.pop("updates", ""),
+        **{name: options.pop(name, "") for name in ("digest", "quiet", "tz", "urgent")},
         unknown=options,
     )
 
@@ -195,6 +206,10 @@ def build_subscribe(
     min_amount: str = "",
     min_change: str = "",
     updates: str = "",
+    digest: str = "",
+    quiet: str = "",
+    tz: str = "",
+    urgent: str = "",
     unknown: Mapping[str, str] | None = None,
 ) -> Command:
     """A subscribe command from its fields (what Discord's slash options give)."""
@@ -202,8 +217,12 @@ def build_subscribe(
         names = ", ".join(sorted(unknown))
         raise CommandError(
             f"unknown option(s) {names}; options are kinds, keywords, exclude, "
-            "min_amount, min_change, updates"
+            "min_amount, min_change, updates, digest, quiet, tz, urgent"
         )
+    try:
+        schedule = parse_schedule(digest=digest, quiet=quiet, tz=tz, urgent=urgent)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     return Command(
         "subscribe",
         topic=topic,
@@ -213,6 +232,7 @@ def build_subscribe(
         min_amount=parse_amount(min_amount) if min_amount else None,
         min_change=parse_amount(min_change, "min_change") if min_change else None,
         updates=parse_updates(updates) if updates else None,
+        schedule=schedule,
     )
 
 
@@ -286,6 +306,7 @@ class CommandService:
                 min_amount=command.min_amount,
                 min_change=command.min_change,
                 updates=command.updates,
+                schedule=command.schedule,
                 created_by=ctx.user,
             )
         )
@@ -332,4 +353,6 @@ def describe(sub: Subscription) -> str:
         parts.append(f"min_change={sub.min_change:,.0f}")
     if sub.updates is not None:
         parts.append(f"updates={sub.updates.value}")
+    if sub.schedule is not None:
+        parts.append(sub.schedule.describe())
     return " ".join(parts)

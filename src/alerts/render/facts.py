@@ -255,6 +255,7 @@ _KNOWN = {
 # Never shown: long texts repeated elsewhere (the summary), lists, adapter internals.
 _HIDDEN = frozenset(
     {"categories", "titles", "diff", "raw", "text", "description", "names", "links", "unit"}
+    | {"digest", "more_groups"}  # a digest's groups: ``Facts.digest``
 )
 _MONEY = ("amount", "obligation", "value")
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
@@ -278,6 +279,20 @@ class Report:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestGroup:
+    """One group of a digest (``alerts.digest``): its label (``topic · source``, a
+    neutral line), how many alerts it holds and the first few (title, ``safe_link``)."""
+
+    label: str
+    count: int
+    entries: tuple[tuple[str, str | None], ...]
+
+    @property
+    def more(self) -> int:
+        return max(0, self.count - len(self.entries))
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What every renderer shows of an event, every string neutralised.
 
@@ -295,6 +310,8 @@ class Facts:
     when: datetime
     topics: tuple[str, ...]
     also: tuple[Report, ...] = ()
+    digest: tuple[DigestGroup, ...] = ()
+    digest_more: int = 0  # groups not listed
 
     @property
     def byline(self) -> str:
@@ -320,7 +337,36 @@ def facts_of(event: Event, *, limit: int = FACTS_MAX) -> Facts:
         facts=tuple(key_facts(event))[:limit],
         when=when.replace(tzinfo=UTC) if when.tzinfo is None else when,
         topics=tuple(neutral_line(t, LABEL_MAX) for t in event.topics),
+        digest=digest_groups(event),
+        digest_more=_count(event.fields.get("more_groups")),
     )
+
+
+def digest_groups(event: Event) -> tuple[DigestGroup, ...]:
+    """The groups of a digest event (none for any other event), every string neutral."""
+    listed = event.fields.get("digest") if event.kind is EventKind.SUMMARY else None
+    if not isinstance(listed, list):
+        return ()
+    groups = []
+    for group in listed:
+        if not isinstance(group, Mapping):
+            continue
+        label = " · ".join(
+            neutral_line(group.get(name) or "", SOURCE_MAX)
+            for name in ("topic", "source")
+            if group.get(name)
+        )
+        entries = tuple(
+            (neutral_line(e.get("title") or "", TITLE_MAX) or "(untitled)", safe_link(e.get("url")))
+            for e in group.get("items") or ()
+            if isinstance(e, Mapping)
+        )
+        groups.append(DigestGroup(label or "?", _count(group.get("count")), entries))
+    return tuple(groups)
+
+
+def _count(value: Any) -> int:
+    return int(value) if _is_number(value) and value >= 0 else 0
 
 
 def facts_of_view(view: MessageView, *, limit: int = FACTS_MAX) -> Facts:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from alerts.model import Event, EventKind, MessageView
-from alerts.render.facts import cut, facts_of, facts_of_view, neutral_line
+from alerts.render.facts import Facts, cut, facts_of, facts_of_view, neutral_line
 
 KIND_LABEL = {
     EventKind.NEW: "New",
@@ -34,6 +34,7 @@ def render_text(event: Event, *, source_label: str | None = None, summary_chars:
     if summary:
         lines.append(f"  {summary}")
     lines.extend(f"  {fact.label}: {fact.value}" for fact in facts.facts)
+    lines.extend(digest_lines(facts, indent="  "))
     topics = f" [{', '.join(facts.topics)}]" if facts.topics else ""
     lines.append(f"  {facts.when:%Y-%m-%d %H:%M} UTC{topics}")
     return "\n".join(lines)
@@ -48,3 +49,18 @@ def render_view_text(view: MessageView) -> str:
     reports = ", ".join(f"{r.source} {r.link}" if r.link else r.source for r in also)
     head, _, when = text.rpartition("\n")
     return f"{head}\n  Also reported by: {reports}\n{when}"
+
+
+def digest_lines(facts: Facts, *, indent: str = "") -> list[str]:
+    """A digest's groups as plain lines: ``topic · source (3)``, then each title and
+    its link, then how many more (none for any other event)."""
+    lines = []
+    for group in facts.digest:
+        lines.append(f"{indent}{group.label} ({group.count}):")
+        for title, link in group.entries:
+            lines.append(f"{indent}  - {title}" + (f" {link}" if link else ""))
+        if group.more:
+            lines.append(f"{indent}  … and {group.more} more")
+    if facts.digest_more:
+        lines.append(f"{indent}… and {facts.digest_more} more sources")
+    return lines

@@ -21,7 +21,8 @@ from alerts.model import (
     Validators,
     View,
 )
-from alerts.records import DeliveryRow, DestinationRow, Post, PostKind, SourceRow
+from alerts.records import DeliveryRow, DestinationRow, Hold, Post, PostKind, SourceRow
+from alerts.schedule import Schedule
 from alerts.store.dialect import Dialect
 
 
@@ -49,7 +50,7 @@ def idempotency_key(install_id: str, delivery_id: int) -> str:
 
 def subscription_row(sub: Subscription) -> tuple[Any, ...]:
     """Columns destination_id, topic, source, kinds, include, exclude, min_amount,
-    min_change, created_by, updates."""
+    min_change, created_by, updates, schedule."""
     return (
         sub.destination_id,
         sub.topic or "",
@@ -61,6 +62,7 @@ def subscription_row(sub: Subscription) -> tuple[Any, ...]:
         sub.min_change,
         sub.created_by,
         sub.updates.value if sub.updates else None,
+        dumps(sub.schedule.to_json()) if sub.schedule else None,
     )
 
 
@@ -77,6 +79,7 @@ def subscription_from_row(row: Any) -> Subscription:
         min_change=row["min_change"],
         created_by=row["created_by"],
         updates=_style(row["updates"]),
+        schedule=Schedule.from_json(loads(row["schedule"])),
     )
 
 
@@ -87,6 +90,13 @@ def _style(value: str | None) -> UpdateStyle | None:
 def view_columns(view: View) -> tuple[str | None, float]:
     """Columns updates, merge_window_s of a delivery."""
     return (view.updates.value if view.updates else None, view.merge_window_s)
+
+
+def hold_columns(hold: Hold | None, d: Dialect) -> tuple[str, Any, str | None]:
+    """Columns state, hold_until, digest_key of a new delivery."""
+    if hold is None:
+        return ("pending", None, None)
+    return ("held", d.time(hold.until), hold.key)
 
 
 def view_from_row(r: Any) -> View:

@@ -5,7 +5,7 @@ A backend subclass overrides only what really differs: how deliveries are claime
 (PostgreSQL locks destinations so that replicas keep per-destination order),
 batched writes (PostgreSQL sends arrays with ``unnest``, SQLite runs
 ``executemany`` on its own thread), leadership (PostgreSQL adds an advisory lock)
-and migration bookkeeping (a ``schema_migrations`` table on both; PostgreSQL locks it).
+and migration bookkeeping (locks, and SQLite's upgrade from ``PRAGMA user_version``).
 
 Why ``commit_poll`` is safe: the source row is read — and, on PostgreSQL, locked —
 and its lease owner checked before anything is written, all in the transaction
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from alerts.errors import LeaseLostError
@@ -49,6 +50,7 @@ from alerts.store.codec import (
     delivery_row_from_row,
     destination_from_row,
     dumps,
+    hold_columns,
     loads,
     post_from_row,
     source_from_row,
@@ -346,9 +348,16 @@ class SqlStore(ABC):
             stored.append(event.with_id(int(event_id)))
             await tx.executemany(
                 "INSERT INTO deliveries (event_id, destination_id, created_at, updates, "
-                "merge_window_s) VALUES ($1, $2, $3, $4, $5)",
+                "merge_window_s, state, hold_until, digest_key) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 [
-                    (event_id, dest, now, *view_columns(routed.views.get(dest, View())))
+                    (
+                        event_id,
+                        dest,
+                        now,
+                        *view_columns(routed.views.get(dest, View())),
+                        *hold_columns(routed.holds.get(dest), self._d),
+                    )
                     for dest in dict.fromkeys(routed.destination_ids)
                 ],
             )
@@ -402,7 +411,7 @@ class SqlStore(ABC):
             )
             await tx.execute(
                 "UPDATE deliveries SET state = 'dead', last_error = $2, lease_owner = NULL, "
-                "lease_until = NULL WHERE destination_id = $1 AND state = 'pending'",
+                "lease_until = NULL WHERE destination_id = $1 AND state IN ('pending', 'held')",
                 destination_id,
                 reason,
             )
@@ -417,12 +426,13 @@ class SqlStore(ABC):
         async def body(tx: Tx) -> Any:
             stored = await tx.fetchrow(
                 "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, "
-                "exclude, min_amount, min_change, created_by, updates, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                "exclude, min_amount, min_change, created_by, updates, schedule, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
                 "ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
                 "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
                 "min_amount = excluded.min_amount, min_change = excluded.min_change, "
-                "created_by = excluded.created_by, updates = excluded.updates RETURNING *",
+                "created_by = excluded.created_by, updates = excluded.updates, "
+                "schedule = excluded.schedule RETURNING *",
                 *args,
             )
             await tx.execute(BUMP_SUBSCRIPTIONS)
@@ -477,6 +487,74 @@ class SqlStore(ABC):
 
     async def mark_sent(self, delivery_id: int, *, remote_id: str | None, now: datetime) -> None:
         await self._db.execute(MARK_SENT, delivery_id, self._d.time(now), remote_id)
+
+    async def release_held(
+        self,
+        now: datetime,
+        *,
+        digest: Callable[[str, Sequence[tuple[Event, str]]], Event],
+        limit: int = 1000,
+    ) -> list[int]:
+        """Each room's held deliveries whose time has come become one digest delivery
+        (see ``alerts.digest``): the digest event, its pending delivery and the held
+        rows marked ``digested`` are written in one transaction per room. Held rows
+        another replica is digesting are skipped (PostgreSQL) or already gone."""
+        d, at = self._d, self._d.time(now)
+        lock = " FOR UPDATE OF d SKIP LOCKED" if d.skip_locked else ""
+        rows = await self._db.fetch(
+            "SELECT DISTINCT destination_id FROM deliveries "
+            "WHERE state = 'held' AND hold_until <= $1",
+            at,
+        )
+
+        async def one(tx: Tx, *, destination_id: str) -> int | None:
+            held = await tx.fetch(
+                "SELECT d.id, d.digest_key, e.payload FROM deliveries d "
+                "JOIN events e ON e.id = d.event_id WHERE d.destination_id = $1 "
+                f"AND d.state = 'held' AND d.hold_until <= $2 ORDER BY d.id LIMIT $3{lock}",
+                destination_id,
+                at,
+                limit,
+            )
+            if not held:
+                return None
+            event = digest(
+                destination_id,
+                [(Event.from_json(loads(r["payload"])), r["digest_key"] or "") for r in held],
+            )
+            event_id = await tx.fetchval(
+                "INSERT INTO events (source_id, kind, key, payload, created_at) "
+                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                event.source_id,
+                event.kind.value,
+                event.key,
+                dumps(event.to_json()),
+                at,
+            )
+            delivery_id = int(
+                await tx.fetchval(
+                    "INSERT INTO deliveries (event_id, destination_id, created_at) "
+                    "VALUES ($1, $2, $3) RETURNING id",
+                    event_id,
+                    destination_id,
+                    at,
+                )
+            )
+            await tx.execute(
+                "UPDATE deliveries SET state = 'digested', digest_id = $1, sent_at = $2 "
+                f"WHERE {d.member('id', 3, 'bigint')} AND state = 'held'",
+                delivery_id,
+                at,
+                d.array([r["id"] for r in held]),
+            )
+            return delivery_id
+
+        made = []
+        for row in rows:
+            made_id = await self._db.transaction(partial(one, destination_id=row[0]))
+            if made_id is not None:
+                made.append(made_id)
+        return made
 
     # --- messages kept alive in rooms (alerts.edits) ----------------------------------
 
@@ -622,11 +700,12 @@ class SqlStore(ABC):
             "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending') AS pending, "
             "(SELECT count(*) FROM deliveries WHERE state = 'dead') AS dead, "
             "(SELECT min(created_at) FROM deliveries WHERE state = 'pending') AS oldest, "
-            "(SELECT count(*) FROM destinations WHERE parked_at IS NOT NULL) AS parked"
+            "(SELECT count(*) FROM destinations WHERE parked_at IS NOT NULL) AS parked, "
+            "(SELECT count(*) FROM deliveries WHERE state = 'held') AS held"
         )
         assert row is not None
         oldest = self._d.when(row["oldest"])
-        return OutboxStats(row["pending"], row["dead"], oldest, row["parked"])
+        return OutboxStats(row["pending"], row["dead"], oldest, row["parked"], row["held"])
 
     # --- kv --------------------------------------------------------------------------
 

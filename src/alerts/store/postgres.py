@@ -40,7 +40,7 @@ import asyncpg
 from alerts.errors import StoreError, StoreUnavailable
 from alerts.model import Delivery, Event, View
 from alerts.records import NotModified, PollCommit
-from alerts.store.codec import delivery_from_row, dumps, view_columns
+from alerts.store.codec import delivery_from_row, dumps, hold_columns, view_columns
 from alerts.store.common import SqlStore
 from alerts.store.database import Body, Row, Tx
 from alerts.store.dialect import POSTGRES
@@ -267,22 +267,32 @@ class PostgresStore(SqlStore):
             commit.now,
         )
         rows = [
-            (event_id, dest, *view_columns(routed.views.get(dest, View())))
+            (
+                event_id,
+                dest,
+                *view_columns(routed.views.get(dest, View())),
+                *hold_columns(routed.holds.get(dest), self._d),
+            )
             for routed, event_id in zip(commit.events, event_ids, strict=True)
             for dest in dict.fromkeys(routed.destination_ids)
         ]
         if rows:
             await tx.execute(
                 "INSERT INTO deliveries (id, event_id, destination_id, created_at, updates, "
-                "merge_window_s) SELECT u.id, u.event_id, u.dest, $4, u.updates, u.mw "
+                "merge_window_s, state, hold_until, digest_key) SELECT u.id, u.event_id, "
+                "u.dest, $4, u.updates, u.mw, u.state, u.hold, u.dkey "
                 "FROM unnest($1::bigint[], $2::bigint[], $3::text[], $5::text[], "
-                "$6::float8[]) AS u(id, event_id, dest, updates, mw)",
+                "$6::float8[], $7::text[], $8::timestamptz[], $9::text[]) "
+                "AS u(id, event_id, dest, updates, mw, state, hold, dkey)",
                 await _next_ids(tx, "deliveries", len(rows)),
                 [r[0] for r in rows],
                 [r[1] for r in rows],
                 commit.now,
                 [r[2] for r in rows],
                 [r[3] for r in rows],
+                [r[4] for r in rows],
+                [r[5] for r in rows],
+                [r[6] for r in rows],
             )
         return stored
 

@@ -17,6 +17,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -331,51 +332,55 @@ class SqliteStore(SqlStore):
         rows = await self._db.transaction(claim)
         return [delivery_from_row(r, self.install_id, d, now) for r in rows]
 
-    # --- migration bookkeeping: a schema_migrations table, as on PostgreSQL ---------
+    # --- migration bookkeeping: a schema_migrations table, like PostgreSQL's ----------
 
     @staticmethod
     async def _lock_schema(tx: Tx) -> None:
-        """``BEGIN IMMEDIATE`` already holds the write lock. A database from before
-        ``schema_migrations`` (which kept only the highest version applied, in
-        ``PRAGMA user_version``) gets the table, listing what that version meant."""
-        if await _has_migrations_table(tx):
+        """``BEGIN IMMEDIATE`` already holds the write lock. Each applied migration is
+        a row, so one numbered lower than the newest applied (a file that landed
+        later) is still applied; a file from before the table has its rows made from
+        ``PRAGMA user_version``, which then meant "every migration up to here"."""
+        if await _has_table(tx):
             return
-        current = int(await tx.fetchval("PRAGMA user_version") or 0)
         await tx.execute(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))"
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at REAL NOT NULL)"
         )
-        for migration in bundled(SQLITE.name):
-            if migration.version <= current:
-                await SqliteStore._record(tx, migration)
+        current = int(await tx.fetchval("PRAGMA user_version") or 0)
+        await tx.executemany(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            [
+                (m.version, m.name, time.time())
+                for m in bundled(SQLITE.name)
+                if m.version <= current
+            ],
+        )
 
     @staticmethod
     async def _applied(tx: Tx) -> tuple[int, ...]:
-        """Each migration applied, so that one numbered below the highest applied
-        (a branch that landed later) is still applied."""
-        if not await _has_migrations_table(tx):
-            current = int(await tx.fetchval("PRAGMA user_version") or 0)
-            return tuple(m.version for m in bundled(SQLITE.name) if m.version <= current)
-        rows = await tx.fetch("SELECT version FROM schema_migrations ORDER BY version")
-        return tuple(int(r[0]) for r in rows)
+        if await _has_table(tx):
+            rows = await tx.fetch("SELECT version FROM schema_migrations ORDER BY version")
+            return tuple(int(r[0]) for r in rows)
+        current = int(await tx.fetchval("PRAGMA user_version") or 0)
+        return tuple(m.version for m in bundled(SQLITE.name) if m.version <= current)
 
     @staticmethod
     async def _record(tx: Tx, migration: Migration) -> None:
         await tx.execute(
-            "INSERT OR IGNORE INTO schema_migrations (version, name) VALUES ($1, $2)",
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
             migration.version,
             migration.name,
+            time.time(),
         )
-        current = int(await tx.fetchval("PRAGMA user_version") or 0)
-        if migration.version > current:  # still the highest, for tools that read it
-            await tx.execute(f"PRAGMA user_version={int(migration.version)}")
+        current = int(await tx.fetchval("PRAGMA user_version") or 0)  # the newest, for tools
+        await tx.execute(f"PRAGMA user_version={max(current, int(migration.version))}")
 
 
-async def _has_migrations_table(tx: Tx) -> bool:
+async def _has_table(tx: Tx) -> bool:
     found = await tx.fetchval(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
     )
-    return bool(found)
+    return found is not None
 
 
 async def applied_versions(url: str) -> tuple[int, ...]:

@@ -80,6 +80,10 @@ class AlertsGroup(app_commands.Group):
         min_amount="Skip awards below this amount (e.g. 1M)",
         min_change="Skip modifications that change less than this (e.g. 1M)",
         updates="What an update does to the first alert: edit it, edit and reply, or a new alert",
+        digest="Hold alerts for one digest message: hourly, daily@09:00, or off",
+        quiet="Quiet hours: hold alerts between these times, e.g. 22:00-07:00 (or off)",
+        tz="Time zone of digest and quiet hours, e.g. Europe/Paris (default UTC)",
+        urgent="Kinds never held, comma-separated: e.g. milestone",
     )
     @app_commands.choices(
         updates=[
@@ -98,6 +102,10 @@ class AlertsGroup(app_commands.Group):
         min_amount: str | None = None,
         min_change: str | None = None,
         updates: str | None = None,
+        digest: str | None = None,
+        quiet: str | None = None,
+        tz: str | None = None,
+        urgent: str | None = None,
     ) -> None:
         try:
             command = build_subscribe(
@@ -108,6 +116,10 @@ class AlertsGroup(app_commands.Group):
                 min_amount=min_amount or "",
                 min_change=min_change or "",
                 updates=updates or "",
+                digest=digest or "",
+                quiet=quiet or "",
+                tz=tz or "",
+                urgent=urgent or "",
             )
         except CommandError as exc:
             await self.front.reply(interaction, Reply(str(exc), ok=False))

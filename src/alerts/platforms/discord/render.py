@@ -41,7 +41,15 @@ from typing import Any
 import regex
 
 from alerts.model import Event, EventKind, MessageView
-from alerts.render.facts import Facts, Report, cut, facts_of, facts_of_view, utf16_len
+from alerts.render.facts import (
+    DigestGroup,
+    Facts,
+    Report,
+    cut,
+    facts_of,
+    facts_of_view,
+    utf16_len,
+)
 
 with warnings.catch_warnings():  # discord.py imports audioop, deprecated since Python 3.11
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
@@ -130,6 +138,12 @@ def embed_for(facts: Facts, *, ref: str | None = None) -> discord.Embed:
             value=fit(escape(fact.value), FIELD_VALUE_MAX) or "—",
             inline=len(fact.value) <= 40,
         )
+    for group in facts.digest[: FIELDS_MAX - len(embed.fields)]:
+        embed.add_field(
+            name=fit(escape(f"{group.label} ({group.count})"), FIELD_NAME_MAX),
+            value=_digest_entries(group),
+            inline=False,
+        )
     if facts.also:
         embed.insert_field_at(0, name="Also reported by", value=_reports(facts.also), inline=False)
         while len(embed.fields) > FIELDS_MAX:
@@ -151,6 +165,22 @@ def _reports(reports: tuple[Report, ...]) -> str:
             break
         shown.append(entry)
     return ", ".join(shown) or "—"
+
+
+def _digest_entries(group: DigestGroup) -> str:
+    """``• [title](url)`` lines within a field value's limit: whole entries only."""
+    shown: list[str] = []
+    for title, link in group.entries:
+        entry = fit(escape(title), 200)
+        if link:
+            entry = f"[{entry}]({link.replace('(', '%28').replace(')', '%29')})"
+        if utf16_len("\n".join([*shown, "• " + entry])) > FIELD_VALUE_MAX - 40:
+            break
+        shown.append("• " + entry)
+    more = group.count - len(shown)
+    if more > 0:
+        shown.append(f"… and {more} more")
+    return "\n".join(shown) or "—"
 
 
 def thread_name(event: Event) -> str:

@@ -40,7 +40,7 @@ from dataclasses import replace
 from typing import Any
 
 from alerts.model import Event, MessageView
-from alerts.render.facts import Facts, Report, cut, facts_of, facts_of_view, link_host
+from alerts.render.facts import DigestGroup, Facts, Report, cut, facts_of, facts_of_view, link_host
 
 MARKER = "org.alerts.ref"
 """A key of every event's content the sink sends: the delivery's transaction id (an
@@ -148,6 +148,7 @@ def plain_body(facts: Facts) -> str:
         lines.append(defuse(facts.summary))
     if facts.also:
         lines.append("Also reported by: " + ", ".join(_plain_report(r) for r in facts.also))
+    lines += _plain_digest(facts)
     lines.append(facts.when_text)
     return "\n".join(lines)
 
@@ -174,6 +175,9 @@ def html_body(facts: Facts) -> str:
         parts.append(f"<blockquote>{lines}</blockquote>")
     if facts.also:
         parts.append(f"<p>Also reported by {', '.join(_html_report(r) for r in facts.also)}</p>")
+    parts += [_html_group(group) for group in facts.digest]
+    if facts.digest_more:
+        parts.append(f"<p>… and {facts.digest_more} more sources</p>")
     parts.append(f"<p><sub>{_esc(facts.when_text)}</sub></p>")
     return "".join(parts)
 
@@ -182,6 +186,38 @@ def _html_report(report: Report) -> str:
     link = shown_link(report.link)
     name = _esc(report.source)
     return f'<a href="{html.escape(link, quote=True)}">{name}</a>' if link else name
+
+
+def _plain_digest(facts: Facts) -> list[str]:
+    """A digest's groups as lines: titles defused, links as the headline's."""
+    lines = []
+    for group in facts.digest:
+        lines.append(defuse(f"{group.label} ({group.count}):"))
+        for title, link in group.entries:
+            shown = shown_link(link)
+            lines.append(
+                f"  - {defuse(title)}" + (f" {shown.replace('@', '%40')}" if shown else "")
+            )
+        if group.more:
+            lines.append(f"  … and {group.more} more")
+    if facts.digest_more:
+        lines.append(f"… and {facts.digest_more} more sources")
+    return lines
+
+
+def _html_group(group: DigestGroup) -> str:
+    items = []
+    for title, link in group.entries:
+        shown = shown_link(link)
+        text = _esc(title)
+        items.append(
+            f'<li><a href="{html.escape(shown, quote=True)}">{text}</a></li>'
+            if shown
+            else f"<li>{text}</li>"
+        )
+    if group.more:
+        items.append(f"<li>… and {group.more} more</li>")
+    return f"<p><strong>{_esc(group.label)}</strong> ({group.count})</p><ul>{''.join(items)}</ul>"
 
 
 def _esc(text: str) -> str:
@@ -193,6 +229,10 @@ def _size(content: dict[str, Any]) -> int:
 
 
 def _smaller(facts: Facts) -> Facts:
+    if len(facts.digest) > 1:
+        half = len(facts.digest) // 2
+        more = facts.digest_more + len(facts.digest) - half
+        return replace(facts, digest=facts.digest[:half], digest_more=more)
     if len(facts.also) > 3:
         return replace(facts, also=facts.also[:3])
     if len(facts.summary) > 200:

@@ -2,12 +2,10 @@
 
 Each backend has a folder of numbered files (``sqlite/0001_initial.sql``,
 ``postgres/0001_initial.sql``…). Opening a store applies, in one transaction, every
-bundled migration the database has not recorded as applied — each backend lists them
-in a ``schema_migrations`` table (PostgreSQL under an advisory lock, so replicas
-starting together migrate once), so a migration numbered below the highest applied
-one (a branch that landed later) is still applied. SQLite databases from before the
-table kept only the highest version, in ``PRAGMA user_version``; the table is made
-from it on first open. Files are never edited
+bundled migration the database has not recorded as applied — in a
+``schema_migrations`` table on both backends (on PostgreSQL under an advisory lock,
+so replicas starting together migrate once). A migration numbered below the newest
+applied one (a file that landed later) is applied too. Files are never edited
 once released; a schema change is a new file with the next number.
 
 This package only holds the files; the backends apply them and record what they
