@@ -71,6 +71,7 @@ LEADER_LEASE_S = 30.0
 GAUGES_EVERY_S = 5.0
 RESIGN_TIMEOUT_S = 0.5
 CLOSE_RESERVE_S = 1.0
+SHUTTING_DOWN = "shutting down"
 
 
 def make_owner(settings: Settings) -> str:
@@ -163,6 +164,8 @@ class Runtime:
     _owned: dict[str, AccountKeeper] = field(default_factory=dict)
     _account_listeners: dict[str, Loop] = field(default_factory=dict)
     _closed: set[str] = field(default_factory=set)
+    _start_errors: dict[str, str] = field(default_factory=dict)
+    _serving: bool = False  # ``run`` is running: owned chat accounts listen too
 
     @classmethod
     async def open(
@@ -310,6 +313,7 @@ class Runtime:
         """
         if not self._prepared and not await self._prepare_waiting():
             return
+        self._serving = True
         await self._start_sinks()
         self.ready = True
         log.info(
@@ -404,7 +408,10 @@ class Runtime:
             started[kind] = sink
         self.dispatcher.sinks = started
         if self._leased:
-            await self._accounts_step()
+            try:
+                await self._accounts_step()
+            except Exception as exc:  # the accounts loop tries again
+                self.faults.failed("accounts", exc)
 
     def _chat_sinks(self) -> list[tuple[str, ChatListener]]:
         """Chat listeners the ``chat`` leader runs: those of sinks without an account
@@ -449,17 +456,26 @@ class Runtime:
         sink.hand_over(keeper)
         try:
             await sink.start()
-        except Exception:
-            log.exception("sink %s failed to start; its deliveries wait", kind)
+        except Exception as exc:
+            message = describe(exc)
+            if self._start_errors.get(kind) != message:  # once, not every renewal
+                log.error(
+                    "sink %s failed to start; its deliveries wait, tried again every %g s: %s",
+                    kind,
+                    keeper.lease_s / 3,
+                    message,
+                )
+            self._start_errors[kind] = message
             with contextlib.suppress(Exception):
                 await sink.close()
             await keeper.release()
             return
+        self._start_errors.pop(kind, None)
         self._owned[kind] = keeper
         self.dispatcher.sinks[kind] = sink
         self.dispatcher.wake()
         log.info("owning account %s: sink %s sends and syncs here", keeper.name, kind)
-        if isinstance(sink, ChatListener):
+        if isinstance(sink, ChatListener) and self._serving:
             loop = Loop(f"listen:{kind}", partial(sink.listen, self.commands), faults=self.faults)
             self._account_listeners[kind] = loop
             self._tasks.start(loop.run(), name=f"account-listen:{kind}")
@@ -467,7 +483,8 @@ class Runtime:
     async def _drop_account(self, kind: str, why: str) -> None:
         keeper = self._owned.pop(kind)
         self.dispatcher.sinks.pop(kind, None)
-        log.warning("no longer owning account %s (%s): sink %s stops", keeper.name, why, kind)
+        level = logging.INFO if why == SHUTTING_DOWN else logging.WARNING
+        log.log(level, "no longer owning account %s (%s): sink %s stops", keeper.name, why, kind)
         loop = self._account_listeners.pop(kind, None)
         if loop is not None:
             loop.stop()
@@ -480,7 +497,7 @@ class Runtime:
         leases back so another replica takes over at once."""
         for kind in list(self._owned):
             keeper = self._owned[kind]
-            await self._drop_account(kind, "shutting down")
+            await self._drop_account(kind, SHUTTING_DOWN)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(keeper.release(), RESIGN_TIMEOUT_S)
             self._closed.add(kind)
@@ -569,6 +586,7 @@ class Runtime:
         return True
 
     async def close(self) -> None:
+        await self._release_accounts()
         for kind, sink in self.sinks.items():
             if kind in self._closed or (kind in self._leased and kind not in self._owned):
                 continue
