@@ -265,8 +265,11 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
             row = await store.get_source(sid)
             if row is not None:
                 rows[sid] = row
+        added = [c for c in await store.list_chat_sources() if c.id not in config.sources]
     finally:
         await store.close()
+    kinds = {sid: spec.kind for sid, spec in config.sources.items()}
+    kinds |= {c.id: f"{c.kind} (chat)" for c in added}
     table = [
         (
             "SOURCE",
@@ -280,15 +283,15 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
             "LAST ERROR",
         )
     ]
-    for sid, spec in sorted(config.sources.items()):
+    for sid, kind in sorted(kinds.items()):
         r = rows.get(sid)
         if r is None:
-            table.append((sid, spec.kind, "never", "never", "0", "not yet scheduled", "0", "", ""))
+            table.append((sid, kind, "never", "never", "0", "not yet scheduled", "0", "", ""))
             continue
         table.append(
             (
                 sid,
-                spec.kind,
+                kind,
                 _when(r.last_success_at),
                 _when(r.last_new_at),
                 str(r.failures),
@@ -299,6 +302,41 @@ async def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     _print_table(table, sys.stdout)
+    if added:
+        print("\nAdded from chat (alerts remove-source ID removes one):")
+        chat = [("SOURCE", "ROOM", "ADDED BY", "ADDED", "TOPIC", "URL")]
+        chat += [
+            (c.id, c.destination_id, c.added_by, _when(c.added_at), c.topic, redact_text(c.url))
+            for c in added
+        ]
+        _print_table(chat, sys.stdout)
+    return EXIT_OK
+
+
+async def cmd_remove_source(args: argparse.Namespace, settings: Settings) -> int:
+    """Remove a source a room added from chat (add-feed), with its room's subscription.
+
+    The room's pending alerts of it become dead deliveries (alerts deliveries shows
+    them). A running service stops polling it within seconds. Sources of the config
+    files are removed by editing the files.
+    """
+    from alerts.store import open_store
+
+    config = load_config(settings.config_dir)
+    if args.source in config.sources:
+        raise ConfigError(
+            f"{args.source} is defined in {config.sources[args.source].origin}: "
+            "remove it from the config files"
+        )
+    store = await open_store(settings.database_url)
+    try:
+        removed = await store.remove_chat_source(args.source, reason="removed by the operator")
+    finally:
+        await store.close()
+    if removed is None:
+        print(f"alerts: no source {args.source!r} was added from chat", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(f"removed {removed.id} ({redact_text(removed.url)}), added in {removed.destination_id}")
     return EXIT_OK
 
 
@@ -588,6 +626,7 @@ COMMANDS: dict[str, Handler] = {
     "check": cmd_check,
     "poll": cmd_poll,
     "sources": cmd_sources,
+    "remove-source": cmd_remove_source,
     "deliveries": cmd_deliveries,
     "destinations": cmd_destinations,
     "adapters": cmd_adapters,
@@ -631,6 +670,8 @@ def _add_command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "poll":
         p.add_argument("source", help="source id")
         p.add_argument("--dry-run", action="store_true", help="fetch and detect, store nothing")
+    elif name == "remove-source":
+        p.add_argument("source", help="id of a source added from chat (alerts sources)")
     elif name == "deliveries":
         p.add_argument(
             "--state",

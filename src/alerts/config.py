@@ -159,6 +159,45 @@ class HttpConfig(_Strict):
     )
 
 
+def _domain(value: str) -> str:
+    host = value.strip().lower().rstrip(".")
+    if host == "*":
+        return host
+    labels = host.split(".")
+    if not host or any(
+        not re.fullmatch(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", p) for p in labels
+    ):
+        raise ValueError(f"{value!r} is not a host name (write example.org, without https://)")
+    return host
+
+
+class ChatConfig(_Strict):
+    """``[chat]``: what rooms may do beyond subscribing (``add-feed``)."""
+
+    allow_add_sources: StrictBool = Field(
+        default=False, description="let moderators (and users in DMs) add feeds with add-feed"
+    )
+    add_source_domains: tuple[Annotated[str, AfterValidator(_domain)], ...] = Field(
+        default=(),
+        description='hosts feeds may be added from (a host allows its subdomains; "*" any)',
+    )
+    add_source_quota: StrictInt = Field(
+        default=5, ge=1, le=1000, description="most feeds one room may add"
+    )
+    add_source_interval: IntervalS | None = Field(
+        default=None, description="how often added feeds are polled (default_interval if unset)"
+    )
+    allow_private_network: AllowPrivateNetworkOption = Field(
+        default=False,
+        description="let added feeds reach loopback/private addresses (never [http]'s)",
+    )
+
+    def domain_allowed(self, host: str) -> bool:
+        """``host`` is a listed domain or a subdomain of one."""
+        host = host.lower().rstrip(".")
+        return any(d == "*" or host == d or host.endswith("." + d) for d in self.add_source_domains)
+
+
 class TopicConfig(_Strict):
     description: Description = ""
 
@@ -238,6 +277,7 @@ class RouteConfig(_Strict):
 class ConfigFile(_Strict):
     service: dict[str, Any] = {}
     http: dict[str, Any] = {}
+    chat: dict[str, Any] = {}
     topics: dict[str, TopicConfig] = {}
     sources: list[SourceConfig] = []
     destinations: dict[str, DestinationConfig] = {}
@@ -295,6 +335,8 @@ class Config:
     """How each config destination's room shows events (``updates``, ``merge_window``)."""
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
     """Config destinations' digest and quiet-hours settings (``alerts.schedule``)."""
+    chat: ChatConfig = field(default_factory=lambda: ChatConfig())
+    """``[chat]``: whether rooms may add feeds, from where, how many."""
 
     @property
     def topic_descriptions(self) -> dict[str, str]:
@@ -378,6 +420,8 @@ class _Assembly:
     def build(self) -> Config:
         service = self._section("service", ServiceConfig, [(o, f.service) for o, f in self.files])
         http = self._section("http", HttpConfig, [(o, f.http) for o, f in self.files])
+        chat = self._section("chat", ChatConfig, [(o, f.chat) for o, f in self.files])
+        self._chat_domains(chat)
         topics = self._topics()
         sources, all_ids = self._sources(service or ServiceConfig(), topics)
         used = {dc.sink for _, cf in self.files for dc in cf.destinations.values()}
@@ -386,7 +430,7 @@ class _Assembly:
             self.problems.extend(problems)
         destinations, origins = self._destinations(bad_env)
         routes, tables = self._routes(topics, all_ids, origins)
-        if self.problems or service is None or http is None:
+        if self.problems or service is None or http is None or chat is None:
             raise ConfigError(self.problems)
         disabled = tuple(sc.id for _, _, sc in self._each_source() if not sc.enabled)
         views = {
@@ -413,6 +457,7 @@ class _Assembly:
                 for name, dc in cf.destinations.items()
                 if name in destinations and (schedule := dc.schedule) is not None
             },
+            chat=chat,
         )
 
     def _section(
@@ -438,6 +483,14 @@ class _Assembly:
             return model.model_validate(merged)
         except ValidationError:
             return None  # reported above, with its file
+
+    def _chat_domains(self, chat: ChatConfig | None) -> None:
+        if chat is not None and chat.allow_add_sources and not chat.add_source_domains:
+            origin = next(o for o, f in self.files if "allow_add_sources" in f.chat)
+            self.problems.append(
+                f"{origin}: chat.add_source_domains: required when allow_add_sources = true "
+                '(the hosts rooms may add feeds from, or ["*"] for any)'
+            )
 
     def _topics(self) -> dict[str, TopicConfig]:
         topics: dict[str, TopicConfig] = {}

@@ -43,6 +43,7 @@ from alerts.model import (
 )
 from alerts.records import (
     AccountLease,
+    ChatSource,
     DeliveryRow,
     DestinationRow,
     ItemState,
@@ -440,6 +441,27 @@ class Store(Protocol):
     async def subscriptions_version(self) -> int:
         """A number that changes whenever subscriptions change (router cache key)."""
         ...
+
+    # --- sources added from chat (alerts.store.chat_sources) -------------------------
+
+    async def add_chat_source(
+        self,
+        source: ChatSource,
+        *,
+        destination: Destination,
+        subscription: Subscription,
+        quota: int,
+    ) -> bool:
+        """Store a chat source, its room and the room's subscription to it in one
+        transaction; False (nothing written) over ``quota`` or for a URL the room has."""
+        ...
+
+    async def remove_chat_source(self, source_id: str, *, reason: str) -> ChatSource | None:
+        """Remove a chat source and its room's subscription; the room's pending
+        deliveries of it become dead with ``reason``. The removed row, or None."""
+        ...
+
+    async def list_chat_sources(self, destination_id: str | None = None) -> list[ChatSource]: ...
 
     # --- the outbox --------------------------------------------------------------
 

@@ -178,3 +178,18 @@ class Post:
     edited_at: datetime | None = None
     closed: bool = False
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSource:
+    """A feed added from chat (``add-feed``): it belongs to one room (``destination_id``)
+    and reaches that room alone, through a subscription to ``id``. ``topic`` is the
+    label the room gave it (a configured topic, or empty)."""
+
+    id: str
+    destination_id: str
+    url: str
+    added_by: str
+    added_at: datetime
+    kind: str = "feed"
+    topic: str = ""

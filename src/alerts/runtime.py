@@ -2,7 +2,9 @@
 
 ``Runtime.open`` builds everything from settings and config (store, HTTP client,
 adapters, sinks, router, scheduler, dispatcher, command service); ``run`` starts the
-scheduler, the dispatcher, the leader loop (chat listeners run only on the replica
+scheduler, the dispatcher, the accounts loop (a sink that sends as a bot account
+runs, and listens for commands, only while this process holds that account's lease:
+``alerts.accounts``), the leader loop (other chat listeners run only on the replica
 that holds the ``chat`` lease), the outbox gauges and the reload loop, each a
 supervised loop (``alerts.supervise``): no fault of one ends the others or the
 process, and ``faults`` is what ``/readyz`` reports. ``stop()`` shuts it down
@@ -29,10 +31,12 @@ from pathlib import Path
 from alerts import metrics
 from alerts.accounts import AccountKeeper, AccountSink, account_of
 from alerts.chat.commands import CommandService
-from alerts.config import Config, Settings, check_destinations, load_config
+from alerts.chat.feeds import ChatFeeds
+from alerts.config import Config, Settings, SourceSpec, check_destinations, load_config
 from alerts.dispatch import Dispatcher, RetryPolicy
 from alerts.errors import ConfigError
-from alerts.model import Destination, utcnow
+from alerts.model import Destination, UpdateStyle, utcnow
+from alerts.records import ChatSource
 from alerts.route import Router
 from alerts.scheduler import Scheduler, Timing
 from alerts.sinks import ChatListener, Sink, SinkContext
@@ -126,6 +130,34 @@ def build_adapters(config: Config, http: HttpClient) -> dict[str, Source]:
     }
 
 
+def chat_source_specs(rows: list[ChatSource], config: Config) -> dict[str, SourceSpec]:
+    """The sources rooms added (``add-feed``), as the scheduler polls them: each feeds
+    no topic (its room's subscription to it routes its alerts), polled every
+    ``[chat] add_source_interval`` and guarded by ``[chat] allow_private_network``."""
+    factories = source_registry()
+    specs = {}
+    for row in rows:
+        factory = factories.get(row.kind)
+        if factory is None or row.id in config.sources:
+            continue
+        specs[row.id] = SourceSpec(
+            id=row.id,
+            kind=row.kind,
+            url=row.url,
+            interval_s=config.chat.add_source_interval or config.service.default_interval,
+            topics=(),
+            options=factory.Options.model_validate({}),
+            fingerprint=tuple(factory.fingerprint_fields),
+            backfill=0,
+            max_events=config.service.max_events_per_poll,
+            name=row.url,
+            origin=f"added from chat in {row.destination_id} by {row.added_by}",
+            allow_private_network=config.chat.allow_private_network,
+            updates=UpdateStyle.EDIT,
+        )
+    return specs
+
+
 def http_limits(config: Config) -> HttpLimits:
     return HttpLimits(
         timeout_s=config.http.timeout,
@@ -166,6 +198,7 @@ class Runtime:
     _closed: set[str] = field(default_factory=set)
     _start_errors: dict[str, str] = field(default_factory=dict)
     _serving: bool = False  # ``run`` is running: owned chat accounts listen too
+    _chat_specs: dict[str, SourceSpec] = field(default_factory=dict)
 
     @classmethod
     async def open(
@@ -230,13 +263,19 @@ class Runtime:
             router=router,
             scheduler=scheduler,
             dispatcher=dispatcher,
-            commands=CommandService(store=store, topics=config.topic_descriptions),
+            commands=CommandService(
+                store=store,
+                topics=config.topic_descriptions,
+                feeds=ChatFeeds(store=store, http=http, chat=config.chat),
+            ),
             faults=faults,
             _overrides=dict(sink_overrides or {}),
             _register=register,
         )
         runtime.commands._on_change = runtime._subscriptions_changed
         dispatcher.may_send = runtime.may_send
+        assert runtime.commands.feeds is not None
+        runtime.commands.feeds._on_change = runtime._subscriptions_changed
         if prepare:
             try:
                 await runtime._prepare(runtime._overrides)
@@ -260,6 +299,7 @@ class Runtime:
         for destination in self.config.destinations.values():
             await self.store.upsert_destination(destination)
         if self._register:
+            await self.refresh_chat_sources(register=False)
             await self.scheduler.register()
         stored = {row.destination.sink for row in await self.store.list_destinations()}
         wanted = {d.sink for d in self.config.destinations.values()} | stored
@@ -290,6 +330,35 @@ class Runtime:
     async def _subscriptions_changed(self) -> None:
         version = await self.store.subscriptions_version()
         self.router.set_dynamic(await self.store.list_subscriptions(), version)
+        await self.refresh_chat_sources()
+
+    async def refresh_chat_sources(self, *, register: bool = True) -> bool:
+        """Poll the sources rooms added, as the store holds them now (another replica
+        may have added some): the scheduler gets them without a restart. True when
+        they changed."""
+        specs = chat_source_specs(await self.store.list_chat_sources(), self.config)
+        if specs == self._chat_specs:
+            return False
+        self._chat_specs = specs
+        merged = {**specs, **self.config.sources}
+        self.scheduler.update(merged, self._adapters(self.config, specs))
+        if register and self._register:
+            await self.scheduler.register(merged)
+        return True
+
+    @property
+    def polled_config(self) -> Config:
+        """The config with the sources rooms added (as the status page shows them)."""
+        from dataclasses import replace
+
+        return replace(self.config, sources={**self._chat_specs, **self.config.sources})
+
+    def _adapters(self, config: Config, chat: Mapping[str, SourceSpec]) -> dict[str, Source]:
+        """The configured sources' adapters and the chat sources'."""
+        from dataclasses import replace
+
+        added = build_adapters(replace(config, sources=chat), self.http) if chat else {}
+        return {**added, **build_adapters(config, self.http)}
 
     # --- running ------------------------------------------------------------------
 
@@ -534,6 +603,7 @@ class Runtime:
         self._gauge_ticks += 1
         if self._gauge_ticks % 12 == 0:
             await self.reclaim_dead_claims()
+        await self.refresh_chat_sources()
         stats = await self.store.outbox_stats()
         metrics.OUTBOX_PENDING.set(stats.pending)
         metrics.OUTBOX_DEAD.set(stats.dead)
@@ -557,7 +627,8 @@ class Runtime:
         one line. Raises only when the store failed (nothing was changed then)."""
         try:
             config = load_config(self.settings.config_dir)
-            adapters = build_adapters(config, self.http)
+            chat = chat_source_specs(await self.store.list_chat_sources(), config)
+            adapters = self._adapters(config, chat)
             check_destinations(config, self._validate_destination)
         except Exception as exc:  # a config error, or whatever a hostile file causes
             log.error("reload failed; keeping the running config: %s", _one_line(exc))
@@ -565,7 +636,7 @@ class Runtime:
         try:
             for destination in config.destinations.values():
                 await self.store.upsert_destination(destination)
-            await self.scheduler.register(config.sources)
+            await self.scheduler.register({**chat, **config.sources})
         except Exception as exc:
             log.error(
                 "reload failed; keeping the running config: the store failed (%s); trying again",
@@ -573,11 +644,14 @@ class Runtime:
             )
             raise
         self.config = config
-        self.scheduler.update(config.sources, adapters)
+        self._chat_specs = chat
+        self.scheduler.update({**chat, **config.sources}, adapters)
         self.router.set_static(config.routes)
         self.router.set_views(config.views, config.source_updates, config.not_stories)
         self.router.set_schedules(config.schedules)
         self.commands.topics = config.topic_descriptions
+        if self.commands.feeds is not None:
+            self.commands.feeds.chat = config.chat
         log.info(
             "config reloaded: %d sources, %d destinations",
             len(config.sources),

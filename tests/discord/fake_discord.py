@@ -22,6 +22,19 @@ What it emulates, from Discord's documentation and discord.py's expectations:
   edits of messages older than an hour, say).
 * The gateway: HELLO → IDENTIFY → READY → GUILD_CREATE, heartbeats, dispatch of
   ``INTERACTION_CREATE`` and ``GUILD_DELETE``.
+* Direct messages: DM channels (type 1, ``DM`` in Channel Types; no guild, the user
+  in ``recipients``: OpenAPI ``PrivateChannelResponse``), ``POST /users/@me/channels``
+  with a ``recipient_id`` (operation ``create_dm``: it returns the existing DM with
+  that user, or opens one), and interactions from the bot's DM (``context`` 1 =
+  ``BOT_DM``), which carry ``user`` instead of ``member`` and no ``guild_id`` (Discord
+  docs, Interactions → "Interaction Object": "member is sent when the interaction is
+  invoked in a guild, and user is sent when invoked in a DM"; discord.py
+  ``Interaction._from_data`` reads them so). A guild-installed app's
+  ``authorizing_integration_owners`` is ``{"0": "0"}`` there (docs: "the value is
+  ``0`` if the interaction was triggered from a DM with the app's bot user").
+* Interaction follow-ups: after a deferred answer (callback type 5), the bot sends
+  ``POST /webhooks/{application.id}/{interaction.token}`` (operation
+  ``execute_webhook``; discord.py ``Interaction.followup``).
 
 Every request is checked against Discord's OpenAPI spec and so is every response
 the fake gives (``violations`` collects the problems; the fixture fails the test
@@ -48,7 +61,7 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 MANAGE_CHANNELS = 1 << 4
 ADMIN_PERMISSIONS = (1 << 41) - 1
 
-TEXT, PUBLIC_THREAD, FORUM = 0, 11, 15
+TEXT, DM, PUBLIC_THREAD, FORUM = 0, 1, 11, 15
 
 RAW_BODY = web.RequestKey("raw_body", bytes)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,16 +82,40 @@ def iso(ts: float | None = None) -> str:
     return datetime.fromtimestamp(ts or time.time(), UTC).isoformat()
 
 
+def user_json(user_id: int) -> dict[str, Any]:
+    """A user as Discord sends one (OpenAPI ``UserResponse``)."""
+    return {
+        "id": str(user_id),
+        "username": f"user{user_id % 1000}",
+        "discriminator": "0",
+        "global_name": None,
+        "avatar": None,
+        "public_flags": 0,
+        "flags": 0,
+        "primary_guild": None,
+    }
+
+
 @dataclass
 class Channel:
     id: int
-    guild_id: int
+    guild_id: int | None  # None for a DM
     name: str
     type: int = TEXT
     parent_id: int | None = None
     forbidden: bool = False
+    recipient: int | None = None  # a DM's user
 
     def to_json(self) -> dict[str, Any]:
+        if self.type == DM:
+            assert self.recipient is not None
+            return {
+                "id": str(self.id),
+                "type": DM,
+                "last_message_id": None,
+                "flags": 0,
+                "recipients": [user_json(self.recipient)],
+            }
         data: dict[str, Any] = {
             "id": str(self.id),
             "type": self.type,
@@ -264,6 +301,8 @@ class FakeDiscord:
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = itertools.count(1)
         self._callback_waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._followup_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._interactions: dict[str, int] = {}  # token → channel of an interaction
         self._identified = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -280,6 +319,22 @@ class FakeDiscord:
     ) -> int:
         channel_id = self.snowflake()
         self.channels[channel_id] = Channel(channel_id, guild_id, name, type, parent_id)
+        return channel_id
+
+    def dm_with(self, user_id: int) -> int | None:
+        """The id of the bot's DM channel with ``user_id``, if one was opened."""
+        return next(
+            (c.id for c in self.channels.values() if c.type == DM and c.recipient == user_id),
+            None,
+        )
+
+    def add_dm(self, user_id: int) -> int:
+        """The bot's DM channel with ``user_id`` (opened by the user writing to the bot)."""
+        found = self.dm_with(user_id)
+        if found is not None:
+            return found
+        channel_id = self.snowflake()
+        self.channels[channel_id] = Channel(channel_id, None, "", DM, recipient=user_id)
         return channel_id
 
     def set_limits(self, limits: Limits) -> None:
@@ -335,6 +390,7 @@ class FakeDiscord:
         p = API_PREFIX
         app.router.add_get(f"{p}/users/@me", self._me)
         app.router.add_get(f"{p}/oauth2/applications/@me", self._application)
+        app.router.add_post(f"{p}/users/@me/channels", self._create_dm)
         app.router.add_post(f"{p}/channels/{{channel_id}}/messages", self._create_message)
         app.router.add_get(f"{p}/channels/{{channel_id}}/messages", self._list_messages)
         app.router.add_patch(
@@ -504,6 +560,14 @@ class FakeDiscord:
             "bot": dict(self.bot_user),
         }
         return self._json(request, 200, app)
+
+    async def _create_dm(self, request: web.Request) -> web.Response:
+        """``create_dm``: the DM with ``recipient_id``, opened if need be."""
+        recipient = json.loads(request[RAW_BODY]).get("recipient_id")
+        if recipient is None:
+            return self._error(request, 400, 50035, "Invalid Form Body: recipient_id")
+        channel = self.channels[self.add_dm(int(recipient))]
+        return self._json(request, 200, channel.to_json())
 
     # --- messages ----------------------------------------------------------------
 
@@ -729,6 +793,8 @@ class FakeDiscord:
         bucket = self._bucket(
             f"webhook:{webhook_id}", self.limits.webhook_per_id, self.limits.webhook_window_s
         )
+        if webhook_id == self.application_id:
+            return self._followup(request, bucket)
         known = self.webhooks.get(webhook_id)
         if known is None or known[0] != request.match_info["token"]:
             return self._error(request, 404, 10015, "Unknown Webhook", bucket)
@@ -760,6 +826,21 @@ class FakeDiscord:
             return self._json(request, 200, message.to_json(), bucket=bucket)
         return self._json(request, 204, None, bucket=bucket)
 
+    def _followup(self, request: web.Request, bucket: Bucket) -> web.Response:
+        """A follow-up message of an interaction (its token stands for the webhook's)."""
+        token = request.match_info["token"]
+        channel_id = self._interactions.get(token)
+        if channel_id is None:
+            return self._error(request, 404, 10015, "Unknown Webhook", bucket)
+        payload = json.loads(request[RAW_BODY])
+        message = self._post(channel_id, payload, webhook_id=self.application_id)
+        waiter = self._followup_waiters.pop(token, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(payload)
+        if request.query.get("wait", "").lower() in ("1", "true"):
+            return self._json(request, 200, message.to_json(), bucket=bucket)
+        return self._json(request, 204, None, bucket=bucket)
+
     # --- application commands and interactions -----------------------------------
 
     async def _sync_commands(self, request: web.Request) -> web.Response:
@@ -780,6 +861,8 @@ class FakeDiscord:
                     ),
                     "options": command.get("options", []),
                     "dm_permission": command.get("dm_permission", True),
+                    "contexts": command.get("contexts"),
+                    "integration_types": command.get("integration_types"),
                     "nsfw": command.get("nsfw", False),
                     **({"guild_id": str(guild_id)} if guild_id else {}),
                 }
@@ -919,15 +1002,22 @@ class FakeDiscord:
         autocomplete: str | None = None,
         timeout_s: float = 10.0,
     ) -> dict[str, Any]:
-        """Run ``/alerts <subcommand> …`` as a member; return the bot's callback body.
+        """Run ``/alerts <subcommand> …`` as a member (as the user, in a DM channel);
+        return the bot's callback body. A deferred answer (type 5) waits for the
+        follow-up and returns ``{"type": 5, "data": <the follow-up's body>}``.
 
         With ``autocomplete`` set to an option name, that option is focused and the
         interaction is an autocomplete request (type 4).
         """
         channel = self.channels[channel_id]
         interaction_id = self.snowflake()
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        token = f"itoken-{interaction_id}"
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
+        followup: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._callback_waiters[interaction_id] = waiter
+        self._followup_waiters[token] = followup
+        self._interactions[token] = channel_id
         sub_options = [
             {"name": k, "type": 3, "value": v, **({"focused": True} if k == autocomplete else {})}
             for k, v in (options or {}).items()
@@ -935,55 +1025,59 @@ class FakeDiscord:
         command = next(
             (c for cmds in self.commands.values() for c in cmds if c["name"] == "alerts"), None
         )
-        member_user = {
-            "id": str(user_id),
-            "username": f"user{user_id % 1000}",
-            "discriminator": "0",
-            "global_name": None,
-            "avatar": None,
-            "public_flags": 0,
-            "flags": 0,
-            "primary_guild": None,
-        }
-        data = {
+        data: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.application_id),
             "type": 4 if autocomplete else 2,
-            "token": f"itoken-{interaction_id}",
+            "token": token,
             "version": 1,
-            "guild_id": str(channel.guild_id),
-            "guild": {"id": str(channel.guild_id), "features": [], "locale": "en-US"},
             "channel_id": str(channel_id),
             "channel": channel.to_json(),
-            "member": {
-                "user": member_user,
-                "roles": [],
-                "joined_at": iso(),
-                "deaf": False,
-                "mute": False,
-                "flags": 0,
-                "permissions": str(permissions),
-            },
             "app_permissions": str(ADMIN_PERMISSIONS),
             "locale": "en-US",
-            "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(channel.guild_id)},
-            "context": 0,
             "attachment_size_limit": 8 * 1024 * 1024,
             "data": {
                 "id": command["id"] if command else str(self.snowflake()),
                 "name": "alerts",
                 "type": 1,
-                "guild_id": str(channel.guild_id),
                 "options": [{"name": subcommand, "type": 1, "options": sub_options}],
             },
         }
+        if channel.type == DM:
+            data |= {
+                "user": user_json(user_id),
+                "authorizing_integration_owners": {"0": "0"},
+                "context": 1,
+            }
+        else:
+            assert channel.guild_id is not None
+            data |= {
+                "guild_id": str(channel.guild_id),
+                "guild": {"id": str(channel.guild_id), "features": [], "locale": "en-US"},
+                "guild_locale": "en-US",
+                "member": {
+                    "user": user_json(user_id),
+                    "roles": [],
+                    "joined_at": iso(),
+                    "deaf": False,
+                    "mute": False,
+                    "flags": 0,
+                    "permissions": str(permissions),
+                },
+                "authorizing_integration_owners": {"0": str(channel.guild_id)},
+                "context": 0,
+            }
+            data["data"]["guild_id"] = str(channel.guild_id)
         await self.dispatch("INTERACTION_CREATE", data)
         try:
-            return await asyncio.wait_for(waiter, timeout_s)
+            callback = await asyncio.wait_for(waiter, timeout_s)
+            if callback.get("type") == 5:
+                return {"type": 5, "data": await asyncio.wait_for(followup, timeout_s)}
+            return callback
         finally:
             self._callback_waiters.pop(interaction_id, None)
+            self._followup_waiters.pop(token, None)
 
     # --- what tests look at -------------------------------------------------------
 

@@ -46,7 +46,20 @@ async def test_commands_synced_to_guild_with_manage_channels(
     assert command["name"] == "alerts"
     assert int(command["default_member_permissions"]) == MANAGE_CHANNELS
     subcommands = {o["name"]: o for o in command["options"]}
-    assert set(subcommands) == {"help", "topics", "list", "subscribe", "unsubscribe"}
+    assert set(subcommands) == {
+        "help",
+        "topics",
+        "list",
+        "subscribe",
+        "unsubscribe",
+        "add-feed",
+        "remove-feed",
+        "feeds",
+    }
+    # Guild channels and the bot's DMs (InteractionContextType GUILD 0, BOT_DM 1), not
+    # other people's DMs (PRIVATE_CHANNEL 2); installed to guilds only.
+    assert command["contexts"] == [0, 1]
+    assert command["integration_types"] == [0]
     topic = next(o for o in subcommands["subscribe"]["options"] if o["name"] == "topic")
     assert topic["autocomplete"] is True
     assert topic["required"] is True

@@ -56,6 +56,8 @@ class Peer:
         encrypted: bool = False,
         invite: Iterable[str] = (),
         power: dict[str, int] | None = None,
+        is_direct: bool = False,
+        room_version: str | None = None,
     ) -> str:
         initial_state = []
         if encrypted:
@@ -67,7 +69,11 @@ class Peer:
         if power is not None:
             override = {"users": dict(power)}
         resp = await self.client.room_create(
-            invite=list(invite), initial_state=initial_state, power_level_override=override
+            invite=list(invite),
+            initial_state=initial_state,
+            power_level_override=override,
+            is_direct=is_direct,
+            room_version=room_version,
         )
         assert isinstance(resp, nio.RoomCreateResponse), resp
         await self.sync()

@@ -14,6 +14,9 @@ Grammar (words separated by spaces; values may be quoted)::
               [digest=hourly|daily@HH:MM|off] [quiet=HH:MM-HH:MM|off]
               [tz=Area/City] [urgent=milestone,…]
     unsubscribe TOPIC | all
+    add-feed URL [TOPIC] [updates=edit|reply|new]
+    remove-feed ID|URL
+    feeds
 
 Keywords match whole words, case- and accent-insensitively; ``re:PATTERN`` is an
 RE2 regular expression (``alerts.keywords``). A bad keyword is refused with the
@@ -23,8 +26,10 @@ place, ``reply`` (edit it and reply in its thread with what changed) or post a
 ``new`` message; without it, the room's default. ``digest``, ``quiet``, ``tz`` and
 ``urgent`` hold the alerts for one digest message (``alerts.schedule``).
 
-Mutating commands (subscribe, unsubscribe) need ``may_manage`` in the context; the
-front end decides it (Matrix power level, Discord Manage Channels).
+Mutating commands (subscribe, unsubscribe, add-feed, remove-feed) need ``may_manage``
+in the context; the front end decides it (Matrix power level, Discord Manage
+Channels; in a DM, the one user). The feed verbs are ``alerts.chat.feeds``'s, present
+when the service gives one (``feeds``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from alerts.chat.feeds import ChatFeeds, FeedRefused
 from alerts.keywords import check_keywords
 from alerts.model import Destination, EventKind, Subscription, UpdateStyle
 from alerts.schedule import Schedule, parse_schedule
@@ -42,8 +48,8 @@ from alerts.schedule import Schedule, parse_schedule
 if TYPE_CHECKING:
     from alerts.store import Store
 
-MUTATING = frozenset({"subscribe", "unsubscribe"})
-VERBS = ("help", "topics", "list", "subscribe", "unsubscribe")
+MUTATING = frozenset({"subscribe", "unsubscribe", "add-feed", "remove-feed"})
+VERBS = ("help", "topics", "list", "subscribe", "unsubscribe", "add-feed", "remove-feed", "feeds")
 
 HELP = """\
 Commands:
@@ -64,7 +70,13 @@ Commands:
                             (every hour, once a day, or when quiet hours end);
                             urgent kinds are never held
   unsubscribe TOPIC|all     stop alerts on TOPIC (or all of them)
-subscribe and unsubscribe need moderator rights in this room."""
+  add-feed URL [TOPIC] [updates=…]
+                            add a feed of this room's own (where the operator
+                            allows it), labelled TOPIC; shows what it lists now
+  remove-feed ID|URL        remove a feed this room added
+  feeds                     the feeds this room added
+subscribe, unsubscribe, add-feed and remove-feed need moderator rights in this room
+(not in a direct message)."""
 
 
 class CommandError(Exception):
@@ -82,6 +94,7 @@ class Command:
     min_change: float | None = None
     updates: UpdateStyle | None = None
     schedule: Schedule | None = None
+    feed: str | None = None  # add-feed's URL, remove-feed's ID or URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +110,11 @@ class CommandContext:
     @property
     def destination_id(self) -> str:
         return Destination.chat_id(self.sink, self.target)
+
+    def destination(self) -> Destination:
+        return Destination(
+            self.destination_id, self.sink, self.target, dict(self.destination_options)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +183,9 @@ def parse(text: str) -> Command:
     verb, args = words[0].lower(), words[1:]
     if verb not in VERBS:
         raise CommandError(f"unknown command {verb!r}. Try: help")
-    if verb in ("help", "topics", "list"):
+    if verb in ("add-feed", "remove-feed"):
+        return parse_feed(verb, args)
+    if verb in ("help", "topics", "list", "feeds"):
         if args:
             raise CommandError(f"{verb} takes no arguments")
         return Command(verb)
@@ -194,6 +214,44 @@ def parse(text: str) -> Command:
         updates=options.pop("updates", ""),
         **{name: options.pop(name, "") for name in ("digest", "quiet", "tz", "urgent")},
         unknown=options,
+    )
+
+
+def parse_feed(verb: str, args: list[str]) -> Command:
+    """``add-feed URL [TOPIC] [updates=…]`` or ``remove-feed ID|URL``."""
+    positional = [a for a in args if "=" not in a or "://" in a]
+    options = dict(a.split("=", 1) for a in args if a not in positional)
+    if verb == "remove-feed":
+        if len(positional) != 1 or options:
+            raise CommandError("usage: remove-feed ID|URL")
+        return Command(verb, feed=positional[0])
+    return build_add_feed(
+        positional[0] if positional else "",
+        positional[1] if len(positional) == 2 else "",
+        updates=options.pop("updates", ""),
+        unknown=options,
+        extra=positional[2:],
+    )
+
+
+def build_add_feed(
+    url: str,
+    topic: str = "",
+    *,
+    updates: str = "",
+    unknown: Mapping[str, str] | None = None,
+    extra: list[str] | None = None,
+) -> Command:
+    """An add-feed command from its fields (what Discord's slash options give)."""
+    if not url or extra:
+        raise CommandError("usage: add-feed URL [TOPIC] [updates=edit|reply|new]")
+    if unknown:
+        raise CommandError(f"unknown option(s) {', '.join(sorted(unknown))}; options are updates")
+    return Command(
+        "add-feed",
+        topic=topic.lower() or None,
+        updates=parse_updates(updates) if updates else None,
+        feed=url,
     )
 
 
@@ -245,10 +303,12 @@ class CommandService:
         store: Store,
         topics: Mapping[str, str],
         on_change: Callable[[], Awaitable[None]] | None = None,
+        feeds: ChatFeeds | None = None,
     ) -> None:
         self.store = store
         self.topics = dict(topics)
         self._on_change = on_change
+        self.feeds = feeds
 
     def topic_names(self, prefix: str = "") -> list[str]:
         """For autocomplete."""
@@ -264,10 +324,10 @@ class CommandService:
         if command.verb in MUTATING and not ctx.may_manage:
             return Reply(f"Sorry {ctx.user}, only room moderators can {command.verb}.", ok=False)
         try:
-            handler = getattr(self, f"_do_{command.verb}")
+            handler = getattr(self, f"_do_{command.verb.replace('-', '_')}")
             reply: Reply = await handler(command, ctx)
             return reply
-        except CommandError as exc:
+        except (CommandError, FeedRefused) as exc:
             return Reply(str(exc), ok=False)
 
     async def _do_help(self, command: Command, ctx: CommandContext) -> Reply:
@@ -326,11 +386,35 @@ class CommandService:
             f"Unsubscribed from {topic} ({count} subscription{'s' if count != 1 else ''})."
         )
 
-    async def forget_room(self, sink: str, target: str, *, reason: str) -> int:
-        """The bot left or was removed: drop the room's subscriptions."""
-        count = await self.store.remove_destination(
-            Destination.chat_id(sink, target), reason=reason
+    async def _do_add_feed(self, command: Command, ctx: CommandContext) -> Reply:
+        feeds = self._feeds()
+        return Reply(
+            await feeds.add(
+                command.feed or "",
+                topic=command.topic,
+                updates=command.updates,
+                topics=self.topics,
+                ctx=ctx,
+            )
         )
+
+    async def _do_remove_feed(self, command: Command, ctx: CommandContext) -> Reply:
+        return Reply(await self._feeds().remove(command.feed or "", ctx))
+
+    async def _do_feeds(self, command: Command, ctx: CommandContext) -> Reply:
+        return Reply(await self._feeds().listing(ctx))
+
+    def _feeds(self) -> ChatFeeds:
+        if self.feeds is None:
+            raise CommandError("Adding feeds from chat is not available here.")
+        return self.feeds
+
+    async def forget_room(self, sink: str, target: str, *, reason: str) -> int:
+        """The bot left or was removed: drop the room's subscriptions and feeds."""
+        room = Destination.chat_id(sink, target)
+        for added in await self.store.list_chat_sources(room):
+            await self.store.remove_chat_source(added.id, reason=reason)
+        count = await self.store.remove_destination(room, reason=reason)
         await self._changed()
         return count
 

@@ -257,7 +257,7 @@ def _state_filter(request: web.Request) -> SourceState | None:
 async def _read(runtime: Any, only: SourceState | None) -> Snapshot:
     return await snapshot(
         store=runtime.store,
-        config=runtime.config,
+        config=getattr(runtime, "polled_config", runtime.config),  # chat sources included
         now=utcnow(),
         instance=runtime.owner,
         only=only,

@@ -21,7 +21,15 @@ from alerts.model import (
     Validators,
     View,
 )
-from alerts.records import DeliveryRow, DestinationRow, Hold, Post, PostKind, SourceRow
+from alerts.records import (
+    ChatSource,
+    DeliveryRow,
+    DestinationRow,
+    Hold,
+    Post,
+    PostKind,
+    SourceRow,
+)
 from alerts.schedule import Schedule
 from alerts.store.dialect import Dialect
 
@@ -184,4 +192,16 @@ def delivery_row_from_row(r: Any, d: Dialect) -> DeliveryRow:
         last_error=r["last_error"],
         sent_at=d.when(r["sent_at"]),
         remote_id=r["remote_id"],
+    )
+
+
+def chat_source_from_row(r: Any, d: Dialect) -> ChatSource:
+    return ChatSource(
+        id=r["id"],
+        destination_id=r["destination_id"],
+        url=r["url"],
+        added_by=r["added_by"],
+        added_at=_must(d.when(r["added_at"])),
+        kind=r["kind"],
+        topic=r["topic"],
     )

@@ -46,6 +46,7 @@ from alerts.records import (
     PostKind,
     SourceRow,
 )
+from alerts.store.chat_sources import ChatSourcesSql
 from alerts.store.codec import (
     delivery_row_from_row,
     destination_from_row,
@@ -132,7 +133,7 @@ def _post_key(post: Post, d: Dialect) -> tuple[Any, ...]:
     )
 
 
-class SqlStore(ABC):
+class SqlStore(ChatSourcesSql, ABC):
     """``Store`` on any ``Database``; see the module docstring."""
 
     def __init__(self, db: Database, install_id: str) -> None:

@@ -33,6 +33,7 @@ TABLES: tuple[str, ...] = (
     "items",
     "events",
     "subscriptions",
+    "chat_sources",
     "deliveries",
     "posts",
     "post_items",

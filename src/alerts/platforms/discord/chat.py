@@ -14,7 +14,14 @@ Access: the command is registered with ``default_member_permissions`` = Manage
 Channels (server admins may widen or narrow it under Server Settings →
 Integrations) and the member's resolved permissions in the channel are checked
 again at run time: only a member who can manage the channel may subscribe or
-unsubscribe it.
+unsubscribe it (or add and remove feeds).
+
+Direct messages: the command is also allowed in the bot's DMs (interaction
+context ``BOT_DM``; Discord sends ``user`` instead of ``member`` there). A DM is the
+user's own room: no rights are needed, and alerts go to the DM channel, which the
+bot opens (or finds) with ``POST /users/@me/channels`` (Create DM). The
+destination remembers the user (``dm_user``). DMs see only global commands: set
+``ALERTS_DISCORD_GLOBAL_COMMANDS=true`` (or list no guilds) for them.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from alerts.chat.commands import (
     CommandError,
     CommandService,
     Reply,
+    build_add_feed,
     build_subscribe,
 )
 from alerts.platforms.discord.session import AlertsClient
@@ -39,6 +47,7 @@ with warnings.catch_warnings():  # discord.py imports audioop, deprecated since 
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
     import discord
     from discord import app_commands
+    from discord.http import Route
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +64,10 @@ class AlertsGroup(app_commands.Group):
             name="alerts",
             description="Alerts on campaign news, petitions and contracts for this channel",
             default_permissions=discord.Permissions(manage_channels=True),
-            guild_only=True,
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=True, private_channel=False
+            ),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
         )
         self.front = front
 
@@ -131,6 +143,48 @@ class AlertsGroup(app_commands.Group):
     async def unsubscribe(self, interaction: discord.Interaction, topic: str) -> None:
         await self.front.run_command(interaction, Command("unsubscribe", topic=topic))
 
+    @app_commands.command(name="add-feed", description="Add a feed of this channel's own")
+    @app_commands.describe(
+        url="The feed's address (https://…)",
+        topic="A topic to label it with",
+        updates="What an update does to the first alert: edit it, edit and reply, or a new alert",
+    )
+    @app_commands.choices(
+        updates=[
+            app_commands.Choice(name="edit the first alert in place", value="edit"),
+            app_commands.Choice(name="edit it and reply with what changed", value="reply"),
+            app_commands.Choice(name="post a new alert", value="new"),
+        ]
+    )
+    async def add_feed(
+        self,
+        interaction: discord.Interaction,
+        url: str,
+        topic: str | None = None,
+        updates: str | None = None,
+    ) -> None:
+        try:
+            command = build_add_feed(url, topic or "", updates=updates or "")
+        except CommandError as exc:
+            await self.front.reply(interaction, Reply(str(exc), ok=False))
+            return
+        await self.front.run_command(interaction, command, slow=True)
+
+    @app_commands.command(name="remove-feed", description="Remove a feed this channel added")
+    @app_commands.describe(feed="The feed's id (see /alerts feeds) or address")
+    async def remove_feed(self, interaction: discord.Interaction, feed: str) -> None:
+        await self.front.run_command(interaction, Command("remove-feed", feed=feed))
+
+    @app_commands.command(name="feeds", description="The feeds this channel added")
+    async def feeds(self, interaction: discord.Interaction) -> None:
+        await self.front.run_command(interaction, Command("feeds"))
+
+    @add_feed.autocomplete("topic")
+    async def _add_feed_topics(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return self.front.topic_choices(current)
+
     @subscribe.autocomplete("topic")
     async def _subscribe_topics(
         self, interaction: discord.Interaction, current: str
@@ -201,30 +255,55 @@ class DiscordCommands:
             for name in self.service.topic_names(current.strip())[:CHOICES_MAX]
         ]
 
-    def context(self, interaction: discord.Interaction) -> CommandContext:
-        """The room and rights of an interaction, as the command core sees them."""
+    async def context(self, interaction: discord.Interaction) -> CommandContext:
+        """The room and rights of an interaction, as the command core sees them: a
+        guild channel and the member's rights there, or the user's DM with the bot."""
+        user = interaction.user
+        if interaction.guild_id is None:
+            return CommandContext(
+                sink=SINK,
+                target=str(await self.dm_channel(user.id)),
+                user=user.name,
+                may_manage=True,
+                destination_options={"dm_user": str(user.id)},
+            )
         return CommandContext(
             sink=SINK,
             target=str(interaction.channel_id),
-            user=interaction.user.name,
+            user=user.name,
             may_manage=interaction.permissions.manage_channels,
             destination_options={"guild_id": str(interaction.guild_id)},
         )
 
-    async def run_command(self, interaction: discord.Interaction, command: Command) -> None:
+    async def dm_channel(self, user_id: int) -> int:
+        """The bot's DM channel with the user (``POST /users/@me/channels``, which
+        returns the open one or opens it; the id goes as a string, as Discord's
+        OpenAPI spec writes snowflakes: discord.py's ``create_dm`` sends an integer)."""
+        route = Route("POST", "/users/@me/channels")
+        data = await self.client.http.request(route, json={"recipient_id": str(user_id)})
+        return int(data["id"])
+
+    async def run_command(
+        self, interaction: discord.Interaction, command: Command, *, slow: bool = False
+    ) -> None:
+        """Run ``command`` and answer; ``slow`` (it fetches something) defers the
+        answer first, as Discord wants one within 3 seconds."""
+        if slow:
+            await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            reply = await self.service.execute(command, self.context(interaction))
+            reply = await self.service.execute(command, await self.context(interaction))
         except Exception:
             log.exception("/alerts %s failed in channel %s", command.verb, interaction.channel_id)
             reply = Reply("Sorry, that failed on our side; the operator has the details.", ok=False)
         await self.reply(interaction, reply)
 
     async def reply(self, interaction: discord.Interaction, reply: Reply) -> None:
-        await interaction.response.send_message(
-            cut(reply.text, REPLY_MAX),
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        text = cut(reply.text, REPLY_MAX)
+        mentions = discord.AllowedMentions.none()
+        if interaction.response.is_done():  # deferred: the answer is a follow-up
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=mentions)
+            return
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=mentions)
 
     async def forget_guild(self, guild_id: int) -> None:
         """The bot left (or was removed from) a guild: drop its channels' subscriptions."""

@@ -116,13 +116,15 @@ class DiscordOptions(BaseModel):
 
     ``post = "forum_post"`` when the target is a forum channel: each alert opens a
     post titled with the alert title. ``guild_id`` is filled in by the slash
-    commands (so leaving a guild drops its subscriptions).
+    commands (so leaving a guild drops its subscriptions); ``dm_user`` too, for a
+    user's DM with the bot (the target is then the DM channel).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     post: Literal["message", "forum_post"] = "message"
     guild_id: str | None = None
+    dm_user: str | None = None
 
 
 class DiscordSender:

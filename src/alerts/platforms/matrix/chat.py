@@ -6,11 +6,16 @@ destination, and the reply goes back as an ``m.notice`` reply.
 
 * An invite is accepted when the inviter is allowed (``ALERTS_MATRIX_INVITE_USERS``,
   ``ALERTS_MATRIX_INVITE_SERVERS`` or ``ALERTS_MATRIX_INVITE_ANYONE``), rejected
-  otherwise.
+  otherwise. An invite to a direct chat (the bot's ``m.room.member`` invite says
+  ``is_direct``) is accepted from anyone while ``ALERTS_MATRIX_INVITE_DIRECT`` is
+  true (the default): a personal subscription. Once joined, the bot leaves such a
+  room again if anyone but the inviter is in it or invited.
 * When the bot is kicked or banned, the room's subscriptions are dropped
   (``CommandService.forget_room``).
-* ``subscribe`` / ``unsubscribe`` need the room power level
-  ``ALERTS_MATRIX_MANAGE_POWER_LEVEL`` (default 50, a moderator).
+* ``subscribe`` / ``unsubscribe`` (and ``add-feed`` / ``remove-feed``) need the room
+  power level ``ALERTS_MATRIX_MANAGE_POWER_LEVEL`` (default 50, a moderator),
+  except in a DM: a room whose only members (joined or invited) are the bot and
+  the sender, who then manages their own subscriptions.
 * Messages from before the listener started (the catch-up sync) are not replayed;
   a reply's transaction id derives from the command's event id, so it is sent once.
 """
@@ -56,12 +61,14 @@ class MatrixRooms:
         """Handle one sync: invites, kicks, and (unless catching up) commands."""
         session = self.session
         invites = session.invites()
+        direct = {rid for rid, info in resp.rooms.invite.items() if self._is_direct(info)}
         if not self._pending_invites_checked:
             self._pending_invites_checked = True
             for room_id, inviter in invites.items():
-                await self._on_invite(room_id, inviter)
+                if room_id not in resp.rooms.invite:
+                    await self._on_invite(room_id, inviter, direct=False)
         for room_id in resp.rooms.invite:
-            await self._on_invite(room_id, invites.get(room_id))
+            await self._on_invite(room_id, invites.get(room_id), direct=room_id in direct)
         for room_id, info in resp.rooms.leave.items():
             await self._on_leave(room_id, info.timeline.events)
         if catching_up:
@@ -82,13 +89,45 @@ class MatrixRooms:
         server = inviter.split(":", 1)[1] if ":" in inviter else ""
         return server in self.settings.invite_servers
 
-    async def _on_invite(self, room_id: str, inviter: str | None) -> None:
+    def _is_direct(self, info: nio.InviteInfo) -> bool:
+        """The bot's invite marks the room a direct chat (``is_direct``)."""
+        me = self.session.user_id
+        return any(
+            isinstance(e, nio.InviteMemberEvent)
+            and e.state_key == me
+            and e.membership == "invite"
+            and e.content.get("is_direct") is True
+            for e in info.invite_state
+        )
+
+    async def _on_invite(self, room_id: str, inviter: str | None, *, direct: bool) -> None:
         if self.inviter_allowed(inviter):
             joined = await self.session.join(room_id)
             log.info("Matrix: invited to %s by %s; joined: %s", room_id, inviter, joined)
+        elif direct and inviter and self.settings.invite_direct:
+            joined = await self.session.join(room_id)
+            log.info("Matrix: DM invite to %s from %s; joined: %s", room_id, inviter, joined)
+            if joined:
+                await self._leave_unless_direct(room_id, inviter)
         else:
             left = await self.session.leave(room_id)
             log.info("Matrix: refused invite to %s from %s (left: %s)", room_id, inviter, left)
+
+    async def _leave_unless_direct(self, room_id: str, inviter: str) -> None:
+        """A room joined as a DM holds only the bot and its inviter, or the bot leaves."""
+        events = await self.session.room_state(room_id)
+        members = {
+            e.get("state_key")
+            for e in events or []
+            if e.get("type") == "m.room.member"
+            and e.get("content", {}).get("membership") in ("join", "invite", "knock")
+        }
+        others = members - {self.session.user_id, inviter}
+        if events is None or others:
+            left = await self.session.leave(room_id)
+            log.warning(
+                "Matrix: %s was no DM (%d other member(s)); left: %s", room_id, len(others), left
+            )
 
     async def _on_leave(self, room_id: str, events: list[Any]) -> None:
         me = self.session.user_id
@@ -116,9 +155,17 @@ class MatrixRooms:
             return stripped[len(prefix) :].strip()
         return None
 
+    def is_dm(self, room: nio.MatrixRoom, user_id: str) -> bool:
+        """Only the bot and ``user_id`` are in the room (joined or invited)."""
+        members = set(room.users) | set(room.invited_users)
+        return members <= {self.session.user_id, user_id}
+
     async def may_manage(self, room: nio.MatrixRoom, user_id: str) -> bool:
-        """Power level at least the configured one; room creators of v12+ rooms always."""
+        """Power level at least the configured one; room creators of v12+ rooms always;
+        anyone in their DM with the bot."""
         if room.power_levels.get_user_level(user_id) >= self.settings.manage_power_level:
+            return True
+        if self.is_dm(room, user_id):
             return True
         return user_id in await self._privileged_creators(room)
 

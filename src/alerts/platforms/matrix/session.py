@@ -137,6 +137,7 @@ class MatrixSettings(BaseSettings):
     invite_users: Annotated[list[str], NoDecode] = []
     invite_servers: Annotated[list[str], NoDecode] = []
     invite_anyone: bool = False
+    invite_direct: bool = True  # DM invites (is_direct) from anyone: personal subscriptions
     manage_power_level: int = 50
     command_prefix: str = "!alerts"
     sync_timeout_s: float = 30.0
