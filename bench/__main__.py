@@ -132,7 +132,7 @@ def format_size(block: dict[str, Any], concurrency: int) -> str:
         f"{'client':<11}{'round':<10}{'polls/s':>9}{'CPU ms/poll':>13}{'xbare':>8}"
         f"{'xfeedparser':>13}{'events/s':>10}{'missed':>8}{'dup':>5}{'peak RSS MB':>13}",
     ]
-    for kind in ("baseline", "unchanged", "changed", "mixed"):
+    for kind in ("baseline", "unchanged", "no-etag", "changed", "mixed"):
         bare = _round(clients.get("bare", {}), kind)
         fp = _round(clients.get("feedparser", {}), kind)
         for name in CLIENT_ORDER:

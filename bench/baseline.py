@@ -38,6 +38,8 @@ from bench.farm import FarmSpec, FarmState
 def round_kind(spec: FarmSpec, round_: int) -> str:
     if round_ == 0:
         return "baseline"
+    if not spec.validators(round_):
+        return "no-etag"
     fraction = spec.fraction(round_)
     if fraction == 0:
         return "unchanged"
@@ -270,18 +272,19 @@ class AdapterPoller:
         )
         self.urls = urls
         self.options = FeedSource.Options()
-        self.validators: dict[int, Validators] = {}
+        self.states: dict[int, SourceState] = {}
         self.detector = SeenSet()
 
     async def poll(self, feed: int) -> Poll:
         source = FeedSource(
             source_id=f"farm-{feed}", url=self.urls(feed), options=self.options, http=self.http
         )
-        state = SourceState(validators=self.validators.get(feed, Validators()))
+        state = self.states.get(feed) or SourceState(Validators())
         observation = await source.fetch(state)
-        self.validators[feed] = observation.validators
-        if observation.not_modified:
+        if observation.not_modified:  # a 304, or the body it last read (its cursor)
+            self.states[feed] = SourceState(observation.validators, state.cursor)
             return Poll(304)
+        self.states[feed] = SourceState(observation.validators, observation.cursor)
         return Poll(200, self.detector.diff(feed, [it.key for it in observation.items]))
 
     async def close(self) -> None:

@@ -11,7 +11,9 @@ round ``a`` and then round ``b`` must report exactly the keys numbered
 ``count(i, a) .. count(i, b) - 1`` as new.
 
 Responses carry ``ETag: "<i>-<count>"`` and a matching ``Last-Modified``; a
-conditional request that matches gets ``304 Not Modified``. The farm records, per
+conditional request that matches gets ``304 Not Modified``. In the rounds listed in
+``FarmSpec.plain`` the farm acts like the many real servers that send no validators:
+no ``ETag``, no ``Last-Modified``, never a 304, always the whole body. The farm records, per
 feed, the last round it served, so the harness knows when every feed has been seen.
 
 The farm runs in its own process (``FarmProcess``) so that its CPU is never counted
@@ -44,10 +46,16 @@ _WORDS = [
 
 @dataclass(frozen=True, slots=True)
 class FarmSpec:
-    """What the farm serves and how it changes; ``fractions[r]`` is round r's change rate."""
+    """What the farm serves and how it changes; ``fractions[r]`` is round r's change rate.
+
+    Rounds 0-3: baseline, then three unchanged rounds (304s); rounds 4-6: nothing
+    changes, served without validators (``plain``); round 7: every feed changes;
+    round 8 and later: 10 %.
+    """
 
     n_feeds: int
-    fractions: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 1.0, 0.1)
+    fractions: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.1)
+    plain: tuple[int, ...] = (4, 5, 6)
     items_per_feed: int = 50
     new_per_change: int = 2
     paragraph_words: int = 68
@@ -88,6 +96,10 @@ class FarmSpec:
     def last_modified(self, feed: int, round_: int) -> str:
         stamp = EPOCH + timedelta(hours=self.count(feed, round_))
         return format_datetime(stamp, usegmt=True)
+
+    def validators(self, round_: int) -> bool:
+        """Whether responses carry ``ETag`` / ``Last-Modified`` (and 304s) in ``round_``."""
+        return round_ not in self.plain
 
     def changed_feeds(self, round_: int) -> list[int]:
         return [i for i in range(self.n_feeds) if self.changed(i, round_)]
@@ -174,10 +186,12 @@ def make_app(state: FarmState) -> web.Application:
         state.served[index] = round_
         with state.hits.get_lock():
             state.hits.value += 1
-        etag = spec.etag(index, round_)
-        headers = {"ETag": etag, "Last-Modified": spec.last_modified(index, round_)}
-        if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers=headers)
+        headers: dict[str, str] = {}
+        if spec.validators(round_):
+            etag = spec.etag(index, round_)
+            headers = {"ETag": etag, "Last-Modified": spec.last_modified(index, round_)}
+            if request.headers.get("If-None-Match") == etag:
+                return web.Response(status=304, headers=headers)
         return web.Response(
             body=render_feed(spec, index, round_),
             headers={**headers, "Content-Type": "application/rss+xml; charset=utf-8"},

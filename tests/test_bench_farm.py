@@ -25,7 +25,8 @@ N = 8
 
 @pytest.fixture
 async def farm() -> AsyncIterator[tuple[FarmState, str]]:
-    state = FarmState(FarmSpec(n_feeds=N, fractions=(0.0, 0.0, 1.0, 0.1)))
+    # baseline, unchanged (304), unchanged without validators, every feed changes, 10 %
+    state = FarmState(FarmSpec(n_feeds=N, fractions=(0.0, 0.0, 0.0, 1.0, 0.1), plain=(2,)))
     runner = web.AppRunner(make_app(state))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -36,7 +37,7 @@ async def farm() -> AsyncIterator[tuple[FarmState, str]]:
 
 
 def test_schedule_and_truth_are_consistent() -> None:
-    spec = FarmSpec(n_feeds=2000, fractions=(0.0, 0.0, 1.0, 0.1))
+    spec = FarmSpec(n_feeds=2000, fractions=(0.0, 0.0, 1.0, 0.1), plain=())
     assert spec.changed_feeds(0) == []
     assert spec.changed_feeds(1) == []
     assert len(spec.changed_feeds(2)) == 2000
@@ -73,18 +74,24 @@ async def test_serves_etags_304s_and_changes(farm: tuple[FarmState, str]) -> Non
         async with session.get(f"{base}/feed/3.xml", headers={"If-None-Match": etag}) as resp:
             assert resp.status == 304
 
-        state.set_round(2)  # every feed changes in round 2
+        state.set_round(2)  # no validators: the same body in full, never a 304
         async with session.get(f"{base}/feed/3.xml", headers={"If-None-Match": etag}) as resp:
             assert resp.status == 200
-            assert resp.headers["ETag"] == spec.etag(3, 2)
+            assert "ETag" not in resp.headers and "Last-Modified" not in resp.headers
+            assert parse_feed(await resp.read(), base_url=base) == first
+
+        state.set_round(3)  # every feed changes in round 3
+        async with session.get(f"{base}/feed/3.xml", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 200
+            assert resp.headers["ETag"] == spec.etag(3, 3)
             second = parse_feed(await resp.read(), base_url=base)
         new = {it.key for it in second} - {it.key for it in first}
-        assert new == spec.new_keys(3, 0, 2)
+        assert new == spec.new_keys(3, 0, 3)
         assert len(new) == spec.new_per_change
 
         async with session.get(f"{base}/feed/{N}.xml") as resp:
             assert resp.status == 404
-    assert state.hit_count() == 3  # the 404 is not a feed
+    assert state.hit_count() == 4  # the 404 is not a feed
 
 
 @pytest.mark.parametrize("poller", [BarePoller, FeedparserPoller, AdapterPoller])
@@ -92,16 +99,21 @@ async def test_clients_find_exactly_the_truth(farm: tuple[FarmState, str], polle
     state, base = farm
     client = poller(lambda i: f"{base}/feed/{i}.xml", 4)
     try:
-        rounds = await drive(client, state, concurrency=4, rounds=range(4))
+        rounds = await drive(client, state, concurrency=4, rounds=range(5))
     finally:
         await client.close()
-    assert [r.kind for r in rounds] == ["baseline", "unchanged", "changed", "mixed"]
-    assert [r.status_200 for r in rounds[:3]] == [N, 0, N]
+    assert [r.kind for r in rounds] == ["baseline", "unchanged", "no-etag", "changed", "mixed"]
+    assert [r.status_200 for r in rounds[:4:3]] == [N, N]
     assert rounds[1].status_304 == N
+    # without validators every answer is a 200; the adapter tells the body it last
+    # read (an unchanged poll, as it reports a 304) from one to parse
+    unchanged = rounds[2].status_304 if poller is AdapterPoller else rounds[2].status_200
+    assert unchanged == N
     assert all(r.errors == 0 and r.polls == N for r in rounds)
     if client.detects:
-        changed = rounds[2]
+        assert (rounds[2].events, rounds[2].expected) == (0, 0)  # the same body again
+        changed = rounds[3]
         assert changed.checked
         assert changed.events == changed.expected == N * state.spec.new_per_change
         assert (changed.missed, changed.duplicates, changed.unexpected) == (0, 0, 0)
-        assert rounds[3].missed == rounds[3].duplicates == 0
+        assert rounds[4].missed == rounds[4].duplicates == 0

@@ -286,6 +286,14 @@ async def test_quota_then_remove_feed(runtime: Runtime, server: FeedServer) -> N
     ]
     assert (await runtime.commands.handle_text(f"add-feed {urls[2]}", ROOM)).ok  # room again
 
+    # unsubscribe all stops the room's topics; its feeds stay until remove-feed.
+    assert (await runtime.commands.handle_text("subscribe news", ROOM)).ok
+    dropped = await runtime.commands.handle_text("unsubscribe all", ROOM)
+    assert dropped.text == "Unsubscribed from all (1 subscription)."
+    kept = {s.source for s in await runtime.store.list_subscriptions("console:room-1")}
+    assert kept == {s.id for s in await runtime.store.list_chat_sources("console:room-1")}
+    assert len(kept) == 2
+
 
 async def test_removed_feed_parks_pending_alerts_and_operator_removes(
     runtime: Runtime, server: FeedServer, capsys: pytest.CaptureFixture[str]

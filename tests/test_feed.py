@@ -374,6 +374,38 @@ async def test_last_modified_only_gives_304(server: FeedServer, http: HttpClient
     assert server.seen_headers[-1]["If-Modified-Since"] == stamp
 
 
+async def test_a_body_already_read_is_not_parsed_again(
+    server: FeedServer, http: HttpClient
+) -> None:
+    """A server that sends no validators answers every poll in full: the body the
+    adapter last read (its hash is in the cursor) is an unchanged poll, with the
+    validators of the response; another body, or other options, are read again."""
+    url = server.serve("/plain.xml", "rss2.xml")
+    source = make_source(url, http)
+    first = await source.fetch(SourceState())
+    assert len(first.items) == 2
+    assert first.validators == Validators()
+    assert len(first.cursor["body"]) == 32  # 128 bits, hex
+
+    server.serve("/plain.xml", "rss2.xml", etag='"late"')  # same bytes, a validator now
+    again = await source.fetch(SourceState(cursor=first.cursor))
+    assert "If-None-Match" not in server.seen_headers[-1]
+    assert again.not_modified
+    assert again.items == ()
+    assert again.validators == Validators('"late"', None)
+
+    other = await make_source(url, http, summary_chars=20).fetch(SourceState(cursor=first.cursor))
+    assert not other.not_modified  # read differently: parsed again
+    assert other.cursor["body"] != first.cursor["body"]
+    assert all(len(it.summary) <= 20 for it in other.items)
+
+    server.serve("/plain.xml", "bluesky.xml")
+    changed = await source.fetch(SourceState(cursor=first.cursor))
+    assert not changed.not_modified
+    assert changed.items[0].key.startswith("at://")
+    assert changed.cursor["body"] != first.cursor["body"]
+
+
 async def test_request_is_polite(server: FeedServer, http: HttpClient) -> None:
     await make_source(server.serve("/p.xml", "rss2.xml"), http).fetch(SourceState())
     sent = server.seen_headers[-1]

@@ -163,6 +163,29 @@ async def test_conditional_get_state_survives_a_restart(
     assert server.conditional["wire"] == 1
 
 
+async def test_a_feed_without_validators_is_parsed_only_when_its_body_changes(
+    server: FeedServer, sink: RecordingSink, runtime_factory: Callable[..., object], tmp_path: Path
+) -> None:
+    """The body last read counts as unchanged (also after a restart: its hash is in
+    the source's cursor); a new body is read and alerted once."""
+    config = write_config(tmp_path, {"wire": server.feed("wire", "a", "b")})
+    server.feeds["wire"].validators = False
+    first = await runtime_factory(config)  # type: ignore[misc]
+    await poll(first, "wire")
+    assert (await first.scheduler.poll_now("wire")).not_modified
+    await first.close()
+    rt = await runtime_factory(config)  # type: ignore[misc]
+    assert (await rt.scheduler.poll_now("wire")).not_modified
+    server.add("wire", "c")
+    report = await rt.scheduler.poll_now("wire")
+    assert not report.not_modified
+    assert [e.key for e in report.events] == ["c"]
+    await rt.dispatcher.drain()
+    assert (await rt.scheduler.poll_now("wire")).not_modified
+    assert sink.titles() == ["Item c"]
+    assert server.hits["wire"] == 5 and server.conditional["wire"] == 0
+
+
 async def test_backfill_alerts_on_the_newest_n_at_baseline(
     server: FeedServer, sink: RecordingSink, runtime_factory: Callable[..., object], tmp_path: Path
 ) -> None:

@@ -35,6 +35,7 @@ from alerts.model import (
     Destination,
     Event,
     Item,
+    Listing,
     MessageView,
     Observation,
     Posted,
@@ -98,6 +99,17 @@ class Source(Protocol):
 
     async def fetch(self, state: SourceState) -> Observation:
         """Fetch once and report what is there now."""
+        ...
+
+
+@runtime_checkable
+class ListsEntries(Protocol):
+    """An adapter that can report a modified fetch as entries it has not read yet
+    (``Listing``), so that only new or changed ones are read. ``fetch`` must still
+    return every item read (previews, ``alerts check --poll``, plugins)."""
+
+    async def fetch_entries(self, state: SourceState) -> Observation | Listing:
+        """Fetch once: an unchanged ``Observation`` (``not_modified``) or a ``Listing``."""
         ...
 
 
@@ -384,6 +396,10 @@ class Store(Protocol):
         self, source_id: str, keys: Collection[str] | None = None
     ) -> dict[str, ItemState]:
         """Item states of a source (all of them when ``keys`` is None)."""
+        ...
+
+    async def load_digests(self, source_id: str, keys: Collection[str]) -> dict[str, str | None]:
+        """``ItemState.digest`` of the stored items among ``keys`` (one query, no snapshots)."""
         ...
 
     async def commit_poll(self, commit: PollCommit, *, owner: str) -> list[Event]:

@@ -19,6 +19,14 @@ Rules:
   mostly look like items already seen, or whose event rate jumps far beyond its
   history, and summarises them once it settles.
 
+Entries not read (``alerts.model.Listing``): an adapter may list a fetch's entries
+with a digest of what each is read from, so that only entries whose key or digest
+the store does not hold are read (``entries_to_read``); the others are items already
+recorded exactly as they are. Every item written stores its digest; a known item
+read again and found unchanged gets its digest refreshed (``Detection.digests``).
+A baseline, the first poll after a format change, and a flood breaker without its
+memory read every entry.
+
 Upgrades that change how items are identified or read never alert (``_carried``):
 * An item whose key is unseen but which an older version stored under one of its
   ``former_keys`` is that stored item: its state moves to the new key, silently.
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -45,7 +54,7 @@ from alerts import flood
 from alerts.canonical import canonical_url
 from alerts.config import SourceSpec
 from alerts.flood import Verdict
-from alerts.model import JSON, Event, EventKind, Item, Observation
+from alerts.model import JSON, Entry, Event, EventKind, Item, Observation
 from alerts.route import source_admits
 from alerts.sources import DerivesEvents
 from alerts.store import ItemState
@@ -67,6 +76,7 @@ class Detection:
     baseline: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     flood: Verdict | None = None
+    digests: dict[str, str] = field(default_factory=dict)  # known items read, unchanged
 
 
 def fingerprint(item: Item, fields: Sequence[str], *, version: int = FINGERPRINT_VERSION) -> str:
@@ -87,6 +97,43 @@ def keys_to_load(items: Sequence[Item]) -> list[str]:
     keys = [it.key for it in items]
     former = [key for it in items for key in it.former_keys]
     return keys + list(dict.fromkeys(former)) if former else keys
+
+
+def digest_salt(spec: SourceSpec, adapter: object) -> str:
+    """What stored digests are only valid with: how fingerprints are computed and
+    over which fields, and the adapter's item format."""
+    blob = (
+        f"{FINGERPRINT_VERSION}/{getattr(adapter, 'item_format', 1)}/{'/'.join(spec.fingerprint)}"
+    )
+    return hashlib.blake2b(blob.encode(), digest_size=4).hexdigest()
+
+
+def stored_digest(entry: Entry, salt: str) -> str:
+    return f"{entry.digest}.{salt}"
+
+
+def skips_known(baselined: bool, detector_state: Mapping[str, JSON], adapter: object) -> bool:
+    """Whether a poll may leave unread the entries whose digest the store holds:
+    not a baseline, nor the first poll after a format change (``_reformatted``),
+    nor one whose flood breaker lacks its memory (it learns it from every item)."""
+    item_format = [FINGERPRINT_VERSION, getattr(adapter, "item_format", 1)]
+    flood_state = detector_state.get("flood")
+    return (
+        baselined
+        and detector_state.get(_FORMAT_KEY) == item_format
+        and isinstance(flood_state, dict)
+        and "seen" in flood_state
+    )
+
+
+def entries_to_read(
+    entries: Sequence[Entry], stored: Mapping[str, str | None], salt: str
+) -> list[Entry]:
+    """The entries a poll must read: unknown keys, changed digests, and every entry
+    of a key listed more than once (the detector keeps the first, as it always did)."""
+    keys = [e.key for e in entries]
+    repeated = {k for k, n in Counter(keys).items() if n > 1} if len(set(keys)) < len(keys) else ()
+    return [e for e in entries if e.key in repeated or stored.get(e.key) != stored_digest(e, salt)]
 
 
 def snapshot(item: Item, fields: Sequence[str]) -> dict[str, JSON]:
@@ -129,13 +176,20 @@ def detect(
     detector_state: Mapping[str, JSON],
     adapter: object = None,
     now: datetime,
+    digests: Mapping[str, str] | None = None,
+    listed: Sequence[Item] | None = None,
 ) -> Detection:
-    """Events and state writes for one successful, modified poll."""
+    """Events and state writes for one successful, modified poll.
+
+    From a ``Listing``: ``observation.items`` are the entries read, ``digests``
+    their stored digests by key, and ``listed`` every entry in order (those not
+    read as bare items: key and url), which the flood breaker counts.
+    """
     fields = spec.fingerprint
     item_format = [FINGERPRINT_VERSION, getattr(adapter, "item_format", 1)]
     stored_format = detector_state.get(_FORMAT_KEY, _LEGACY_FORMAT)
-    writes, new_items, updated = _compare(
-        observation.items, known, fields, (stored_format, item_format)
+    writes, new_items, updated, refresh = _compare(
+        observation.items, known, fields, (stored_format, item_format), digests or {}
     )
 
     events: list[Event] = []
@@ -150,7 +204,7 @@ def detect(
 
     state: dict[str, JSON] = dict(detector_state)
     state[_FORMAT_KEY] = item_format
-    if isinstance(adapter, DerivesEvents):
+    if hasattr(adapter, "derive") and isinstance(adapter, DerivesEvents):  # hasattr: cheap
         derived = adapter.derive(
             observation=observation,
             new_items=new_items,
@@ -169,7 +223,7 @@ def detect(
         source_id=spec.id,
         label=spec.label,
         topics=spec.topics,
-        items=observation.items,
+        items=observation.items if listed is None else listed,
         new_items=new_items,
         events=events,
         state=detector_state.get("flood"),
@@ -193,6 +247,7 @@ def detect(
         baseline=not baselined,
         counts={"new": len(new_items), "updated": len(updated)},
         flood=verdict,
+        digests=refresh,
     )
 
 
@@ -201,26 +256,32 @@ def _compare(
     known: Mapping[str, ItemState],
     fields: Sequence[str],
     formats: tuple[Any, list[int]],
-) -> tuple[dict[str, ItemState], list[Item], list[tuple[Item, Mapping[str, JSON]]]]:
-    """State writes, new items and updated items (with their old snapshot) of one poll."""
+    digests: Mapping[str, str],
+) -> tuple[dict[str, ItemState], list[Item], list[tuple[Item, Mapping[str, JSON]]], dict[str, str]]:
+    """State writes, new items, updated items (with their old snapshot) and digests
+    to refresh (known items read again, unchanged) of one poll."""
     writes: dict[str, ItemState] = {}
     new_items: list[Item] = []
     updated: list[tuple[Item, Mapping[str, JSON]]] = []
+    refresh: dict[str, str] = {}
     carried = _carried(items, known, fields, transition=formats[0] != formats[1])
     for item in items:
         if item.key in writes:
             continue  # a duplicate key within one fetch: the first one wins
         fp = fingerprint(item, fields)
         previous = known.get(item.key) or carried.get(id(item))
+        digest = digests.get(item.key)
         if previous is None:
             new_items.append(item)
         elif previous.fingerprint == fp:
             if item.key in known:
+                if digest is not None and previous.digest != digest:
+                    refresh[item.key] = digest
                 continue
         elif item.key in known and not _reformatted(item, previous, fields, formats):
             updated.append((item, previous.snapshot))
-        writes[item.key] = ItemState(fp, snapshot(item, fields))
-    return writes, new_items, updated
+        writes[item.key] = ItemState(fp, snapshot(item, fields), digest)
+    return writes, new_items, updated, refresh
 
 
 def _carried(

@@ -11,7 +11,7 @@ what an editing sink is handed (``MessageView``) and gives back (``Posted``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -84,6 +84,33 @@ class Observation:
     items: tuple[Item, ...] = ()
     values: Mapping[str, float] = field(default_factory=dict)
     not_modified: bool = False
+    validators: Validators = Validators()
+    cursor: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An item a fetch found but has not read yet (``alerts.contracts.ListsEntries``).
+
+    ``key`` and ``former_keys`` are the item's; ``url`` its ``Item.url``; ``digest``
+    changes whenever anything ``read()`` would return changes (the raw fields, and
+    how the adapter reads them). Reading (plain text, dates, facts) is the costly
+    part, so the detector reads only entries whose key or digest it does not know.
+    """
+
+    key: str
+    former_keys: tuple[str, ...]
+    url: str | None
+    digest: str
+    read: Callable[[], Item]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A modified fetch as entries not read yet: an ``Observation`` whose items
+    are read on demand."""
+
+    entries: tuple[Entry, ...]
     validators: Validators = Validators()
     cursor: Mapping[str, JSON] = field(default_factory=dict)
 

@@ -54,10 +54,12 @@ class SourceRow:
 
 @dataclass(frozen=True, slots=True)
 class ItemState:
-    """What the detector remembers of one item."""
+    """What the detector remembers of one item; ``digest``: the ``Entry.digest``
+    it was read from (None: read in full, or stored before digests were kept)."""
 
     fingerprint: str
     snapshot: Mapping[str, JSON] = field(default_factory=dict)
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class PollCommit:
     items: Mapping[str, ItemState] = field(default_factory=dict)
     events: Sequence[RoutedEvent] = ()
     saw_new: bool = False
+    digests: Mapping[str, str] = field(default_factory=dict)  # known items re-read unchanged
 
 
 @dataclass(frozen=True, slots=True)

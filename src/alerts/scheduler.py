@@ -25,10 +25,18 @@ from typing import Any
 
 from alerts import flood, metrics
 from alerts.config import SourceSpec
-from alerts.detect import Detection, detect, keys_to_load
+from alerts.detect import (
+    Detection,
+    detect,
+    digest_salt,
+    entries_to_read,
+    keys_to_load,
+    skips_known,
+    stored_digest,
+)
 from alerts.errors import LeaseLostError, RetryAfterError, SourceError
 from alerts.flood import Verdict
-from alerts.model import JSON, Event, Observation, utcnow
+from alerts.model import JSON, Event, Item, Listing, Observation, utcnow
 from alerts.redact import redact_text
 from alerts.route import Router
 from alerts.sources import Source, SourceState
@@ -308,7 +316,7 @@ class Scheduler:
     async def _poll(self, spec: SourceSpec, adapter: Source, row: SourceRow) -> PollReport:
         claim = self._claim_of.get(spec.id, -1)
         try:
-            observation = await adapter.fetch(SourceState(row.validators, row.cursor))
+            observation = await self._fetch(adapter, SourceState(row.validators, row.cursor))
         except SourceError as exc:
             return await self._failed(spec, row, str(exc), exc)
         except Exception as exc:
@@ -317,6 +325,8 @@ class Scheduler:
                 spec, row, redact_text(f"internal error: {type(exc).__name__}: {exc}"), exc
             )
         now = self.clock()
+        if isinstance(observation, Listing):
+            return await self._read_listing(spec, adapter, row, observation, now)
         if observation.not_modified and flood.status(row.detector) is not None:
             return await self._calm(spec, observation, row, now)
         if observation.not_modified:
@@ -349,6 +359,56 @@ class Scheduler:
         polls, streak = children
         polls.inc()
         streak.set(0)
+
+    @staticmethod
+    async def _fetch(adapter: Source, state: SourceState) -> Observation | Listing:
+        """``fetch_entries`` where the adapter lists entries to read on demand (and
+        derives no events of its own from every item), else ``fetch``."""
+        lister = getattr(adapter, "fetch_entries", None)
+        if lister is None or hasattr(adapter, "derive"):  # DerivesEvents, without the slow check
+            return await adapter.fetch(state)
+        found: Observation | Listing = await lister(state)
+        return found
+
+    async def _read_listing(
+        self, spec: SourceSpec, adapter: Source, row: SourceRow, listing: Listing, now: datetime
+    ) -> PollReport:
+        """Read only the entries whose key or digest the store does not hold (one
+        query for the digests of the listed keys), then detect as usual."""
+        entries, salt = listing.entries, digest_salt(spec, adapter)
+        stored: dict[str, str | None] | None = None
+        chosen = list(entries)
+        if entries and skips_known(row.baselined, row.detector, adapter):
+            stored = await self.store.load_digests(spec.id, [e.key for e in entries])
+            chosen = entries_to_read(entries, stored, salt)
+        read = {id(e): e.read() for e in chosen}
+        items = tuple(read.values())
+        digests: dict[str, str] = {}
+        for entry in chosen:
+            digests.setdefault(entry.key, stored_digest(entry, salt))
+        need = keys_to_load(items)
+        if stored is not None and not any(k in stored for k in need):
+            need = [k for it in items for k in it.former_keys]  # only new keys were read
+        known = await self.store.load_items(spec.id, need) if need else {}
+        listed = (
+            None
+            if stored is None
+            else tuple(read.get(id(e)) or Item(key=e.key, url=e.url) for e in entries)
+        )
+        found = detect(
+            spec=spec,
+            observation=Observation(
+                items=items, validators=listing.validators, cursor=listing.cursor
+            ),
+            known=known,
+            baselined=row.baselined,
+            detector_state=row.detector,
+            adapter=adapter,
+            now=now,
+            digests=digests,
+            listed=listed,
+        )
+        return await self._record(spec, listing, found, now, cursor=listing.cursor)
 
     async def _detect_and_commit(
         self, spec: SourceSpec, adapter: Source, row: SourceRow, obs: Observation, now: datetime
@@ -394,7 +454,7 @@ class Scheduler:
     async def _record(
         self,
         spec: SourceSpec,
-        obs: Observation,
+        obs: Observation | Listing,
         found: Detection,
         now: datetime,
         *,
@@ -414,6 +474,7 @@ class Scheduler:
                 items=found.items,
                 events=routed,
                 saw_new=found.saw_new,
+                digests=found.digests,
             ),
             owner=self.owner,
         )

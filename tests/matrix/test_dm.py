@@ -153,3 +153,20 @@ async def test_add_feed_in_a_dm_follows_the_operator_switch(
         await http.close()
     [stored] = await store.list_chat_sources()
     assert (stored.destination_id, stored.added_by) == (f"matrix:{dm}", eve.user_id)
+
+
+async def test_user_leaving_the_dm_drops_its_subscriptions_and_the_bot_leaves(
+    make_sink: Callable[..., Awaitable[MatrixSink]],
+    peers: Callable[..., Awaitable[Peer]],
+    store: SqliteStore,
+    commands: CommandService,
+) -> None:
+    eve = await peers("eve")
+    sink = await make_sink()
+    async with listening(sink, commands):
+        room_id = await dm_with_bot(eve, sink)
+        assert (await ask(eve, room_id, "!alerts subscribe news")).body == "Subscribed: news"
+        left = await eve.client.room_leave(room_id)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+        await eve.wait_until(lambda: room_id not in sink.session.client.rooms)
+    assert await store.list_subscriptions(f"matrix:{room_id}") == []

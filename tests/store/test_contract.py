@@ -144,6 +144,35 @@ async def test_commit_poll_writes_everything_and_releases_the_lease(store: Store
     ] == ["s1"]
 
 
+async def test_item_digests_are_stored_read_in_one_query_and_refreshed(store: Store) -> None:
+    """What a poll reads only on demand rests on: each item's digest, written with it,
+    read back for a list of keys without snapshots, and refreshed alone."""
+    await seed(store)
+    await store.claim_due_sources(at(1), owner="w", lease_s=60, limit=1, only=["s1"])
+    items = {
+        "k1": ItemState("fp1", {"title": "one"}, "d1"),
+        "k2": ItemState("fp2", {"title": "two"}),  # read in full: no digest
+    }
+    await store.commit_poll(
+        PollCommit(source_id="s1", now=at(2), next_due=at(10), items=items), owner="w"
+    )
+    assert await store.load_digests("s1", ["k1", "k2", "nope"]) == {"k1": "d1", "k2": None}
+    assert await store.load_digests("s2", ["k1"]) == {}
+    assert await store.load_items("s1", ["k1"]) == {"k1": items["k1"]}
+
+    await store.claim_due_sources(at(11), owner="w", lease_s=60, limit=1, only=["s1"])
+    await store.commit_poll(
+        PollCommit(source_id="s1", now=at(12), next_due=at(20), digests={"k1": "d1b", "k2": "d2"}),
+        owner="w",
+    )
+    assert await store.load_digests("s1", ["k1", "k2"]) == {"k1": "d1b", "k2": "d2"}
+    # only the digest moved: fingerprint and snapshot are as written
+    assert await store.load_items("s1") == {
+        "k1": ItemState("fp1", {"title": "one"}, "d1b"),
+        "k2": ItemState("fp2", {"title": "two"}, "d2"),
+    }
+
+
 async def test_commit_after_losing_the_lease_writes_nothing(store_factory: StoreFactory) -> None:
     a, b = await store_factory(), await store_factory()
     await seed(a)

@@ -69,7 +69,7 @@ Commands:
                             hold alerts and send them as one digest message
                             (every hour, once a day, or when quiet hours end);
                             urgent kinds are never held
-  unsubscribe TOPIC|all     stop alerts on TOPIC (or all of them)
+  unsubscribe TOPIC|all     stop alerts on TOPIC (or on every topic)
   add-feed URL [TOPIC] [updates=…]
                             add a feed of this room's own (where the operator
                             allows it), labelled TOPIC; shows what it lists now
@@ -375,8 +375,12 @@ class CommandService:
 
     async def _do_unsubscribe(self, command: Command, ctx: CommandContext) -> Reply:
         topic = (command.topic or "").lower()
-        if topic == "all":
-            count = await self.store.remove_subscriptions(ctx.destination_id)
+        if topic == "all":  # every topic; the room's feeds stay until remove-feed
+            room = ctx.destination_id
+            topics = {s.topic for s in await self.store.list_subscriptions(room) if s.topic}
+            count = 0
+            for name in sorted(topics):
+                count += await self.store.remove_subscriptions(room, topic=name)
         else:
             count = await self.store.remove_subscriptions(ctx.destination_id, topic=topic)
         await self._changed()

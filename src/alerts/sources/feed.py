@@ -19,14 +19,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import ClassVar
 
+import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 from yarl import URL
 
 from alerts.canonical import canonical_text, canonical_url
 from alerts.errors import ParseError
-from alerts.model import Item, Observation
+from alerts.model import Entry, Item, Listing, Observation
 from alerts.sources import SourceState
 from alerts.sources._feed_bytes import WINDOWS_1252, charset_of
 from alerts.sources._feed_dates import parse_date
@@ -44,6 +46,7 @@ ACCEPT = (
 )
 _HEADERS = {"Accept": ACCEPT}
 TITLE_CHARS = 120
+BODY_KEY = "body"  # the cursor's hash of the last body read
 MAX_CATEGORIES = 20
 
 
@@ -101,6 +104,11 @@ class FeedSource:
     * ``max_items`` (default 200): read at most this many entries, newest as the
       feed orders them; the rest of the document is not even parsed.
     * ``summary_chars`` (default 500): longest summary kept, cut at a word.
+
+    A body identical to the last one read (many servers send no ``ETag`` or
+    ``Last-Modified``, or change them without changing the feed) is not parsed
+    again: the poll counts as unchanged. The adapter keeps a 128-bit xxh3 hash of
+    that body (with its address, content type and the options) in its cursor.
     """
 
     kind: ClassVar[str] = "feed"
@@ -122,17 +130,51 @@ class FeedSource:
         self._url = URL(url)  # parsed once, not at every poll
 
     async def fetch(self, state: SourceState) -> Observation:
+        found = await self.fetch_entries(state)
+        if isinstance(found, Observation):
+            return found
+        items = tuple(entry.read() for entry in found.entries)
+        return Observation(items=items, validators=found.validators, cursor=found.cursor)
+
+    async def fetch_entries(self, state: SourceState) -> Observation | Listing:
+        """The entries of a modified feed, each read (text, dates) only on demand."""
         resp = await self._http.get(self._url, validators=state.validators, headers=_HEADERS)
         if resp.not_modified:
             return Observation(not_modified=True, validators=resp.validators)
-        items = parse_feed(
+        content_type = resp.headers.get("content-type")
+        digest = self._digest(resp.body, resp.url, content_type)
+        if state.cursor.get(BODY_KEY) == digest:  # the body last read: nothing to parse
+            return Observation(not_modified=True, validators=resp.validators)
+        entries, utf8 = read_entries(
             resp.body,
             base_url=resp.url,
-            content_type=resp.headers.get("content-type"),
+            charset=charset_of(content_type),
             max_items=self.options.max_items,
-            summary_chars=self.options.summary_chars,
         )
-        return Observation(items=items, validators=resp.validators)
+        builder = ItemBuilder(summary_chars=self.options.summary_chars, repair_utf8=utf8)
+        salt = f"{self.item_format}\x1f{self.options.summary_chars}\x1f{int(utf8)}"
+        listed = tuple(
+            Entry(
+                key=key.key,
+                former_keys=key.former,
+                url=raw.link or raw.permalink,
+                digest=entry_digest(raw, key, salt),
+                read=partial(builder.build, raw, key),
+            )
+            for raw, key in zip(entries, item_keys(entries), strict=True)
+        )
+        return Listing(listed, validators=resp.validators, cursor={BODY_KEY: digest})
+
+    def _digest(self, body: bytes, url: str, content_type: str | None) -> str:
+        """What a body read as items depends on: the bytes, where they came from,
+        their declared type and how this source reads them."""
+        hasher = xxhash.xxh3_128(body)
+        options = self.options
+        hasher.update(
+            f"\x00{url}\x00{content_type}\x00{self.item_format}"
+            f"\x00{options.max_items}\x00{options.summary_chars}".encode()
+        )
+        return hasher.hexdigest()
 
 
 def parse_feed(
@@ -256,6 +298,20 @@ def legacy_key(entry: RawEntry) -> str | None:
 
 def _legacy_text(value: str) -> str:
     return html_to_text(value)
+
+
+def entry_digest(entry: RawEntry, key: ItemKey, salt: str) -> str:
+    """A 128-bit hash of everything an item is read from: its key, raw fields, and
+    ``salt`` (how they are read). Equal digests read into equal items."""
+    parts: list[str | None] = [salt, key.key, *key.former, "|"]
+    for text in (entry.title, entry.title_fallback, entry.summary, entry.content):
+        parts.append(None if text is None else ("h" if text.html else "t") + text.value)
+    parts += (entry.id, entry.link, entry.permalink, entry.author)
+    for values in (entry.published, entry.updated, entry.created, entry.categories):
+        parts += (*values, "|")
+    # each part prefixed with its length: no text can pass for a separator
+    blob = "".join("-" if p is None else f"{len(p)}:{p}" for p in parts)
+    return xxhash.xxh3_128_hexdigest(blob.encode("utf-8", "surrogatepass"))
 
 
 # --- text, dates, items ----------------------------------------------------------------------

@@ -79,11 +79,12 @@ SUCCEED_POLL = (
     "next_due = $9, lease_owner = NULL, lease_until = NULL WHERE id = $1"
 )
 UPSERT_ITEM = (
-    "INSERT INTO items (source_id, key, fingerprint, snapshot, first_seen, last_changed) "
-    "VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (source_id, key) DO UPDATE SET "
+    "INSERT INTO items (source_id, key, fingerprint, snapshot, first_seen, last_changed, "
+    "digest) VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (source_id, key) DO UPDATE SET "
     "fingerprint = excluded.fingerprint, snapshot = excluded.snapshot, "
-    "last_changed = excluded.last_changed"
+    "last_changed = excluded.last_changed, digest = excluded.digest"
 )
+SET_DIGEST = "UPDATE items SET digest = $3 WHERE source_id = $1 AND key = $2"
 NOT_MODIFIED = (
     "UPDATE sources SET etag = $1, last_modified = $2, failures = 0, last_error = NULL, "
     "last_attempt_at = $3, last_success_at = $3, next_due = $4, lease_owner = NULL, "
@@ -282,13 +283,24 @@ class SqlStore(ChatSourcesSql, ABC):
     async def load_items(
         self, source_id: str, keys: Collection[str] | None = None
     ) -> dict[str, ItemState]:
-        sql = "SELECT key, fingerprint, snapshot FROM items WHERE source_id = $1"
+        sql = "SELECT key, fingerprint, snapshot, digest FROM items WHERE source_id = $1"
         if keys is None:
             rows = await self._db.fetch(sql, source_id)
         else:
             member = self._d.member("key", 2, "text")
             rows = await self._db.fetch(f"{sql} AND {member}", source_id, self._d.array(keys))
-        return {r["key"]: ItemState(r["fingerprint"], loads(r["snapshot"])) for r in rows}
+        return {
+            r["key"]: ItemState(r["fingerprint"], loads(r["snapshot"]), r["digest"]) for r in rows
+        }
+
+    async def load_digests(self, source_id: str, keys: Collection[str]) -> dict[str, str | None]:
+        member = self._d.member("key", 2, "text")
+        rows = await self._db.fetch(
+            f"SELECT key, digest FROM items WHERE source_id = $1 AND {member}",
+            source_id,
+            self._d.array(keys),
+        )
+        return {r[0]: r[1] for r in rows}
 
     async def commit_poll(self, commit: PollCommit, *, owner: str) -> list[Event]:
         return await self._db.transaction(lambda tx: self._commit_poll(tx, commit, owner))
@@ -319,6 +331,10 @@ class SqlStore(ChatSourcesSql, ABC):
         )
         if commit.items:
             await self._upsert_items(tx, commit)
+        if commit.digests:
+            await tx.executemany(
+                SET_DIGEST, [(commit.source_id, k, v) for k, v in commit.digests.items()]
+            )
         return await self._insert_events(tx, commit) if commit.events else []
 
     async def _upsert_items(self, tx: Tx, commit: PollCommit) -> None:
@@ -326,7 +342,14 @@ class SqlStore(ChatSourcesSql, ABC):
         await tx.executemany(
             UPSERT_ITEM,
             [
-                (commit.source_id, key, state.fingerprint, dumps(dict(state.snapshot)), now)
+                (
+                    commit.source_id,
+                    key,
+                    state.fingerprint,
+                    dumps(dict(state.snapshot)),
+                    now,
+                    state.digest,
+                )
                 for key, state in commit.items.items()
             ],
         )

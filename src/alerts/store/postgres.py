@@ -238,16 +238,19 @@ class PostgresStore(SqlStore):
     async def _upsert_items(self, tx: Tx, commit: PollCommit) -> None:
         keys = list(commit.items)
         await tx.execute(
-            "INSERT INTO items (source_id, key, fingerprint, snapshot, first_seen, last_changed) "
-            "SELECT $1, u.key, u.fp, u.snap::json, $5, $5 "
-            "FROM unnest($2::text[], $3::text[], $4::text[]) AS u(key, fp, snap) "
+            "INSERT INTO items (source_id, key, fingerprint, snapshot, first_seen, last_changed, "
+            "digest) SELECT $1, u.key, u.fp, u.snap::json, $5, $5, u.digest "
+            "FROM unnest($2::text[], $3::text[], $4::text[], $6::text[]) "
+            "AS u(key, fp, snap, digest) "
             "ON CONFLICT (source_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, "
-            "snapshot = excluded.snapshot, last_changed = excluded.last_changed",
+            "snapshot = excluded.snapshot, last_changed = excluded.last_changed, "
+            "digest = excluded.digest",
             commit.source_id,
             keys,
             [commit.items[k].fingerprint for k in keys],
             [dumps(dict(commit.items[k].snapshot)) for k in keys],
             commit.now,
+            [commit.items[k].digest for k in keys],
         )
 
     async def _insert_events(self, tx: Tx, commit: PollCommit) -> list[Event]:

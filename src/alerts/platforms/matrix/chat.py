@@ -11,7 +11,8 @@ destination, and the reply goes back as an ``m.notice`` reply.
   true (the default): a personal subscription. Once joined, the bot leaves such a
   room again if anyone but the inviter is in it or invited.
 * When the bot is kicked or banned, the room's subscriptions are dropped
-  (``CommandService.forget_room``).
+  (``CommandService.forget_room``); so they are when everyone else has left (a DM
+  whose user left it), and the bot leaves too.
 * ``subscribe`` / ``unsubscribe`` (and ``add-feed`` / ``remove-feed``) need the room
   power level ``ALERTS_MATRIX_MANAGE_POWER_LEVEL`` (default 50, a moderator),
   except in a DM: a room whose only members (joined or invited) are the bot and
@@ -71,6 +72,9 @@ class MatrixRooms:
             await self._on_invite(room_id, invites.get(room_id), direct=room_id in direct)
         for room_id, info in resp.rooms.leave.items():
             await self._on_leave(room_id, info.timeline.events)
+        for room_id, info in resp.rooms.join.items():
+            if any(self._someone_left(e) for e in info.timeline.events):
+                await self._leave_if_alone(room_id)
         if catching_up:
             return
         for room_id, info in resp.rooms.join.items():
@@ -144,6 +148,23 @@ class MatrixRooms:
         reason = f"removed from Matrix room by {last.sender} ({last.membership})"
         count = await self.commands.forget_room(SINK_KIND, room_id, reason=reason)
         log.warning("Matrix: %s %s; dropped %d subscriptions", room_id, reason, count)
+
+    def _someone_left(self, event: Any) -> bool:
+        return (
+            isinstance(event, nio.RoomMemberEvent)
+            and event.state_key != self.session.user_id
+            and event.membership in ("leave", "ban")
+        )
+
+    async def _leave_if_alone(self, room_id: str) -> None:
+        """Everyone else left (a DM's user, say): nobody reads the room's alerts any
+        more, so its subscriptions and feeds are dropped and the bot leaves too."""
+        room = self.session.room(room_id)
+        if room is None or (set(room.users) | set(room.invited_users)) - {self.session.user_id}:
+            return
+        count = await self.commands.forget_room(SINK_KIND, room_id, reason="everyone else left")
+        left = await self.session.leave(room_id)
+        log.info("Matrix: alone in %s; dropped %d subscriptions, left: %s", room_id, count, left)
 
     # --- commands --------------------------------------------------------------
 
