@@ -33,6 +33,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -66,6 +67,7 @@ from alerts.settings import Settings, read_settings
 from alerts.sinks import SinkRegistry
 from alerts.sinks import registry as sink_registry
 from alerts.sources import registry as source_registry
+from alerts.templates import Template, TemplateError, parse
 
 __all__ = [
     "Config",
@@ -159,6 +161,25 @@ class HttpConfig(_Strict):
     )
 
 
+def _template_text(text: str) -> str:
+    try:
+        parse(text)
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+TemplateText = Annotated[StrictStr, AfterValidator(_template_text)]
+
+
+class TemplateConfig(_Strict):
+    """One ``[templates.NAME]`` table (``alerts.templates``)."""
+
+    title: TemplateText = Field(default="", description="the headline; empty: the default")
+    body: TemplateText = Field(default="", description="the text under it; empty: the default")
+    facts: StrictBool = Field(default=True, description="keep the key facts under the body")
+
+
 def _domain(value: str) -> str:
     host = value.strip().lower().rstrip(".")
     if host == "*":
@@ -245,6 +266,7 @@ class DestinationConfig(BaseModel):
     urgent: str | list[str] | None = Field(
         default=None, description="event kinds never held (e.g. milestone)"
     )
+    template: StrictStr | None = Field(default=None, description="a [templates] name")
 
     @field_validator("digest", "quiet", "tz", "urgent")
     @classmethod
@@ -272,6 +294,7 @@ class RouteConfig(_Strict):
     min_amount: StrictFloat | None = Field(default=None, ge=0)
     min_change: StrictFloat | None = Field(default=None, ge=0)
     updates: UpdateStyle | None = None
+    template: StrictStr | None = None
 
 
 class ConfigFile(_Strict):
@@ -282,6 +305,7 @@ class ConfigFile(_Strict):
     sources: list[SourceConfig] = []
     destinations: dict[str, DestinationConfig] = {}
     routes: list[RouteConfig] = []
+    templates: dict[str, TemplateConfig] = {}
 
 
 @dataclass(frozen=True)
@@ -335,6 +359,8 @@ class Config:
     """How each config destination's room shows events (``updates``, ``merge_window``)."""
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
     """Config destinations' digest and quiet-hours settings (``alerts.schedule``)."""
+    templates: Mapping[str, Template] = field(default_factory=dict)
+    """The operator's message templates by name (``alerts.templates``)."""
     chat: ChatConfig = field(default_factory=lambda: ChatConfig())
     """``[chat]``: whether rooms may add feeds, from where, how many."""
 
@@ -430,11 +456,12 @@ class _Assembly:
             self.problems.extend(problems)
         destinations, origins = self._destinations(bad_env)
         routes, tables = self._routes(topics, all_ids, origins)
+        templates = self._templates()
         if self.problems or service is None or http is None or chat is None:
             raise ConfigError(self.problems)
         disabled = tuple(sc.id for _, _, sc in self._each_source() if not sc.enabled)
         views = {
-            name: View(dc.updates, dc.merge_window)
+            name: View(dc.updates, dc.merge_window, templates.get(dc.template or ""))
             for _, cf in self.files
             for name, dc in cf.destinations.items()
             if name in destinations
@@ -457,8 +484,36 @@ class _Assembly:
                 for name, dc in cf.destinations.items()
                 if name in destinations and (schedule := dc.schedule) is not None
             },
+            templates=templates,
             chat=chat,
         )
+
+    def _templates(self) -> dict[str, Template]:
+        """Every ``[templates.NAME]``, once each; every ``template =`` names one."""
+        templates: dict[str, Template] = {}
+        where: dict[str, str] = {}
+        for origin, cf in self.files:
+            for name, tc in cf.templates.items():
+                path = f"{origin}: templates.{key_path([name])}"
+                if not _NAME.fullmatch(name):
+                    self.problems.append(f"{path}: template name {NAME_RULE}")
+                elif name in templates:
+                    self.problems.append(f"{path}: already defined in {where[name]}")
+                templates[name] = Template(name, tc.title, tc.body, tc.facts)
+                where.setdefault(name, origin)
+        for origin, cf in self.files:
+            used: list[tuple[str, str | None]] = [
+                (f"destinations.{key_path([n])}", dc.template) for n, dc in cf.destinations.items()
+            ]
+            used += [(f"routes[{i}]", rc.template) for i, rc in enumerate(cf.routes)]
+            for path, chosen in used:
+                if chosen is not None and chosen not in templates:
+                    defined = ", ".join(sorted(templates)) or "none"
+                    self.problems.append(
+                        f"{origin}: {path}.template: unknown template {chosen!r}; "
+                        f"defined templates: {defined}"
+                    )
+        return templates
 
     def _section(
         self, name: str, model: type[M], tables: list[tuple[str, dict[str, Any]]]
@@ -682,6 +737,7 @@ def _route_subscriptions(rc: RouteConfig) -> list[Subscription]:
         "min_amount": rc.min_amount,
         "min_change": rc.min_change,
         "updates": rc.updates,
+        "template": rc.template,
         "created_by": "config",
     }
     if not rc.topics and not rc.sources:

@@ -207,7 +207,7 @@ class Messages:
             return Outcome(plan, None, await sink.send(d))
         assert isinstance(sink, EditingSink) and plan.post is not None and plan.view is not None
         if plan.action is Action.POST:
-            posted = await sink.post(d, plan.view)
+            posted = await sink.post(d, shown(plan.view, d))
             return Outcome(plan, _at(plan.post, posted, d), posted.remote_id)
         if plan.action is Action.FOLD:
             return Outcome(plan, plan.post, plan.post.remote_id)
@@ -216,7 +216,7 @@ class Messages:
         self._wait_for_platform(plan)
         posted = Posted(plan.post.remote_id, plan.post.room)
         try:
-            await sink.edit(d, posted, plan.view)
+            await sink.edit(d, posted, shown(plan.view, d))
         except MessageGone as exc:
             return await self._anew(sink, plan, str(exc))
         metrics.EDITS.labels(d.destination.sink, "edit").inc()
@@ -255,7 +255,7 @@ class Messages:
             plan.post.remote_id,
             why,
         )
-        posted = await sink.post(d, plan.view)
+        posted = await sink.post(d, shown(plan.view, d))
         metrics.EDITS.labels(d.destination.sink, "anew").inc()
         return Outcome(plan, _at(plan.post, posted, d), posted.remote_id)
 
@@ -276,6 +276,13 @@ class Messages:
 
 
 # --- what a post shows -----------------------------------------------------------
+
+
+def shown(view: MessageView, d: Delivery) -> MessageView:
+    """``view`` with the template of the room's alerts (``alerts.templates``): a post,
+    its edits and merged stories all keep the room's wording; a reply's note does not."""
+    template = d.view.template
+    return view if template is None else dataclasses.replace(view, template=template)
 
 
 def view_of(post: Post) -> MessageView:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from alerts.schedule import Schedule
+    from alerts.templates import Template
 
 JSON = Any
 
@@ -225,11 +226,13 @@ class View:
 
     ``updates`` (``None``: ``edit``) says what an update does to the earlier message;
     ``merge_window_s`` is how far apart two reports of one story may be detected and
-    still share one message (0: every report is its own message).
+    still share one message (0: every report is its own message); ``template`` is
+    the operator's wording for its alerts (``alerts.templates``; ``None``: the default).
     """
 
     updates: UpdateStyle | None = None
     merge_window_s: float = DEFAULT_MERGE_WINDOW_S
+    template: Template | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +244,8 @@ class Subscription:
     ``exclude``: none may (keywords as ``alerts.keywords`` matches them).
     ``min_amount`` drops events whose ``amount`` field is lower; ``min_change`` those
     whose ``delta`` field (the change an update made) is smaller in absolute value.
-    ``updates`` overrides the destination's ``updates`` for the events it routes.
+    ``updates`` overrides the destination's ``updates`` for the events it routes,
+    ``template`` (a template's name) its ``template``.
     ``schedule`` holds its alerts for digests and quiet hours (``alerts.schedule``).
     """
 
@@ -257,6 +261,7 @@ class Subscription:
     min_change: float | None = None
     updates: UpdateStyle | None = None
     schedule: Schedule | None = None
+    template: str | None = None
 
 
 class DeliveryState(StrEnum):
@@ -299,11 +304,13 @@ class AlsoReported:
 @dataclass(frozen=True, slots=True)
 class MessageView:
     """What one message in a room shows: an event, the other sources that reported
-    the same story (``also``) and how many times the message has been edited."""
+    the same story (``also``), how many times the message has been edited and the
+    template it is shown with (``alerts.templates``)."""
 
     event: Event
     also: tuple[AlsoReported, ...] = ()
     edits: int = 0
+    template: Template | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,10 @@ drop its item events before any room is considered.
 
 ``routed`` also says how each room shows the event (``View``): ``updates`` from the
 first matching subscription that sets it, else the destination's, else the source
-adapter's default; ``merge_window_s`` from the destination (0 for a source whose
-items are no stories); and which rooms hold it for a digest or quiet hours
-(``holds``: the subscription's ``schedule`` over its destination's, by
+adapter's default; ``template`` the first matching subscription's (by name, among
+the operator's templates), else the destination's; ``merge_window_s`` from the
+destination (0 for a source whose items are no stories); and which rooms hold it
+for a digest or quiet hours (``holds``: the subscription's ``schedule`` over its destination's, by
 ``alerts.schedule.release_at`` at the event's detection time).
 """
 
@@ -33,6 +34,7 @@ from alerts.keywords import Text, any_found
 from alerts.model import Event, EventKind, Subscription, UpdateStyle, View
 from alerts.records import Hold, RoutedEvent
 from alerts.schedule import Schedule, hold_key, release_at
+from alerts.templates import Template
 
 _FILTERED_BY_SOURCE = frozenset({EventKind.NEW, EventKind.UPDATED})
 
@@ -98,6 +100,7 @@ class Router:
         self._source_updates: Mapping[str, UpdateStyle] = {}
         self._not_stories: frozenset[str] = frozenset()
         self._schedules: Mapping[str, Schedule] = {}
+        self._templates: Mapping[str, Template] = {}
 
     def set_static(self, subs: Iterable[Subscription]) -> None:
         self._static = tuple(subs)
@@ -122,6 +125,10 @@ class Router:
         """The digest and quiet-hours settings of config destinations."""
         self._schedules = dict(destinations)
 
+    def set_templates(self, templates: Mapping[str, Template]) -> None:
+        """The operator's templates by name (``alerts.templates``)."""
+        self._templates = dict(templates)
+
     def route(self, event: Event) -> tuple[str, ...]:
         return tuple(self._matching(event))
 
@@ -143,6 +150,7 @@ class Router:
                 view,
                 updates=sub.updates or view.updates or default,
                 merge_window_s=0.0 if unmerged else view.merge_window_s,
+                template=self._templates.get(sub.template or "") or view.template,
             )
         return RoutedEvent(event, tuple(found), views, holds)
 

@@ -226,6 +226,7 @@ class Runtime:
         router = Router(config.routes)
         router.set_views(config.views, config.source_updates, config.not_stories)
         router.set_schedules(config.schedules)
+        router.set_templates(config.templates)
         faults = Faults()
         dispatcher = Dispatcher(
             store=store,
@@ -267,6 +268,7 @@ class Runtime:
                 store=store,
                 topics=config.topic_descriptions,
                 feeds=ChatFeeds(store=store, http=http, chat=config.chat),
+                templates=config.templates,
             ),
             faults=faults,
             _overrides=dict(sink_overrides or {}),
@@ -649,7 +651,9 @@ class Runtime:
         self.router.set_static(config.routes)
         self.router.set_views(config.views, config.source_updates, config.not_stories)
         self.router.set_schedules(config.schedules)
+        self.router.set_templates(config.templates)
         self.commands.topics = config.topic_descriptions
+        self.commands.templates = frozenset(config.templates)
         if self.commands.feeds is not None:
             self.commands.feeds.chat = config.chat
         log.info(

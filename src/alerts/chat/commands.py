@@ -12,7 +12,7 @@ Grammar (words separated by spaces; values may be quoted)::
     subscribe TOPIC [kinds=new,updated,…] [keywords=a,b,…] [exclude=c,d,…]
               [min_amount=N] [min_change=N] [updates=edit|reply|new]
               [digest=hourly|daily@HH:MM|off] [quiet=HH:MM-HH:MM|off]
-              [tz=Area/City] [urgent=milestone,…]
+              [tz=Area/City] [urgent=milestone,…] [template=NAME]
     unsubscribe TOPIC | all
     add-feed URL [TOPIC] [updates=edit|reply|new]
     remove-feed ID|URL
@@ -25,6 +25,8 @@ earlier message of the same item in this room (``alerts.edits``): ``edit`` it in
 place, ``reply`` (edit it and reply in its thread with what changed) or post a
 ``new`` message; without it, the room's default. ``digest``, ``quiet``, ``tz`` and
 ``urgent`` hold the alerts for one digest message (``alerts.schedule``).
+``template`` shows them with one of the operator's templates (``alerts.templates``),
+by name; a name the operator did not define is refused.
 
 Mutating commands (subscribe, unsubscribe, add-feed, remove-feed) need ``may_manage``
 in the context; the front end decides it (Matrix power level, Discord Manage
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -69,6 +71,8 @@ Commands:
                             hold alerts and send them as one digest message
                             (every hour, once a day, or when quiet hours end);
                             urgent kinds are never held
+            [template=NAME]         word alerts with a template the operator
+                                    defined (list shows them when there are any)
   unsubscribe TOPIC|all     stop alerts on TOPIC (or on every topic)
   add-feed URL [TOPIC] [updates=…]
                             add a feed of this room's own (where the operator
@@ -94,6 +98,7 @@ class Command:
     min_change: float | None = None
     updates: UpdateStyle | None = None
     schedule: Schedule | None = None
+    template: str | None = None
     feed: str | None = None  # add-feed's URL, remove-feed's ID or URL
 
 
@@ -213,6 +218,7 @@ def parse(text: str) -> Command:
         min_change=options.pop("min_change", ""),
         updates=options.pop("updates", ""),
         **{name: options.pop(name, "") for name in ("digest", "quiet", "tz", "urgent")},
+        template=options.pop("template", ""),
         unknown=options,
     )
 
@@ -268,6 +274,7 @@ def build_subscribe(
     quiet: str = "",
     tz: str = "",
     urgent: str = "",
+    template: str = "",
     unknown: Mapping[str, str] | None = None,
 ) -> Command:
     """A subscribe command from its fields (what Discord's slash options give)."""
@@ -275,7 +282,7 @@ def build_subscribe(
         names = ", ".join(sorted(unknown))
         raise CommandError(
             f"unknown option(s) {names}; options are kinds, keywords, exclude, "
-            "min_amount, min_change, updates, digest, quiet, tz, urgent"
+            "min_amount, min_change, updates, digest, quiet, tz, urgent, template"
         )
     try:
         schedule = parse_schedule(digest=digest, quiet=quiet, tz=tz, urgent=urgent)
@@ -291,6 +298,7 @@ def build_subscribe(
         min_change=parse_amount(min_change, "min_change") if min_change else None,
         updates=parse_updates(updates) if updates else None,
         schedule=schedule,
+        template=template.strip() or None,
     )
 
 
@@ -303,10 +311,12 @@ class CommandService:
         store: Store,
         topics: Mapping[str, str],
         on_change: Callable[[], Awaitable[None]] | None = None,
+        templates: Collection[str] = (),
         feeds: ChatFeeds | None = None,
     ) -> None:
         self.store = store
         self.topics = dict(topics)
+        self.templates = frozenset(templates)
         self._on_change = on_change
         self.feeds = feeds
 
@@ -353,6 +363,9 @@ class CommandService:
         if topic not in self.topics:
             known = ", ".join(sorted(self.topics)) or "none"
             raise CommandError(f"unknown topic {command.topic!r}; topics are: {known}")
+        if command.template is not None and command.template not in self.templates:
+            known = ", ".join(sorted(self.templates)) or "none (the operator defined none)"
+            raise CommandError(f"unknown template {command.template!r}; templates are: {known}")
         await self.store.upsert_destination(
             Destination(ctx.destination_id, ctx.sink, ctx.target, dict(ctx.destination_options))
         )
@@ -367,6 +380,7 @@ class CommandService:
                 min_change=command.min_change,
                 updates=command.updates,
                 schedule=command.schedule,
+                template=command.template,
                 created_by=ctx.user,
             )
         )
@@ -443,4 +457,6 @@ def describe(sub: Subscription) -> str:
         parts.append(f"updates={sub.updates.value}")
     if sub.schedule is not None:
         parts.append(sub.schedule.describe())
+    if sub.template is not None:
+        parts.append(f"template={sub.template}")
     return " ".join(parts)

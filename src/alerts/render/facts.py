@@ -29,6 +29,10 @@ an event carries is a stranger's. It is neutralised here, once:
   valid IDNA name (emitted in its ASCII form) or an IP literal, a default port
   dropped, everything else percent-encoded, at most 2,048 characters.
 
+A room may show its alerts with an operator's template (``alerts.templates``):
+``templated`` fills it with these neutral facts and neutralises what it renders
+again, so the headline and summary stay neutral lines the renderers escape.
+
 A message that shows one story reported by several sources (``alerts.edits``) lists
 the others under ``also``: each name neutralised like the source's, each link a
 ``safe_link``.
@@ -53,6 +57,7 @@ import idna
 import regex
 
 from alerts.model import Event, EventKind, MessageView
+from alerts.templates import Template, fill
 
 TITLE_MAX = 256
 SUMMARY_MAX = 4_000
@@ -372,7 +377,7 @@ def _count(value: Any) -> int:
 def facts_of_view(view: MessageView, *, limit: int = FACTS_MAX) -> Facts:
     """The neutralised facts of what one message shows: its event, and the other
     sources that reported the same story (at most ``ALSO_MAX``)."""
-    facts = facts_of(view.event, limit=limit)
+    facts = templated(facts_of(view.event, limit=limit), view.template)
     also = tuple(
         Report(neutral_line(a.source, SOURCE_MAX) or "?", safe_link(a.url))
         for a in view.also[:ALSO_MAX]
@@ -464,3 +469,45 @@ def change(name: str, old: Any, new: Any) -> str:
     if _is_number(old) and _is_number(new):
         text += f" ({signed(name, new - old, money=_is_money(name))})"
     return text
+
+
+# --- templates (alerts.templates) ---------------------------------------------------
+
+_FIELD_OF_LABEL = {label: "change" if name == "delta" else name for name, label in _KNOWN.items()}
+
+
+def template_values(facts: Facts) -> dict[str, str]:
+    """The fields a template may use (``alerts.templates.FIELDS``), all neutral."""
+    values = {
+        "title": facts.headline,
+        "source": facts.source,
+        "kind": facts.kind.value,
+        "topic": ", ".join(facts.topics),
+        "link": facts.link or "",
+        "summary": facts.summary,
+        "when": facts.when_text,
+        "facts": "\n".join(f"{f.label}: {f.value}" for f in facts.facts),
+    }
+    for fact in facts.facts:
+        name = _FIELD_OF_LABEL.get(fact.label)
+        if name is not None:
+            values.setdefault(name, fact.value)
+    return values
+
+
+def templated(facts: Facts, template: Template | None) -> Facts:
+    """``facts`` shown with ``template``: its title as the headline, its body as the
+    summary (each neutralised again; an empty result keeps the default), the key
+    facts kept unless the template drops them. A digest keeps its own wording."""
+    if template is None or facts.digest:
+        return facts
+    values = template_values(facts)
+    one_line = {name: " ".join(value.split()) for name, value in values.items()}
+    title = neutral_line(fill(template.title, one_line), TITLE_MAX) if template.title else ""
+    body = neutral_text(fill(template.body, values), SUMMARY_MAX) if template.body else ""
+    return replace(
+        facts,
+        headline=title or facts.headline,
+        summary=body if template.body else facts.summary,
+        facts=facts.facts if template.show_facts else (),
+    )

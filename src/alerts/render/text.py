@@ -25,9 +25,12 @@ def render_text(event: Event, *, source_label: str | None = None, summary_chars:
     line, the facts and the time."""
     if source_label is not None:
         event = replace(event, source_name=source_label)
-    facts = facts_of(event)
     title = neutral_line(event.title) or neutral_line(event.key)
-    lines = [f"{KIND_LABEL.get(event.kind, event.kind.value)} · {facts.source}: {title}"]
+    return _text(event.kind, facts_of(event), title, summary_chars)
+
+
+def _text(kind: EventKind, facts: Facts, title: str, summary_chars: int = 400) -> str:
+    lines = [f"{KIND_LABEL.get(kind, kind.value)} · {facts.source}: {title}"]
     if facts.link:
         lines.append(f"  {facts.link}")
     summary = cut(" ".join(facts.summary.split()), summary_chars)
@@ -41,9 +44,14 @@ def render_text(event: Event, *, source_label: str | None = None, summary_chars:
 
 
 def render_view_text(view: MessageView) -> str:
-    """``render_text`` of the view's event, and the other sources that reported it."""
-    text = render_text(view.event)
-    also = facts_of_view(view).also
+    """``render_text`` of the view's event (with its template's wording, if any), and
+    the other sources that reported it."""
+    facts = facts_of_view(view)
+    if view.template is None:
+        text = render_text(view.event)
+    else:
+        text = _text(view.event.kind, facts, facts.headline)
+    also = facts.also
     if not also:
         return text
     reports = ", ".join(f"{r.source} {r.link}" if r.link else r.source for r in also)

@@ -34,7 +34,9 @@ class ConsoleSink(BaseSink):
         self._stream = stream
 
     async def send(self, delivery: Delivery) -> str | None:
-        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+        return (
+            await self.post(delivery, MessageView(delivery.event, template=delivery.view.template))
+        ).remote_id
 
     async def post(self, delivery: Delivery, view: MessageView) -> Posted:
         self._print(f"[alert {delivery.id}]\n" + render_view_text(view))

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from alerts.model import Destination, Subscription, utcnow
 from alerts.records import ChatSource
-from alerts.store.codec import chat_source_from_row, dumps, subscription_row
+from alerts.store.codec import (
+    chat_source_from_row,
+    dumps,
+    subscription_insert,
+    subscription_row,
+)
 from alerts.store.database import Database, Tx
 from alerts.store.dialect import Dialect
 
@@ -20,10 +25,7 @@ ADD_CHAT_SOURCE = (
     "INSERT INTO chat_sources (id, destination_id, url, kind, topic, added_by, added_at) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
 )
-SUBSCRIBE = (  # the columns of ``subscription_row``, then created_at
-    "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, exclude, "
-    "min_amount, min_change, created_by, updates, schedule, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+SUBSCRIBE = subscription_insert(
     "ON CONFLICT (destination_id, topic, source) DO UPDATE SET updates = excluded.updates"
 )
 BUMP = (

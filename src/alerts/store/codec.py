@@ -32,6 +32,7 @@ from alerts.records import (
 )
 from alerts.schedule import Schedule
 from alerts.store.dialect import Dialect
+from alerts.templates import Template
 
 
 def dumps(value: JSON) -> str:
@@ -56,9 +57,26 @@ def idempotency_key(install_id: str, delivery_id: int) -> str:
     return f"{install_id[:8]}-{out}"
 
 
+SUBSCRIPTION_COLUMNS = (
+    "destination_id, topic, source, kinds, include, exclude, min_amount, min_change, "
+    "created_by, updates, schedule, template"
+)
+
+
+def subscription_insert(conflict: str) -> str:
+    """``INSERT INTO subscriptions`` of ``subscription_row``'s columns then created_at,
+    with ``conflict`` (an ``ON CONFLICT`` clause) after it."""
+    count = SUBSCRIPTION_COLUMNS.count(",") + 2
+    values = ", ".join(f"${n}" for n in range(1, count + 1))
+    return (
+        f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, created_at) VALUES ({values}) "
+        + conflict
+    )
+
+
 def subscription_row(sub: Subscription) -> tuple[Any, ...]:
     """Columns destination_id, topic, source, kinds, include, exclude, min_amount,
-    min_change, created_by, updates, schedule."""
+    min_change, created_by, updates, schedule, template."""
     return (
         sub.destination_id,
         sub.topic or "",
@@ -71,6 +89,7 @@ def subscription_row(sub: Subscription) -> tuple[Any, ...]:
         sub.created_by,
         sub.updates.value if sub.updates else None,
         dumps(sub.schedule.to_json()) if sub.schedule else None,
+        sub.template,
     )
 
 
@@ -88,6 +107,7 @@ def subscription_from_row(row: Any) -> Subscription:
         created_by=row["created_by"],
         updates=_style(row["updates"]),
         schedule=Schedule.from_json(loads(row["schedule"])),
+        template=row["template"],
     )
 
 
@@ -100,6 +120,11 @@ def view_columns(view: View) -> tuple[str | None, float]:
     return (view.updates.value if view.updates else None, view.merge_window_s)
 
 
+def template_column(view: View) -> str | None:
+    """Column template of a delivery (``alerts.templates``)."""
+    return dumps(view.template.to_json()) if view.template else None
+
+
 def hold_columns(hold: Hold | None, d: Dialect) -> tuple[str, Any, str | None]:
     """Columns state, hold_until, digest_key of a new delivery."""
     if hold is None:
@@ -109,7 +134,11 @@ def hold_columns(hold: Hold | None, d: Dialect) -> tuple[str, Any, str | None]:
 
 def view_from_row(r: Any) -> View:
     window = r["merge_window_s"]
-    return View(_style(r["updates"]), DEFAULT_MERGE_WINDOW_S if window is None else float(window))
+    return View(
+        _style(r["updates"]),
+        DEFAULT_MERGE_WINDOW_S if window is None else float(window),
+        Template.from_json(loads(r["template"])),
+    )
 
 
 def _must(value: datetime | None) -> datetime:
@@ -146,8 +175,9 @@ def destination_from_row(r: Any, d: Dialect) -> DestinationRow:
 
 def delivery_from_row(r: Any, install_id: str, d: Dialect, claimed_at: datetime) -> Delivery:
     """A delivery claimed at ``claimed_at``: columns id, attempts, tried_at, payload,
-    dest_id, sink, target, options, updates, merge_window_s. ``tried_at`` is kept only
-    when an earlier claim set it (this claim sets it to ``claimed_at`` otherwise)."""
+    dest_id, sink, target, options, updates, merge_window_s, template. ``tried_at`` is
+    kept only when an earlier claim set it (this claim sets it to ``claimed_at``
+    otherwise)."""
     tried_at = d.when(r["tried_at"])
     if tried_at == d.when(d.time(claimed_at)):
         tried_at = None

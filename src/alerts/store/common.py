@@ -56,7 +56,9 @@ from alerts.store.codec import (
     post_from_row,
     source_from_row,
     subscription_from_row,
+    subscription_insert,
     subscription_row,
+    template_column,
     view_columns,
 )
 from alerts.store.database import Database, Tx
@@ -91,9 +93,8 @@ NOT_MODIFIED = (
     "lease_until = NULL WHERE id = $5 AND lease_owner = $6"
 )
 CLAIMED_DELIVERIES = (
-    "SELECT d.id, d.attempts, d.tried_at, d.updates, d.merge_window_s, e.payload, "
-    "t.id AS dest_id, "
-    "t.sink, t.target, t.options "
+    "SELECT d.id, d.attempts, d.tried_at, d.updates, d.merge_window_s, d.template, "
+    "e.payload, t.id AS dest_id, t.sink, t.target, t.options "
     "FROM deliveries d JOIN events e ON e.id = d.event_id "
     "JOIN destinations t ON t.id = d.destination_id"
 )
@@ -372,8 +373,8 @@ class SqlStore(ChatSourcesSql, ABC):
             stored.append(event.with_id(int(event_id)))
             await tx.executemany(
                 "INSERT INTO deliveries (event_id, destination_id, created_at, updates, "
-                "merge_window_s, state, hold_until, digest_key) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "merge_window_s, state, hold_until, digest_key, template) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 [
                     (
                         event_id,
@@ -381,6 +382,7 @@ class SqlStore(ChatSourcesSql, ABC):
                         now,
                         *view_columns(routed.views.get(dest, View())),
                         *hold_columns(routed.holds.get(dest), self._d),
+                        template_column(routed.views.get(dest, View())),
                     )
                     for dest in dict.fromkeys(routed.destination_ids)
                 ],
@@ -449,14 +451,13 @@ class SqlStore(ChatSourcesSql, ABC):
 
         async def body(tx: Tx) -> Any:
             stored = await tx.fetchrow(
-                "INSERT INTO subscriptions (destination_id, topic, source, kinds, include, "
-                "exclude, min_amount, min_change, created_by, updates, schedule, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
-                "ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
-                "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
-                "min_amount = excluded.min_amount, min_change = excluded.min_change, "
-                "created_by = excluded.created_by, updates = excluded.updates, "
-                "schedule = excluded.schedule RETURNING *",
+                subscription_insert(
+                    "ON CONFLICT (destination_id, topic, source) DO UPDATE SET "
+                    "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
+                    "min_amount = excluded.min_amount, min_change = excluded.min_change, "
+                    "created_by = excluded.created_by, updates = excluded.updates, "
+                    "schedule = excluded.schedule, template = excluded.template RETURNING *"
+                ),
                 *args,
             )
             await tx.execute(BUMP_SUBSCRIPTIONS)

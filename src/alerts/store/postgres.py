@@ -40,7 +40,13 @@ import asyncpg
 from alerts.errors import StoreError, StoreUnavailable
 from alerts.model import Delivery, Event, View
 from alerts.records import NotModified, PollCommit
-from alerts.store.codec import delivery_from_row, dumps, hold_columns, view_columns
+from alerts.store.codec import (
+    delivery_from_row,
+    dumps,
+    hold_columns,
+    template_column,
+    view_columns,
+)
 from alerts.store.common import SqlStore
 from alerts.store.database import Body, Row, Tx
 from alerts.store.dialect import POSTGRES
@@ -275,6 +281,7 @@ class PostgresStore(SqlStore):
                 dest,
                 *view_columns(routed.views.get(dest, View())),
                 *hold_columns(routed.holds.get(dest), self._d),
+                template_column(routed.views.get(dest, View())),
             )
             for routed, event_id in zip(commit.events, event_ids, strict=True)
             for dest in dict.fromkeys(routed.destination_ids)
@@ -282,11 +289,11 @@ class PostgresStore(SqlStore):
         if rows:
             await tx.execute(
                 "INSERT INTO deliveries (id, event_id, destination_id, created_at, updates, "
-                "merge_window_s, state, hold_until, digest_key) SELECT u.id, u.event_id, "
-                "u.dest, $4, u.updates, u.mw, u.state, u.hold, u.dkey "
+                "merge_window_s, state, hold_until, digest_key, template) SELECT u.id, "
+                "u.event_id, u.dest, $4, u.updates, u.mw, u.state, u.hold, u.dkey, u.tpl "
                 "FROM unnest($1::bigint[], $2::bigint[], $3::text[], $5::text[], "
-                "$6::float8[], $7::text[], $8::timestamptz[], $9::text[]) "
-                "AS u(id, event_id, dest, updates, mw, state, hold, dkey)",
+                "$6::float8[], $7::text[], $8::timestamptz[], $9::text[], $10::text[]) "
+                "AS u(id, event_id, dest, updates, mw, state, hold, dkey, tpl)",
                 await _next_ids(tx, "deliveries", len(rows)),
                 [r[0] for r in rows],
                 [r[1] for r in rows],
@@ -296,6 +303,7 @@ class PostgresStore(SqlStore):
                 [r[4] for r in rows],
                 [r[5] for r in rows],
                 [r[6] for r in rows],
+                [r[7] for r in rows],
             )
         return stored
 
@@ -457,8 +465,9 @@ _CLAIM_DELIVERIES = (
     " UPDATE deliveries SET lease_owner = $1, lease_until = $2, tried_at = COALESCE(tried_at, $4)"
     " WHERE id IN (SELECT id FROM picked) AND state = 'pending'"
     " AND (lease_until IS NULL OR lease_until < $4)"
-    " RETURNING id, event_id, destination_id, attempts, tried_at, updates, merge_window_s)"
-    " SELECT c.id, c.attempts, c.tried_at, c.updates, c.merge_window_s, e.payload,"
+    " RETURNING id, event_id, destination_id, attempts, tried_at, updates, merge_window_s,"
+    " template)"
+    " SELECT c.id, c.attempts, c.tried_at, c.updates, c.merge_window_s, c.template, e.payload,"
     " t.id AS dest_id,"
     " t.sink, t.target, t.options"
     " FROM claimed c JOIN events e ON e.id = c.event_id"

@@ -96,6 +96,7 @@ class AlertsGroup(app_commands.Group):
         quiet="Quiet hours: hold alerts between these times, e.g. 22:00-07:00 (or off)",
         tz="Time zone of digest and quiet hours, e.g. Europe/Paris (default UTC)",
         urgent="Kinds never held, comma-separated: e.g. milestone",
+        template="Word alerts with one of the operator's templates, by name",
     )
     @app_commands.choices(
         updates=[
@@ -118,6 +119,7 @@ class AlertsGroup(app_commands.Group):
         quiet: str | None = None,
         tz: str | None = None,
         urgent: str | None = None,
+        template: str | None = None,
     ) -> None:
         try:
             command = build_subscribe(
@@ -132,6 +134,7 @@ class AlertsGroup(app_commands.Group):
                 quiet=quiet or "",
                 tz=tz or "",
                 urgent=urgent or "",
+                template=template or "",
             )
         except CommandError as exc:
             await self.front.reply(interaction, Reply(str(exc), ok=False))
@@ -190,6 +193,12 @@ class AlertsGroup(app_commands.Group):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return self.front.topic_choices(current)
+
+    @subscribe.autocomplete("template")
+    async def _subscribe_templates(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return self.front.template_choices(current)
 
     @unsubscribe.autocomplete("topic")
     async def _unsubscribe_topics(
@@ -254,6 +263,10 @@ class DiscordCommands:
             app_commands.Choice(name=cut(name, 100), value=name)
             for name in self.service.topic_names(current.strip())[:CHOICES_MAX]
         ]
+
+    def template_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        names = sorted(t for t in self.service.templates if t.startswith(current.strip()))
+        return [app_commands.Choice(name=cut(n, 100), value=n) for n in names[:CHOICES_MAX]]
 
     async def context(self, interaction: discord.Interaction) -> CommandContext:
         """The room and rights of an interaction, as the command core sees them: a

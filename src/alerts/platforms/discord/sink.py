@@ -173,7 +173,9 @@ class DiscordSender:
         await self.session.close()
 
     async def send(self, delivery: Delivery) -> str | None:
-        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+        return (
+            await self.post(delivery, MessageView(delivery.event, template=delivery.view.template))
+        ).remote_id
 
     async def _already_sent(self, channel_id: int, delivery: Delivery, ref: str) -> str | None:
         """The message carrying ``ref`` in the channel's recent history, when the
@@ -366,7 +368,9 @@ class DiscordWebhookSink:
         await self.session.close()
 
     async def send(self, delivery: Delivery) -> str | None:
-        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+        return (
+            await self.post(delivery, MessageView(delivery.event, template=delivery.view.template))
+        ).remote_id
 
     async def post(self, delivery: Delivery, view: MessageView) -> Posted:
         """Execute the webhook with ``view`` (``wait=true``: Discord returns the

@@ -133,7 +133,9 @@ class MatrixSender:
 
     async def send(self, delivery: Delivery) -> str | None:
         """Send one alert; the txn id makes a repeat of the same delivery a no-op."""
-        return (await self.post(delivery, MessageView(delivery.event))).remote_id
+        return (
+            await self.post(delivery, MessageView(delivery.event, template=delivery.view.template))
+        ).remote_id
 
     async def post(self, delivery: Delivery, view: MessageView) -> Posted:
         """Show ``view`` as a new message in the destination's room."""
