@@ -104,26 +104,35 @@ async def test_only_new_or_changed_entries_are_read(
         assert reads == []
 
 
+@pytest.mark.parametrize(
+    "former",
+    [
+        None,  # what a store migrated from before 0008 holds: no digest
+        "0123456789abcdef0123456789abcdef.9f3c2a1b",  # a digest of an earlier form
+    ],
+    ids=["no-digest", "earlier-digest-form"],
+)
 async def test_items_stored_before_digests_are_read_once_and_never_alert(
-    server: FeedServer, reads: list[str], tmp_path: Path
+    server: FeedServer, reads: list[str], tmp_path: Path, former: str | None
 ) -> None:
     server.feeds["wire"] = FeedState()
     config = write_config(tmp_path, {"wire": server.url("wire")})
     async with runtime_on(tmp_path, config) as rt:
         await polled(rt, rss(BASE), server, reads)
-        # what a store migrated from before 0008 holds: no digest
-        await asyncio.to_thread(_forget_digests, tmp_path / "alerts.db")
-        assert not any(s.digest for s in (await rt.store.load_items("wire")).values())
+        fresh = {k: s.digest for k, s in (await rt.store.load_items("wire")).items()}
+        await asyncio.to_thread(_set_digests, tmp_path / "alerts.db", former)
+        assert {s.digest for s in (await rt.store.load_items("wire")).values()} == {former}
         assert await polled(rt, rss(BASE, channel="one"), server, reads) == []
         assert reads == ["c", "b"]
-        assert all(s.digest for s in (await rt.store.load_items("wire")).values())
+        refreshed = {k: s.digest for k, s in (await rt.store.load_items("wire")).items()}
+        assert refreshed == fresh
         assert await polled(rt, rss(BASE, channel="two"), server, reads) == []
         assert reads == []
 
 
-def _forget_digests(path: Path) -> None:
+def _set_digests(path: Path, digest: str | None) -> None:
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE items SET digest = NULL")
+        db.execute("UPDATE items SET digest = ?", (digest,))
 
 
 def entry(key: str, digest: str = "d") -> Entry:
