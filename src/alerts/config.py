@@ -53,6 +53,7 @@ from alerts.model import (
     View,
 )
 from alerts.netguard import AllowPrivateNetwork, AllowPrivateNetworkOption
+from alerts.notices import DEFAULT_AFTER, NoticePolicy
 from alerts.options import (
     MIN_INTERVAL_S,
     DurationS,
@@ -134,6 +135,17 @@ class ServiceConfig(_Strict):
     shutdown_grace: DurationS = Field(
         default=5.0, ge=0.0, le=600.0, description="longest wait for work in flight at shutdown"
     )
+    operator_room: StrictStr | None = Field(
+        default=None, description="the destination that gets failure and flood notices"
+    )
+    failure_notice_after: StrictInt = Field(
+        default=DEFAULT_AFTER, ge=1, le=1_000, description="failed polls in a row before a notice"
+    )
+
+    @property
+    def notices(self) -> NoticePolicy:
+        """Where failure notices go and when (``alerts.notices``)."""
+        return NoticePolicy(self.operator_room, self.failure_notice_after)
 
 
 MAX_TIMEOUT_S = 3600.0
@@ -453,6 +465,7 @@ class _Assembly:
         destinations, origins = self._destinations(bad_env)
         routes, tables = self._routes(topics, all_ids, origins)
         templates = self._templates()
+        self._operator_room(destinations)
         if self.problems or service is None or http is None or chat is None:
             raise ConfigError(self.problems)
         disabled = tuple(sc.id for _, _, sc in self._each_source() if not sc.enabled)
@@ -483,6 +496,16 @@ class _Assembly:
             templates=templates,
             chat=chat,
         )
+
+    def _operator_room(self, destinations: Mapping[str, Destination]) -> None:
+        for origin, cf in self.files:
+            room = cf.service.get("operator_room")
+            if isinstance(room, str) and room not in destinations:
+                defined = ", ".join(sorted(destinations)) or "none"
+                self.problems.append(
+                    f"{origin}: service.operator_room: unknown destination {room!r}; "
+                    f"defined: {defined}"
+                )
 
     def _templates(self) -> dict[str, Template]:
         """Every ``[templates.NAME]``, once each; every ``template =`` names one."""

@@ -245,7 +245,8 @@ class Subscription:
     ``min_amount`` drops events whose ``amount`` field is lower; ``min_change`` those
     whose ``delta`` field (the change an update made) is smaller in absolute value.
     ``updates`` overrides the destination's ``updates`` for the events it routes,
-    ``template`` (a template's name) its ``template``.
+    ``template`` (a template's name) its ``template``. ``notify_failures``: the room
+    also gets the failure notices of the sources it matches (``alerts.notices``).
     ``schedule`` holds its alerts for digests and quiet hours (``alerts.schedule``).
     """
 
@@ -262,6 +263,7 @@ class Subscription:
     updates: UpdateStyle | None = None
     schedule: Schedule | None = None
     template: str | None = None
+    notify_failures: bool = False
 
 
 class DeliveryState(StrEnum):

@@ -89,7 +89,7 @@ class PollCommit:
     On success (``error is None``): validators, cursor and detector state (``None``
     keeps the stored one), item upserts, events and their deliveries, ``failures``
     reset. On failure: only ``error``, ``failures + 1`` and ``next_due`` (the backoff)
-    are written.
+    are written, with ``events`` (the failure notice of ``alerts.notices``, if any).
     """
 
     source_id: str

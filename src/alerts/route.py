@@ -32,6 +32,7 @@ from datetime import datetime
 
 from alerts.keywords import Text, any_found
 from alerts.model import Event, EventKind, Subscription, UpdateStyle, View
+from alerts.notices import NoticePolicy, notice_rooms
 from alerts.records import Hold, RoutedEvent
 from alerts.schedule import Schedule, hold_key, release_at
 from alerts.templates import Template
@@ -101,6 +102,7 @@ class Router:
         self._not_stories: frozenset[str] = frozenset()
         self._schedules: Mapping[str, Schedule] = {}
         self._templates: Mapping[str, Template] = {}
+        self.notices = NoticePolicy()
 
     def set_static(self, subs: Iterable[Subscription]) -> None:
         self._static = tuple(subs)
@@ -128,6 +130,14 @@ class Router:
     def set_templates(self, templates: Mapping[str, Template]) -> None:
         """The operator's templates by name (``alerts.templates``)."""
         self._templates = dict(templates)
+
+    def set_notices(self, policy: NoticePolicy) -> None:
+        """Where failure notices go (``alerts.notices``)."""
+        self.notices = policy
+
+    def notice(self, event: Event) -> RoutedEvent:
+        """A notice to the operator room and the rooms that opted in for its source."""
+        return RoutedEvent(event, notice_rooms(event, self.notices, self._static + self._dynamic))
 
     def route(self, event: Event) -> tuple[str, ...]:
         return tuple(self._matching(event))

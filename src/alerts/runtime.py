@@ -217,6 +217,7 @@ class Runtime:
         router.set_views(config.views, config.source_updates, config.not_stories)
         router.set_schedules(config.schedules)
         router.set_templates(config.templates)
+        router.set_notices(config.service.notices)
         faults = Faults()
         dispatcher = Dispatcher(
             store=store,
@@ -539,6 +540,7 @@ class Runtime:
         self.router.set_views(config.views, config.source_updates, config.not_stories)
         self.router.set_schedules(config.schedules)
         self.router.set_templates(config.templates)
+        self.router.set_notices(config.service.notices)
         self.commands.topics = config.topic_descriptions
         self.commands.templates = frozenset(config.templates)
         if self.commands.feeds is not None:

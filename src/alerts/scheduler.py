@@ -37,6 +37,7 @@ from alerts.detect import (
 from alerts.errors import LeaseLostError, RetryAfterError, SourceError
 from alerts.flood import Verdict
 from alerts.model import JSON, Event, Item, Listing, Observation, utcnow
+from alerts.notices import Notice, notice_event
 from alerts.redact import redact_text
 from alerts.route import Router
 from alerts.sources import Source, SourceState
@@ -329,6 +330,9 @@ class Scheduler:
             return await self._read_listing(spec, adapter, row, observation, now)
         if observation.not_modified and flood.status(row.detector) is not None:
             return await self._calm(spec, observation, row, now)
+        if observation.not_modified and row.failures >= self.router.notices.after:
+            unchanged = Detection(events=[], items={}, detector=dict(row.detector), saw_new=False)
+            return await self._record(spec, observation, unchanged, now, cursor=None, row=row)
         if observation.not_modified:
             self._unchanged.append(
                 (
@@ -408,7 +412,7 @@ class Scheduler:
             digests=digests,
             listed=listed,
         )
-        return await self._record(spec, listing, found, now, cursor=listing.cursor)
+        return await self._record(spec, listing, found, now, cursor=listing.cursor, row=row)
 
     async def _detect_and_commit(
         self, spec: SourceSpec, adapter: Source, row: SourceRow, obs: Observation, now: datetime
@@ -423,7 +427,7 @@ class Scheduler:
             adapter=adapter,
             now=now,
         )
-        return await self._record(spec, obs, found, now, cursor=obs.cursor)
+        return await self._record(spec, obs, found, now, cursor=obs.cursor, row=row)
 
     async def _calm(
         self, spec: SourceSpec, obs: Observation, row: SourceRow, now: datetime
@@ -449,7 +453,7 @@ class Scheduler:
             saw_new=False,
             flood=verdict,
         )
-        return await self._record(spec, obs, found, now, cursor=None)
+        return await self._record(spec, obs, found, now, cursor=None, row=row)
 
     async def _record(
         self,
@@ -459,9 +463,12 @@ class Scheduler:
         now: datetime,
         *,
         cursor: Mapping[str, JSON] | None,
+        row: SourceRow,
     ) -> PollReport:
-        """Route and commit a detection, then count and tell what it did."""
-        routed = await self._route(found, now)
+        """Route and commit a detection (with the notices it makes: a source that
+        failed recovers, the flood breaker holds or lets go), then count and tell
+        what it did."""
+        routed = await self._route(found, now) + await self._notices(spec, found, now, row)
         stored = await self._commit(
             PollCommit(
                 source_id=spec.id,
@@ -527,10 +534,48 @@ class Scheduler:
     async def _route(self, found: Detection, now: datetime) -> list[RoutedEvent]:
         if not found.events:
             return []
+        await self._subscriptions()
+        return [self.router.routed(e, now=now) for e in found.events]
+
+    async def _subscriptions(self) -> None:
         version = await self.store.subscriptions_version()
         if version != self.router.version:
             self.router.set_dynamic(await self.store.list_subscriptions(), version)
-        return [self.router.routed(e, now=now) for e in found.events]
+
+    async def _notices(
+        self, spec: SourceSpec, found: Detection, now: datetime, row: SourceRow
+    ) -> list[RoutedEvent]:
+        """The notices a successful poll makes (``alerts.notices``)."""
+        made: list[tuple[Notice, int, str]] = []
+        if row.failures >= self.router.notices.after:
+            made.append((Notice.RECOVERED, row.failures, ""))
+        verdict = found.flood
+        if verdict is not None and verdict.started:
+            made.append((Notice.FLOOD_HELD, 0, verdict.reason))
+        elif verdict is not None and verdict.settled and verdict.summary is not None:
+            made.append((Notice.FLOOD_RESUMED, 0, verdict.summary.title))
+        routed = []
+        for kind, failures, detail in made:
+            routed += await self._notice(kind, spec, now, failures=failures, detail=detail)
+        return routed
+
+    async def _notice(
+        self, kind: Notice, spec: SourceSpec, now: datetime, *, failures: int, detail: str
+    ) -> list[RoutedEvent]:
+        event = notice_event(
+            kind,
+            source_id=spec.id,
+            label=spec.label,
+            topics=spec.topics,
+            now=now,
+            failures=failures,
+            detail=detail,
+        )
+        await self._subscriptions()
+        routed = self.router.notice(event)
+        if routed.destination_ids:
+            log.info("source %s: %s notice to %s", spec.id, kind.value, routed.destination_ids)
+        return [routed] if routed.destination_ids else []
 
     def _count(self, spec: SourceSpec, found: Detection) -> None:
         metrics.POLLS.labels(spec.id, "ok").inc()
@@ -558,10 +603,18 @@ class Scheduler:
             capped,
             reason,
         )
-        await self._commit(
-            PollCommit(source_id=spec.id, now=now, next_due=next_due, error=reason),
+        failures = row.failures + 1
+        notices = []
+        if failures == self.router.notices.after:  # only the poll that reaches it
+            notices = await self._notice(
+                Notice.FAILING, spec, now, failures=failures, detail=reason
+            )
+        stored = await self._commit(
+            PollCommit(source_id=spec.id, now=now, next_due=next_due, error=reason, events=notices),
             owner=self.owner,
         )
+        if stored and self.on_committed is not None:
+            self.on_committed(stored)
         metrics.POLLS.labels(spec.id, "error").inc()
         metrics.FAILURE_STREAK.labels(spec.id).set(row.failures + 1)
         return PollReport(spec.id, ok=False, error=reason)

@@ -13,6 +13,7 @@ Grammar (words separated by spaces; values may be quoted)::
               [min_amount=N] [min_change=N] [updates=edit|reply|new]
               [digest=hourly|daily@HH:MM|off] [quiet=HH:MM-HH:MM|off]
               [tz=Area/City] [urgent=milestone,…] [template=NAME]
+              [notify_failures=yes|no]
     unsubscribe TOPIC | all
     add-feed URL [TOPIC] [updates=edit|reply|new]
     remove-feed ID|URL
@@ -26,7 +27,8 @@ place, ``reply`` (edit it and reply in its thread with what changed) or post a
 ``new`` message; without it, the room's default. ``digest``, ``quiet``, ``tz`` and
 ``urgent`` hold the alerts for one digest message (``alerts.schedule``).
 ``template`` shows them with one of the operator's templates (``alerts.templates``),
-by name; a name the operator did not define is refused.
+by name; a name the operator did not define is refused. ``notify_failures=yes``
+also sends the room the failure notices of the topic's sources (``alerts.notices``).
 
 Mutating commands (subscribe, unsubscribe, add-feed, remove-feed) need ``may_manage``
 in the context; the front end decides it (Matrix power level, Discord Manage
@@ -73,6 +75,8 @@ Commands:
                             urgent kinds are never held
             [template=NAME]         word alerts with a template the operator
                                     defined (list shows them when there are any)
+            [notify_failures=yes]   also say when a source of TOPIC starts
+                                    failing and when it recovers
   unsubscribe TOPIC|all     stop alerts on TOPIC (or on every topic)
   add-feed URL [TOPIC] [updates=…]
                             add a feed of this room's own (where the operator
@@ -99,6 +103,7 @@ class Command:
     updates: UpdateStyle | None = None
     schedule: Schedule | None = None
     template: str | None = None
+    notify_failures: bool = False
     feed: str | None = None  # add-feed's URL, remove-feed's ID or URL
 
 
@@ -219,6 +224,7 @@ def parse(text: str) -> Command:
         updates=options.pop("updates", ""),
         **{name: options.pop(name, "") for name in ("digest", "quiet", "tz", "urgent")},
         template=options.pop("template", ""),
+        notify_failures=options.pop("notify_failures", ""),
         unknown=options,
     )
 
@@ -275,6 +281,7 @@ def build_subscribe(
     tz: str = "",
     urgent: str = "",
     template: str = "",
+    notify_failures: str = "",
     unknown: Mapping[str, str] | None = None,
 ) -> Command:
     """A subscribe command from its fields (what Discord's slash options give)."""
@@ -282,7 +289,8 @@ def build_subscribe(
         names = ", ".join(sorted(unknown))
         raise CommandError(
             f"unknown option(s) {names}; options are kinds, keywords, exclude, "
-            "min_amount, min_change, updates, digest, quiet, tz, urgent, template"
+            "min_amount, min_change, updates, digest, quiet, tz, urgent, template, "
+            "notify_failures"
         )
     try:
         schedule = parse_schedule(digest=digest, quiet=quiet, tz=tz, urgent=urgent)
@@ -299,7 +307,18 @@ def build_subscribe(
         updates=parse_updates(updates) if updates else None,
         schedule=schedule,
         template=template.strip() or None,
+        notify_failures=parse_yes_no(notify_failures, "notify_failures"),
     )
+
+
+def parse_yes_no(value: str, name: str) -> bool:
+    """``yes``/``no`` (also true/false, on/off, 1/0); empty is no."""
+    word = value.strip().lower()
+    if word in ("", "no", "false", "off", "0"):
+        return False
+    if word in ("yes", "true", "on", "1"):
+        return True
+    raise CommandError(f"{name} must be yes or no, not {value!r}")
 
 
 class CommandService:
@@ -381,6 +400,7 @@ class CommandService:
                 updates=command.updates,
                 schedule=command.schedule,
                 template=command.template,
+                notify_failures=command.notify_failures,
                 created_by=ctx.user,
             )
         )
@@ -459,4 +479,6 @@ def describe(sub: Subscription) -> str:
         parts.append(sub.schedule.describe())
     if sub.template is not None:
         parts.append(f"template={sub.template}")
+    if sub.notify_failures:
+        parts.append("notify_failures=yes")
     return " ".join(parts)

@@ -63,7 +63,7 @@ def idempotency_key(install_id: str, delivery_id: int) -> str:
 
 SUBSCRIPTION_COLUMNS = (
     "destination_id, topic, source, kinds, include, exclude, min_amount, min_change, "
-    "created_by, updates, schedule, template"
+    "created_by, updates, schedule, template, notify_failures"
 )
 
 
@@ -80,7 +80,7 @@ def subscription_insert(conflict: str) -> str:
 
 def subscription_row(sub: Subscription) -> tuple[Any, ...]:
     """Columns destination_id, topic, source, kinds, include, exclude, min_amount,
-    min_change, created_by, updates, schedule, template."""
+    min_change, created_by, updates, schedule, template, notify_failures."""
     return (
         sub.destination_id,
         sub.topic or "",
@@ -94,6 +94,7 @@ def subscription_row(sub: Subscription) -> tuple[Any, ...]:
         sub.updates.value if sub.updates else None,
         dumps(sub.schedule.to_json()) if sub.schedule else None,
         sub.template,
+        sub.notify_failures,
     )
 
 
@@ -112,6 +113,7 @@ def subscription_from_row(row: Any) -> Subscription:
         updates=_style(row["updates"]),
         schedule=Schedule.from_json(loads(row["schedule"])),
         template=row["template"],
+        notify_failures=bool(row["notify_failures"]),
     )
 
 

@@ -316,7 +316,7 @@ class SqlStore(ChatSourcesSql, ABC):
             await tx.execute(
                 FAIL_POLL, commit.source_id, commit.error, now, d.time(commit.next_due)
             )
-            return []
+            return await self._insert_events(tx, commit) if commit.events else []
         await tx.execute(
             SUCCEED_POLL,
             commit.source_id,
@@ -455,7 +455,8 @@ class SqlStore(ChatSourcesSql, ABC):
                     "kinds = excluded.kinds, include = excluded.include, exclude = excluded.exclude, "
                     "min_amount = excluded.min_amount, min_change = excluded.min_change, "
                     "created_by = excluded.created_by, updates = excluded.updates, "
-                    "schedule = excluded.schedule, template = excluded.template RETURNING *"
+                    "schedule = excluded.schedule, template = excluded.template, "
+                    "notify_failures = excluded.notify_failures RETURNING *"
                 ),
                 *args,
             )

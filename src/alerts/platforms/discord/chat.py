@@ -97,6 +97,7 @@ class AlertsGroup(app_commands.Group):
         tz="Time zone of digest and quiet hours, e.g. Europe/Paris (default UTC)",
         urgent="Kinds never held, comma-separated: e.g. milestone",
         template="Word alerts with one of the operator's templates, by name",
+        notify_failures="Also say here when a source of this topic fails and recovers",
     )
     @app_commands.choices(
         updates=[
@@ -120,6 +121,7 @@ class AlertsGroup(app_commands.Group):
         tz: str | None = None,
         urgent: str | None = None,
         template: str | None = None,
+        notify_failures: bool | None = None,
     ) -> None:
         try:
             command = build_subscribe(
@@ -135,6 +137,7 @@ class AlertsGroup(app_commands.Group):
                 tz=tz or "",
                 urgent=urgent or "",
                 template=template or "",
+                notify_failures="yes" if notify_failures else "",
             )
         except CommandError as exc:
             await self.front.reply(interaction, Reply(str(exc), ok=False))
