@@ -34,9 +34,13 @@ from alerts.schedule import Schedule
 from alerts.store.dialect import Dialect
 from alerts.templates import Template
 
+# what ``json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)``
+# writes, without building an encoder at every call (one per item written)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
 
 def dumps(value: JSON) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None) -> Any:
