@@ -157,14 +157,35 @@ async def test_a_sink_that_crashes_is_retried_not_fatal(store: SqliteStore) -> N
     assert sink.titles("a") == ["e1"]
 
 
-async def test_a_destination_whose_sink_is_missing_waits(store: SqliteStore) -> None:
+async def test_a_destination_whose_sink_is_missing_is_left_to_a_replica_with_it(
+    store: SqliteStore,
+) -> None:
+    """A replica without Matrix credentials never claims a Matrix delivery: it neither
+    holds nor blocks the room; a replica that can send takes it at once."""
     await store.upsert_destination(Destination("m", "matrix", "!room:example.org"))
-    await enqueue(store, ("e1", ("m",)))
+    await enqueue(store, ("e1", ("m",)), ("e2", ("a",)))
     sink = RecordingSink()
     await dispatcher(store, sink).drain()
+    assert sink.titles("a") == ["e2"]
     [pending] = await store.list_deliveries(state=DeliveryState.PENDING)
-    assert "not configured" in (pending.last_error or "")
-    assert pending.attempts == 0
+    assert (pending.attempts, pending.last_error) == (0, None)
+    row = await store.get_destination("m")
+    assert row is not None and row.blocked_until is None
+    matrix = RecordingSink()
+    await Dispatcher(store=store, sinks={"matrix": matrix}, owner="u").drain()  # type: ignore[dict-item]
+    assert matrix.titles("m") == ["e1"]
+
+
+async def test_a_sink_whose_account_is_not_owned_claims_nothing(store: SqliteStore) -> None:
+    await enqueue(store, ("e1", ("a",)))
+    sink = RecordingSink()
+    d = dispatcher(store, sink)
+    d.may_send = lambda kind: kind != "console"  # its account's lease is elsewhere
+    await d.drain()
+    assert sink.titles("a") == []
+    d.may_send = lambda kind: True
+    await d.drain()
+    assert sink.titles("a") == ["e1"]
 
 
 async def _wait_until(when: object) -> None:

@@ -135,6 +135,10 @@ class ServiceConfig(_Strict):
     shutdown_grace: DurationS = Field(
         default=5.0, ge=0.0, le=600.0, description="longest wait for work in flight at shutdown"
     )
+    account_lease: Annotated[PositiveDurationS, at_least_s(3.0)] = Field(
+        default=30.0,
+        description="how long a replica owns a chat bot account after its last renewal",
+    )
     operator_room: StrictStr | None = Field(
         default=None, description="the destination that gets failure and flood notices"
     )

@@ -43,6 +43,7 @@ from alerts.model import (
     Validators,
 )
 from alerts.records import (
+    AccountLease,
     ChatSource,
     DeliveryRow,
     DestinationRow,
@@ -481,12 +482,20 @@ class Store(Protocol):
     # --- the outbox --------------------------------------------------------------
 
     async def claim_deliveries(
-        self, now: datetime, *, owner: str, lease_s: float, limit: int
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        lease_s: float,
+        limit: int,
+        sinks: Collection[str] | None = None,
     ) -> list[Delivery]:
         """Lease pending deliveries in id order, keeping per-destination order: a
         delivery is claimable only when its destination is neither parked nor blocked
         (``blocked_until > now``) and no earlier pending delivery of the same
-        destination is leased by someone else."""
+        destination is leased by someone else. ``sinks``: only deliveries to
+        destinations of these sink kinds (the ones this process can send with). A
+        claim sets ``tried_at`` the first time."""
         ...
 
     async def mark_sent(
@@ -586,3 +595,27 @@ class Store(Protocol):
         ...
 
     async def resign(self, name: str, *, owner: str) -> None: ...
+
+    # --- chat accounts (one process at a time sends and syncs as a bot account) ---
+
+    async def try_account(
+        self, name: str, *, owner: str, lease_s: float, now: datetime
+    ) -> AccountLease | None:
+        """Take or renew the lease of account ``name``: the row as now held (with the
+        device and keys the last owner saved), or None while another owner holds it."""
+        ...
+
+    async def release_account(self, name: str, *, owner: str) -> None: ...
+
+    async def save_account(
+        self,
+        name: str,
+        *,
+        owner: str,
+        now: datetime,
+        device_id: str | None = None,
+        keys: str | None = None,
+    ) -> bool:
+        """Save the device id and/or key store for the next owner; False (nothing
+        written) when ``owner`` no longer holds an unexpired lease."""
+        ...

@@ -79,10 +79,15 @@ class Detection:
     digests: dict[str, str] = field(default_factory=dict)  # known items read, unchanged
 
 
+# ``json.dumps(values, sort_keys=True, default=str, ensure_ascii=False)``, its encoder
+# built once: stored fingerprints depend on these exact bytes
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False)
+
+
 def fingerprint(item: Item, fields: Sequence[str], *, version: int = FINGERPRINT_VERSION) -> str:
     """What a reader sees of ``fields``: text without layout, links without URL noise."""
     values = [_normalise(item.value(name), name if version >= 2 else "") for name in fields]
-    blob = json.dumps(values, sort_keys=True, default=str, ensure_ascii=False)
+    blob = _FINGERPRINT_JSON.encode(values)
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 

@@ -102,6 +102,7 @@ class Dispatcher:
         self._outages: dict[str, datetime] = {}  # platform -> when it stopped answering
         self.faults = faults or Faults()
         self.messages = Messages(store, clock=clock)
+        self.may_send: Callable[[str], bool] = lambda _kind: True
         self._loop = Loop("dispatcher", self._step, faults=self.faults)
 
     def wake(self) -> None:
@@ -154,8 +155,15 @@ class Dispatcher:
         if capacity <= 0 or self._stopping:
             return 0
         await self._release_held()
+        sendable = [kind for kind in self.sinks if self.may_send(kind)]
+        if not sendable:
+            return 0
         batch = await self.store.claim_deliveries(
-            self.clock(), owner=self.owner, lease_s=self.lease_s, limit=capacity * 4
+            self.clock(),
+            owner=self.owner,
+            lease_s=self.lease_s,
+            limit=capacity * 4,
+            sinks=sendable,
         )
         groups: dict[str, list[Delivery]] = {}
         for delivery in batch:
@@ -194,7 +202,9 @@ class Dispatcher:
         for index, delivery in enumerate(group):
             rest = [d.id for d in group[index:]]
             try:
-                if self._stopping or loop.time() - started > self.lease_s / 2:
+                platform = delivery.destination.sink
+                sink_gone = platform not in self.sinks or not self.may_send(platform)
+                if self._stopping or sink_gone or loop.time() - started > self.lease_s / 2:
                     await self.store.release_deliveries(rest)
                     return
                 go_on = await self._send_one(delivery, group[index + 1 :])

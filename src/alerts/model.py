@@ -282,6 +282,8 @@ class Delivery:
     sinks pass it to the platform (Matrix txn id, Discord nonce) so that a retry
     never shows twice. It is at most 25 characters (Discord's nonce limit).
     ``view`` is how the destination's room shows it (``alerts.edits``).
+    ``tried_at`` is when it was first claimed: from then on, until it is marked,
+    whether the platform took it is unknown (``alerts.accounts``: reconciliation).
     """
 
     id: int
@@ -290,6 +292,7 @@ class Delivery:
     attempts: int
     idempotency_key: str
     view: View = View()
+    tried_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

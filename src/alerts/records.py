@@ -23,6 +23,18 @@ from alerts.model import (
 
 
 @dataclass(frozen=True, slots=True)
+class AccountLease:
+    """A chat account's lease as held (``Store.try_account``), with what the last
+    owner left for the next: the Matrix device id and its key store (zlib + base64)."""
+
+    name: str
+    owner: str
+    until: datetime
+    device_id: str | None = None
+    keys: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SourceRow:
     """Scheduling and detector state of one source, as stored."""
 

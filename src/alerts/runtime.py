@@ -2,7 +2,9 @@
 
 ``Runtime.open`` builds everything from settings and config (store, HTTP client,
 adapters, sinks, router, scheduler, dispatcher, command service); ``run`` starts the
-scheduler, the dispatcher, the leader loop (chat listeners run only on the replica
+scheduler, the dispatcher, the accounts loop (a sink that sends as a bot account
+runs, and listens for commands, only while this process holds that account's lease:
+``alerts.accounts``), the leader loop (other chat listeners run only on the replica
 that holds the ``chat`` lease), the outbox gauges and the reload loop, each a
 supervised loop (``alerts.supervise``): no fault of one ends the others or the
 process, and ``faults`` is what ``/readyz`` reports. ``stop()`` shuts it down
@@ -27,6 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from alerts import metrics
+from alerts.accounts import AccountKeeper, AccountSink, account_of
 from alerts.chat.commands import CommandService
 from alerts.chat.feeds import ChatFeeds
 from alerts.config import Config, Settings, SourceSpec, check_destinations, load_config
@@ -72,6 +75,7 @@ LEADER_LEASE_S = 30.0
 GAUGES_EVERY_S = 5.0
 RESIGN_TIMEOUT_S = 0.5
 CLOSE_RESERVE_S = 1.0
+SHUTTING_DOWN = "shutting down"
 
 
 def make_owner(settings: Settings) -> str:
@@ -188,6 +192,12 @@ class Runtime:
     _prepared: bool = False
     _register: bool = True
     _gauge_ticks: int = 0
+    _leased: dict[str, str] = field(default_factory=dict)  # sink kind -> account it sends as
+    _owned: dict[str, AccountKeeper] = field(default_factory=dict)
+    _account_listeners: dict[str, Loop] = field(default_factory=dict)
+    _closed: set[str] = field(default_factory=set)
+    _start_errors: dict[str, str] = field(default_factory=dict)
+    _serving: bool = False  # ``run`` is running: owned chat accounts listen too
     _chat_specs: dict[str, SourceSpec] = field(default_factory=dict)
 
     @classmethod
@@ -266,6 +276,7 @@ class Runtime:
             _register=register,
         )
         runtime.commands._on_change = runtime._subscriptions_changed
+        dispatcher.may_send = runtime.may_send
         assert runtime.commands.feeds is not None
         runtime.commands.feeds._on_change = runtime._subscriptions_changed
         if prepare:
@@ -374,6 +385,7 @@ class Runtime:
         """
         if not self._prepared and not await self._prepare_waiting():
             return
+        self._serving = True
         await self._start_sinks()
         self.ready = True
         log.info(
@@ -404,6 +416,9 @@ class Runtime:
             loops.append(
                 Loop("leader", self._lead_step, faults=self.faults, every_s=LEADER_LEASE_S / 3)
             )
+        if self._leased:
+            every_s = self.config.service.account_lease / 3
+            loops.append(Loop("accounts", self._accounts_step, faults=self.faults, every_s=every_s))
         return loops
 
     async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
@@ -425,6 +440,7 @@ class Runtime:
             )
         await self._tasks.cancel()
         await self._stop_listeners()
+        await self._release_accounts()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.store.resign("chat", owner=self.owner), RESIGN_TIMEOUT_S)
 
@@ -448,8 +464,14 @@ class Runtime:
         return False
 
     async def _start_sinks(self) -> None:
+        """Start the sinks that need no account lease now; the ``accounts`` loop starts
+        the others when (and while) this process owns their account."""
         started: dict[str, Sink] = {}
         for kind, sink in self.sinks.items():
+            name = account_of(sink)
+            if name is not None:
+                self._leased[kind] = name
+                continue
             try:
                 await sink.start()
             except Exception:
@@ -457,9 +479,100 @@ class Runtime:
                 continue
             started[kind] = sink
         self.dispatcher.sinks = started
+        if self._leased:
+            try:
+                await self._accounts_step()
+            except Exception as exc:  # the accounts loop tries again
+                self.faults.failed("accounts", exc)
 
     def _chat_sinks(self) -> list[tuple[str, ChatListener]]:
-        return [(k, s) for k, s in self.dispatcher.sinks.items() if isinstance(s, ChatListener)]
+        """Chat listeners the ``chat`` leader runs: those of sinks without an account
+        (a leased sink listens where its account is owned)."""
+        return [
+            (k, s)
+            for k, s in self.dispatcher.sinks.items()
+            if isinstance(s, ChatListener) and k not in self._leased
+        ]
+
+    def may_send(self, kind: str) -> bool:
+        """False once the lease of the account ``kind`` sends as may have run out."""
+        keeper = self._owned.get(kind)
+        return kind not in self._leased or (keeper is not None and keeper.valid())
+
+    async def _accounts_step(self) -> None:
+        """Take or renew the lease of every account a sink sends as; start the sink
+        (and its chat listener) on taking it, stop it on losing it."""
+        lease_s = self.config.service.account_lease
+        for kind, name in self._leased.items():
+            keeper = self._owned.get(kind)
+            try:
+                lease = await self.store.try_account(
+                    name, owner=self.owner, lease_s=lease_s, now=utcnow()
+                )
+            except Exception:
+                if keeper is not None and not keeper.valid():
+                    await self._drop_account(kind, "its lease could not be renewed")
+                raise
+            if lease is None:
+                if keeper is not None:
+                    await self._drop_account(kind, "another replica holds its lease")
+                continue
+            if keeper is not None:
+                keeper.renewed(lease)
+                continue
+            await self._take_account(kind, AccountKeeper(self.store, lease, lease_s=lease_s))
+
+    async def _take_account(self, kind: str, keeper: AccountKeeper) -> None:
+        sink = self.sinks[kind]
+        assert isinstance(sink, AccountSink)
+        sink.hand_over(keeper)
+        try:
+            await sink.start()
+        except Exception as exc:
+            message = describe(exc)
+            if self._start_errors.get(kind) != message:  # once, not every renewal
+                log.error(
+                    "sink %s failed to start; its deliveries wait, tried again every %g s: %s",
+                    kind,
+                    keeper.lease_s / 3,
+                    message,
+                )
+            self._start_errors[kind] = message
+            with contextlib.suppress(Exception):
+                await sink.close()
+            await keeper.release()
+            return
+        self._start_errors.pop(kind, None)
+        self._owned[kind] = keeper
+        self.dispatcher.sinks[kind] = sink
+        self.dispatcher.wake()
+        log.info("owning account %s: sink %s sends and syncs here", keeper.name, kind)
+        if isinstance(sink, ChatListener) and self._serving:
+            loop = Loop(f"listen:{kind}", partial(sink.listen, self.commands), faults=self.faults)
+            self._account_listeners[kind] = loop
+            self._tasks.start(loop.run(), name=f"account-listen:{kind}")
+
+    async def _drop_account(self, kind: str, why: str) -> None:
+        keeper = self._owned.pop(kind)
+        self.dispatcher.sinks.pop(kind, None)
+        level = logging.INFO if why == SHUTTING_DOWN else logging.WARNING
+        log.log(level, "no longer owning account %s (%s): sink %s stops", keeper.name, why, kind)
+        loop = self._account_listeners.pop(kind, None)
+        if loop is not None:
+            loop.stop()
+            await self._tasks.cancel(f"account-listen:{kind}")
+        with contextlib.suppress(Exception):
+            await self.sinks[kind].close()
+
+    async def _release_accounts(self) -> None:
+        """At shutdown: stop the owned sinks (saving their sessions), then give their
+        leases back so another replica takes over at once."""
+        for kind in list(self._owned):
+            keeper = self._owned[kind]
+            await self._drop_account(kind, SHUTTING_DOWN)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(keeper.release(), RESIGN_TIMEOUT_S)
+            self._closed.add(kind)
 
     async def _lead_step(self) -> None:
         """Hold (or try to take) the chat leadership; run the listeners while held."""
@@ -553,7 +666,10 @@ class Runtime:
         return True
 
     async def close(self) -> None:
+        await self._release_accounts()
         for kind, sink in self.sinks.items():
+            if kind in self._closed or (kind in self._leased and kind not in self._owned):
+                continue
             try:
                 await sink.close()
             except Exception:

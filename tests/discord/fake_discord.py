@@ -256,6 +256,11 @@ class Limits:
     edits_window_s: float = 5.0
     webhook_edits_per_id: int = 5
     webhook_edits_window_s: float = 2.0
+    # Discord docs (Create Message, ``enforce_nonce``): a nonce is checked for
+    # uniqueness "in the past few minutes"; tests shorten it to reach past it.
+    nonce_window_s: float = 300.0
+    history_per_channel: int = 50  # reads of a channel's messages per window
+    history_window_s: float = 1.0
 
 
 class FakeDiscord:
@@ -387,6 +392,7 @@ class FakeDiscord:
         app.router.add_get(f"{p}/oauth2/applications/@me", self._application)
         app.router.add_post(f"{p}/users/@me/channels", self._create_dm)
         app.router.add_post(f"{p}/channels/{{channel_id}}/messages", self._create_message)
+        app.router.add_get(f"{p}/channels/{{channel_id}}/messages", self._list_messages)
         app.router.add_patch(
             f"{p}/channels/{{channel_id}}/messages/{{message_id}}", self._edit_message
         )
@@ -625,7 +631,7 @@ class FakeDiscord:
         nonce = payload.get("nonce")
         if payload.get("enforce_nonce") and nonce is not None:
             earlier = self._nonces.get((channel_id, str(nonce)))
-            if earlier is not None and time.time() - earlier.created < 300:
+            if earlier is not None and time.time() - earlier.created < limits.nonce_window_s:
                 return self._json(request, 200, earlier.to_json(), bucket=bucket)
         if not bucket.take(time.monotonic()):
             retry = bucket.reset_at - time.monotonic()
@@ -641,6 +647,44 @@ class FakeDiscord:
         if payload.get("enforce_nonce") and nonce is not None:
             self._nonces[(channel_id, str(nonce))] = message
         return self._json(request, 200, message.to_json(), bucket=bucket)
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        """``GET /channels/{channel.id}/messages`` (Discord docs: "Get Channel
+        Messages"): newest first, ``limit`` 1-100 (default 50), ``before`` / ``after``
+        a message id. A nonce is not part of a message read back (only of the
+        answer to its creation)."""
+        channel_id = int(request.match_info["channel_id"])
+        limits = self.limits
+        bucket = self._bucket(
+            f"history:{channel_id}", limits.history_per_channel, limits.history_window_s
+        )
+        found = self._channel_or_error(request, channel_id, bucket)
+        if isinstance(found, web.Response):
+            return found
+        if not bucket.take(time.monotonic()):
+            retry = bucket.reset_at - time.monotonic()
+            return self._too_many(request, retry, scope="user", bucket=bucket)
+        query = request.query
+        limit = int(query.get("limit", "50"))
+        if not 1 <= limit <= 100:
+            return self._error(request, 400, 50035, "Invalid Form Body: limit", bucket)
+        before = int(query["before"]) if "before" in query else None
+        after = int(query["after"]) if "after" in query else None
+        shown = [
+            m
+            for m in self.messages
+            if m.channel_id == channel_id
+            and not m.deleted
+            and (before is None or m.id < before)
+            and (after is None or m.id > after)
+        ]
+        shown.sort(key=lambda m: m.id, reverse=True)
+        body = []
+        for message in shown[:limit]:
+            data = message.to_json()
+            data.pop("nonce", None)
+            body.append(data)
+        return self._json(request, 200, body, bucket=bucket)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
         """``PATCH /channels/{channel.id}/messages/{message.id}``: the bot edits its own

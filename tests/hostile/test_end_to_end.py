@@ -120,7 +120,9 @@ async def test_hostile_corpus_end_to_end(
     base = await fake.start()
     monkeypatch.setattr(discord.http.Route, "BASE", base + "/api/v10")
     monkeypatch.setattr(
-        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(base.replace("http", "ws", 1))
+        discord.gateway.DiscordWebSocket,
+        "DEFAULT_GATEWAY",
+        yarl.URL(base.replace("http", "ws", 1) + "/gateway"),
     )
     guild = fake.add_guild()
     channel, hook_channel = fake.add_channel(guild, "alerts"), fake.add_channel(guild, "hooks")

@@ -250,7 +250,9 @@ def config_toml(world: HostileWorld, base: str, targets: Mapping[str, str]) -> s
     """The service config: the adapter's sources, one destination per sink, all routed."""
     lines = [
         "[service]", 'contact = "mailto:tests@example.org"', "jitter = 0.0",
-        "max_events_per_poll = 1000", "", "[topics.hostile]", 'description = "Hostile"', "",
+        "max_events_per_poll = 1000",
+        'account_lease = "1h"',  # the test drives the dispatcher: no accounts loop renews
+        "", "[topics.hostile]", 'description = "Hostile"', "",
     ]  # fmt: skip
     if "allow_private_network" in HttpConfig.model_fields:  # the SSRF guard: opt in to loopback
         lines += ["[http]", "allow_private_network = true", ""]

@@ -417,3 +417,53 @@ async def test_unchanged_polls_are_recorded_in_one_batch(store_factory: StoreFac
         r.source_id
         for r in await b.claim_due_sources(at(601), owner="w3", lease_s=10, limit=5, only=["s1"])
     ] == ["s1"]
+
+
+# --- chat accounts: one owner at a time, the session handed over --------------------
+
+
+async def test_one_owner_of_an_account_at_a_time(store_factory: StoreFactory) -> None:
+    a, b = await store_factory(), await store_factory()
+    first = await a.try_account("matrix:@bot:x", owner="r1", lease_s=30, now=at(0))
+    assert first is not None and (first.owner, first.device_id, first.keys) == ("r1", None, None)
+    assert await b.try_account("matrix:@bot:x", owner="r2", lease_s=30, now=at(10)) is None
+    assert await b.try_account("discord:abc", owner="r2", lease_s=30, now=at(10)) is not None
+    assert await a.save_account("matrix:@bot:x", owner="r1", now=at(11), device_id="DEV")
+    assert await a.save_account("matrix:@bot:x", owner="r1", now=at(12), keys="k1")
+    assert not await b.save_account("matrix:@bot:x", owner="r2", now=at(13), keys="evil")
+    renewed = await a.try_account("matrix:@bot:x", owner="r1", lease_s=30, now=at(20))
+    assert renewed is not None and renewed.until == at(50)
+    assert await b.try_account("matrix:@bot:x", owner="r2", lease_s=30, now=at(45)) is None
+    # r1 went silent: r2 takes over the same device and keys once the lease ran out
+    taken = await b.try_account("matrix:@bot:x", owner="r2", lease_s=30, now=at(51))
+    assert taken is not None and (taken.owner, taken.device_id, taken.keys) == ("r2", "DEV", "k1")
+    assert not await a.save_account("matrix:@bot:x", owner="r1", now=at(52), keys="stale")
+    await b.release_account("matrix:@bot:x", owner="r2")
+    back = await a.try_account("matrix:@bot:x", owner="r1", lease_s=30, now=at(53))
+    assert back is not None and back.keys == "k1"
+
+
+async def test_a_dead_owner_s_account_is_released(store_factory: StoreFactory) -> None:
+    a, b = await store_factory(), await store_factory()
+    assert await a.try_account("matrix:@bot:x", owner="host:1:dead", lease_s=600, now=at(0))
+    assert "host:1:dead" in await b.lease_owners()
+    assert await b.release_owner("host:1:dead") >= 1
+    assert await b.try_account("matrix:@bot:x", owner="host:2:alive", lease_s=60, now=at(1))
+
+
+async def test_claims_only_for_the_sinks_given_and_remember_the_first_try(store: Store) -> None:
+    await seed(store)
+    await store.upsert_destination(Destination("matrix-room", "matrix", "!r:x"))
+    await commit_events(store, {"k1": ["matrix-room", "room-a"], "k2": ["matrix-room"]})
+    claimed = await store.claim_deliveries(
+        at(5000), owner="w", lease_s=10, limit=10, sinks=["console"]
+    )
+    assert [(d.destination.id, d.tried_at) for d in claimed] == [("room-a", None)]
+    assert await store.claim_deliveries(at(5001), owner="w", lease_s=10, limit=10, sinks=[]) == []
+    first = await store.claim_deliveries(
+        at(5002), owner="w", lease_s=10, limit=10, sinks=["matrix"]
+    )
+    assert [d.tried_at for d in first] == [None, None]  # a first claim: nothing to look for
+    await store.release_deliveries([d.id for d in first])
+    again = await store.claim_deliveries(at(5003), owner="x", lease_s=10, limit=10)
+    assert [d.tried_at for d in again] == [at(5002), at(5002)]

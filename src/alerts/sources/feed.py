@@ -302,16 +302,33 @@ def _legacy_text(value: str) -> str:
 
 def entry_digest(entry: RawEntry, key: ItemKey, salt: str) -> str:
     """A 128-bit hash of everything an item is read from: its key, raw fields, and
-    ``salt`` (how they are read). Equal digests read into equal items."""
-    parts: list[str | None] = [salt, key.key, *key.former, "|"]
-    for text in (entry.title, entry.title_fallback, entry.summary, entry.content):
-        parts.append(None if text is None else ("h" if text.html else "t") + text.value)
-    parts += (entry.id, entry.link, entry.permalink, entry.author)
-    for values in (entry.published, entry.updated, entry.created, entry.categories):
-        parts += (*values, "|")
-    # each part prefixed with its length: no text can pass for a separator
-    blob = "".join("-" if p is None else f"{len(p)}:{p}" for p in parts)
+    ``salt`` (how they are read). Equal digests read into equal items.
+
+    Every part is written with its length first (``_part``, ``_text_part``,
+    ``_list_part``), so no text can pass for a separator or a neighbouring field.
+    One f-string per entry: this runs for every entry of every modified body.
+    """
+    blob = (
+        f"{_part(salt)}{_part(key.key)}{_list_part(key.former)}"
+        f"{_text_part(entry.title)}{_text_part(entry.title_fallback)}"
+        f"{_text_part(entry.summary)}{_text_part(entry.content)}"
+        f"{_part(entry.id)}{_part(entry.link)}{_part(entry.permalink)}{_part(entry.author)}"
+        f"{_list_part(entry.published)}{_list_part(entry.updated)}"
+        f"{_list_part(entry.created)}{_list_part(entry.categories)}"
+    )
     return xxhash.xxh3_128_hexdigest(blob.encode("utf-8", "surrogatepass"))
+
+
+def _part(value: str | None) -> str:
+    return "-" if value is None else f"{len(value)}:{value}"
+
+
+def _text_part(text: RawText | None) -> str:
+    return "-" if text is None else f"{len(text.value)}{'h' if text.html else 't'}{text.value}"
+
+
+def _list_part(values: Sequence[str]) -> str:
+    return f"{len(values)}[" + "".join([f"{len(v)}:{v}" for v in values]) if values else "0["
 
 
 # --- text, dates, items ----------------------------------------------------------------------

@@ -34,9 +34,13 @@ from alerts.schedule import Schedule
 from alerts.store.dialect import Dialect
 from alerts.templates import Template
 
+# what ``json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)``
+# writes, without building an encoder at every call (one per item written)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
 
 def dumps(value: JSON) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None) -> Any:
@@ -175,9 +179,14 @@ def destination_from_row(r: Any, d: Dialect) -> DestinationRow:
     )
 
 
-def delivery_from_row(r: Any, install_id: str) -> Delivery:
-    """A claimed delivery: columns id, attempts, payload, dest_id, sink, target, options,
-    updates, merge_window_s, template."""
+def delivery_from_row(r: Any, install_id: str, d: Dialect, claimed_at: datetime) -> Delivery:
+    """A delivery claimed at ``claimed_at``: columns id, attempts, tried_at, payload,
+    dest_id, sink, target, options, updates, merge_window_s, template. ``tried_at`` is
+    kept only when an earlier claim set it (this claim sets it to ``claimed_at``
+    otherwise)."""
+    tried_at = d.when(r["tried_at"])
+    if tried_at == d.when(d.time(claimed_at)):
+        tried_at = None
     return Delivery(
         id=r["id"],
         event=Event.from_json(loads(r["payload"])),
@@ -185,6 +194,7 @@ def delivery_from_row(r: Any, install_id: str) -> Delivery:
         attempts=r["attempts"],
         idempotency_key=idempotency_key(install_id, r["id"]),
         view=view_from_row(r),
+        tried_at=tried_at,
     )
 
 

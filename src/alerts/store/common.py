@@ -35,6 +35,7 @@ from alerts.model import (
     utcnow,
 )
 from alerts.records import (
+    AccountLease,
     DeliveryRow,
     DestinationRow,
     ItemState,
@@ -92,8 +93,8 @@ NOT_MODIFIED = (
     "lease_until = NULL WHERE id = $5 AND lease_owner = $6"
 )
 CLAIMED_DELIVERIES = (
-    "SELECT d.id, d.attempts, d.updates, d.merge_window_s, d.template, e.payload, "
-    "t.id AS dest_id, t.sink, t.target, t.options "
+    "SELECT d.id, d.attempts, d.tried_at, d.updates, d.merge_window_s, d.template, "
+    "e.payload, t.id AS dest_id, t.sink, t.target, t.options "
     "FROM deliveries d JOIN events e ON e.id = d.event_id "
     "JOIN destinations t ON t.id = d.destination_id"
 )
@@ -501,7 +502,13 @@ class SqlStore(ChatSourcesSql, ABC):
 
     @abstractmethod
     async def claim_deliveries(
-        self, now: datetime, *, owner: str, lease_s: float, limit: int
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        lease_s: float,
+        limit: int,
+        sinks: Collection[str] | None = None,
     ) -> list[Delivery]: ...
 
     async def mark_sent(self, delivery_id: int, *, remote_id: str | None, now: datetime) -> None:
@@ -749,7 +756,8 @@ class SqlStore(ChatSourcesSql, ABC):
         rows = await self._db.fetch(
             "SELECT lease_owner FROM sources WHERE lease_owner IS NOT NULL UNION "
             "SELECT lease_owner FROM deliveries WHERE lease_owner IS NOT NULL "
-            "AND state = 'pending' UNION SELECT owner FROM leaders"
+            "AND state = 'pending' UNION SELECT owner FROM leaders UNION "
+            "SELECT owner FROM accounts WHERE owner IS NOT NULL"
         )
         return {str(r[0]) for r in rows}
 
@@ -765,7 +773,10 @@ class SqlStore(ChatSourcesSql, ABC):
                 owner,
             )
             leaders = await tx.execute("DELETE FROM leaders WHERE owner = $1", owner)
-            return sources + deliveries + leaders
+            accounts = await tx.execute(
+                "UPDATE accounts SET owner = NULL, lease_until = NULL WHERE owner = $1", owner
+            )
+            return sources + deliveries + leaders + accounts
 
         return await self._db.transaction(body)
 
@@ -788,3 +799,59 @@ class SqlStore(ChatSourcesSql, ABC):
 
     async def resign(self, name: str, *, owner: str) -> None:
         await self._db.execute("DELETE FROM leaders WHERE name = $1 AND owner = $2", name, owner)
+
+    # --- chat accounts: one owner at a time, and the session it hands over -------------
+
+    async def try_account(
+        self, name: str, *, owner: str, lease_s: float, now: datetime
+    ) -> AccountLease | None:
+        """Hold (or renew) the lease of account ``name``: its row as now held, or None
+        while another owner's lease runs."""
+        d = self._d
+        rows = await self._db.execute_returning(
+            "INSERT INTO accounts (name, owner, lease_until) VALUES ($1, $2, $3) "
+            "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+            "lease_until = excluded.lease_until WHERE accounts.owner = excluded.owner "
+            "OR accounts.owner IS NULL OR accounts.lease_until < $4 "
+            "RETURNING name, owner, lease_until, device_id, keys",
+            name,
+            owner,
+            d.time(now + timedelta(seconds=lease_s)),
+            d.time(now),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        until = d.when(row["lease_until"])
+        assert until is not None
+        return AccountLease(row["name"], row["owner"], until, row["device_id"], row["keys"])
+
+    async def release_account(self, name: str, *, owner: str) -> None:
+        await self._db.execute(
+            "UPDATE accounts SET owner = NULL, lease_until = NULL WHERE name = $1 AND owner = $2",
+            name,
+            owner,
+        )
+
+    async def save_account(
+        self,
+        name: str,
+        *,
+        owner: str,
+        now: datetime,
+        device_id: str | None = None,
+        keys: str | None = None,
+    ) -> bool:
+        """Store what the next owner needs (only while ``owner`` holds the lease)."""
+        changed = await self._db.execute(
+            "UPDATE accounts SET device_id = COALESCE($3, device_id), "
+            "keys = COALESCE($4, keys), "
+            "keys_saved_at = CASE WHEN $4 IS NULL THEN keys_saved_at ELSE $5 END "
+            "WHERE name = $1 AND owner = $2 AND lease_until >= $5",
+            name,
+            owner,
+            device_id,
+            keys,
+            self._d.time(now),
+        )
+        return changed > 0

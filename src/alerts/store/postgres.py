@@ -28,7 +28,7 @@ Several handles (pools) on one database behave like several replicas.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -310,17 +310,24 @@ class PostgresStore(SqlStore):
     # --- the outbox: destinations locked so replicas keep per-destination order -------
 
     async def claim_deliveries(
-        self, now: datetime, *, owner: str, lease_s: float, limit: int
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        lease_s: float,
+        limit: int,
+        sinks: Collection[str] | None = None,
     ) -> list[Delivery]:
         async def claim(tx: Tx) -> list[Row]:
-            destinations = [r[0] for r in await tx.fetch(_LOCK_FREE_DESTINATIONS, now, limit)]
+            only = None if sinks is None else list(sinks)
+            destinations = [r[0] for r in await tx.fetch(_LOCK_FREE_DESTINATIONS, now, limit, only)]
             if not destinations:
                 return []
             until = _after(now, lease_s)
             return await tx.fetch(_CLAIM_DELIVERIES, owner, until, destinations, now, limit)
 
         rows = await self._db.transaction(claim)
-        return [delivery_from_row(r, self.install_id) for r in rows]
+        return [delivery_from_row(r, self.install_id, self._d, now) for r in rows]
 
     # --- leadership: an advisory lock on a connection of its own, plus the lease row ---
 
@@ -436,6 +443,7 @@ _LOCK_FREE_DESTINATIONS = (
     " SELECT d.id, d.lease_until FROM deliveries d"
     " WHERE d.destination_id = t.id AND d.state = 'pending' ORDER BY d.id LIMIT 1) h"
     " WHERE t.parked_at IS NULL AND (t.blocked_until IS NULL OR t.blocked_until <= $1)"
+    " AND ($3::text[] IS NULL OR t.sink = ANY($3::text[]))"
     " AND (h.lease_until IS NULL OR h.lease_until < $1)"
     " ORDER BY h.id LIMIT $2 FOR NO KEY UPDATE OF t SKIP LOCKED"
 )
@@ -454,11 +462,12 @@ _CLAIM_DELIVERIES = (
     "  ORDER BY d.id LIMIT $5) c"
     " ORDER BY c.id LIMIT $5),"
     " claimed AS ("
-    " UPDATE deliveries SET lease_owner = $1, lease_until = $2"
+    " UPDATE deliveries SET lease_owner = $1, lease_until = $2, tried_at = COALESCE(tried_at, $4)"
     " WHERE id IN (SELECT id FROM picked) AND state = 'pending'"
     " AND (lease_until IS NULL OR lease_until < $4)"
-    " RETURNING id, event_id, destination_id, attempts, updates, merge_window_s, template)"
-    " SELECT c.id, c.attempts, c.updates, c.merge_window_s, c.template, e.payload,"
+    " RETURNING id, event_id, destination_id, attempts, tried_at, updates, merge_window_s,"
+    " template)"
+    " SELECT c.id, c.attempts, c.tried_at, c.updates, c.merge_window_s, c.template, e.payload,"
     " t.id AS dest_id,"
     " t.sink, t.target, t.options"
     " FROM claimed c JOIN events e ON e.id = c.event_id"

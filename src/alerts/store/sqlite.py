@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -49,9 +49,10 @@ PLAIN_PRAGMAS = ("busy_timeout=10000",)
 """Set when a file is only read or copied (``alerts db status``, ``migrate-store``)."""
 
 CLAIM_DELIVERIES = (
-    "UPDATE deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN ("
+    "UPDATE deliveries SET lease_owner = $1, lease_until = $2, tried_at = COALESCE(tried_at, $3)"
+    " WHERE id IN ("
     " SELECT d.id FROM deliveries d JOIN destinations t ON t.id = d.destination_id"
-    " WHERE d.state = 'pending' AND t.parked_at IS NULL"
+    " WHERE d.state = 'pending' AND t.parked_at IS NULL{sinks}"
     " AND (t.blocked_until IS NULL OR t.blocked_until <= $3)"
     " AND (d.lease_until IS NULL OR d.lease_until < $3)"
     " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination_id = d.destination_id"
@@ -302,13 +303,25 @@ class SqliteStore(SqlStore):
         return await self._sqlite.run(update)
 
     async def claim_deliveries(
-        self, now: datetime, *, owner: str, lease_s: float, limit: int
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        lease_s: float,
+        limit: int,
+        sinks: Collection[str] | None = None,
     ) -> list[Delivery]:
         d = self._d
         until, at = d.time(now + timedelta(seconds=lease_s)), d.time(now)
+        args: list[Any] = [owner, until, at, limit]
+        only = ""
+        if sinks is not None:
+            only = f" AND {d.member('t.sink', 5, 'text')}"
+            args.append(d.array(sinks))
+        sql = CLAIM_DELIVERIES.format(sinks=only)
 
         async def claim(tx: Tx) -> list[Row]:
-            ids = [r[0] for r in await tx.fetch(CLAIM_DELIVERIES, owner, until, at, limit)]
+            ids = [r[0] for r in await tx.fetch(sql, *args)]
             if not ids:
                 return []
             return await tx.fetch(
@@ -317,7 +330,7 @@ class SqliteStore(SqlStore):
             )
 
         rows = await self._db.transaction(claim)
-        return [delivery_from_row(r, self.install_id) for r in rows]
+        return [delivery_from_row(r, self.install_id, d, now) for r in rows]
 
     # --- migration bookkeeping: a schema_migrations table, like PostgreSQL's ----------
 

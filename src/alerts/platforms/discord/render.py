@@ -101,12 +101,29 @@ def render_embed(event: Event) -> discord.Embed:
     return embed_for(facts_of(event, limit=FIELDS_MAX))
 
 
-def render_view_embed(view: MessageView) -> discord.Embed:
-    """The embed of a message that shows ``view`` (an event and its other reports)."""
-    return embed_for(facts_of_view(view, limit=FIELDS_MAX - 1))
+def render_view_embed(view: MessageView, *, ref: str | None = None) -> discord.Embed:
+    """The embed of a message that shows ``view`` (an event and its other reports);
+    ``ref``, the delivery's key, ends its footer (the alert's marker)."""
+    return embed_for(facts_of_view(view, limit=FIELDS_MAX - 1), ref=ref)
 
 
-def embed_for(facts: Facts) -> discord.Embed:
+def marker(ref: str) -> str:
+    """How a footer ends when the message carries the marker ``ref``: a short
+    reference operators can look up, and what a retry looks for in the channel's
+    history once Discord may have forgotten the message's nonce."""
+    return f" · ref {ref}"
+
+
+def has_marker(message: Mapping[str, Any], ref: str) -> bool:
+    """True when a message (Discord's JSON) carries the marker ``ref``."""
+    for embed in message.get("embeds") or ():
+        footer = (embed.get("footer") or {}).get("text") or ""
+        if footer.endswith(marker(ref)):
+            return True
+    return False
+
+
+def embed_for(facts: Facts, *, ref: str | None = None) -> discord.Embed:
     """The embed of already neutralised facts."""
     embed = discord.Embed(
         title=fit(escape(facts.headline), TITLE_MAX),
@@ -131,7 +148,8 @@ def embed_for(facts: Facts) -> discord.Embed:
         embed.insert_field_at(0, name="Also reported by", value=_reports(facts.also), inline=False)
         while len(embed.fields) > FIELDS_MAX:
             embed.remove_field(len(embed.fields) - 1)
-    embed.set_footer(text=fit(plain(facts.byline), FOOTER_MAX))
+    tail = marker(ref) if ref else ""
+    embed.set_footer(text=fit(plain(facts.byline), FOOTER_MAX - len(tail)) + tail)
     _fit_total(embed)
     return embed
 

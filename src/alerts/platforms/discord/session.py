@@ -59,6 +59,7 @@ class DiscordSettings(BaseSettings):
     max_ratelimit_timeout_s: float = Field(default=30.0, ge=30.0)
     global_rate_per_s: float = Field(default=50.0, gt=0)
     guild_ready_timeout_s: float = Field(default=2.0, gt=0)
+    nonce_window_s: float = Field(default=60.0, ge=0)
 
     @field_validator("guilds", mode="before")
     @classmethod

@@ -20,15 +20,23 @@ cannot reply) posts the note in the same channel or thread. "Unknown Message",
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings
 
+from alerts.accounts import AccountKeeper, needs_reconciling
 from alerts.errors import ConfigError, DestinationUnavailable
 from alerts.model import Delivery, Destination, MessageView, Posted
-from alerts.platforms.discord.render import allowed_mentions, render_view_embed, thread_name
+from alerts.platforms.discord.render import (
+    allowed_mentions,
+    has_marker,
+    render_view_embed,
+    thread_name,
+)
 from alerts.platforms.discord.session import (
     SNOWFLAKE,
     WEBHOOK_URL,
@@ -47,7 +55,9 @@ if TYPE_CHECKING:
     from alerts.contracts import SinkContext
     from discord.types.message import MessageReference as ReferencePayload
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+RECONCILE_PAGES = 3  # pages of 100 messages looked through for an unrecorded send
 REPLY_NONCE_SUFFIX = ".r"  # a delivery's key is at most 23 characters: 25 with this
 
 
@@ -145,6 +155,17 @@ class DiscordSender:
     def validate_destination(self, destination: Destination) -> None:
         self.check_destination(destination)
 
+    def account(self) -> str | None:
+        """One process at a time sends as the bot (``alerts.accounts``): named by a
+        digest of its token, never the token."""
+        token = self.settings.token
+        if token is None:
+            return None
+        return "discord:" + hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:16]
+
+    def hand_over(self, keeper: AccountKeeper) -> None:
+        """Nothing to hand over: a bot token is the whole session."""
+
     async def start(self) -> None:
         await self.session.open()
 
@@ -156,6 +177,35 @@ class DiscordSender:
             await self.post(delivery, MessageView(delivery.event, template=delivery.view.template))
         ).remote_id
 
+    async def _already_sent(self, channel_id: int, delivery: Delivery, ref: str) -> str | None:
+        """The message carrying ``ref`` in the channel's recent history, when the
+        delivery was tried before and Discord may have forgotten its nonce."""
+        if delivery.tried_at is None or not needs_reconciling(
+            delivery, self.settings.nonce_window_s
+        ):
+            return None
+        http = self.session.client.http
+        me = self.session.client.user
+        before: int | None = None
+        oldest_ms = delivery.tried_at.timestamp() * 1000 - 60_000
+        for _ in range(RECONCILE_PAGES):
+
+            async def page(before: int | None = before) -> list[Any]:
+                return list(await http.logs_from(channel_id, 100, before=before))
+
+            messages = await guarded(page)
+            for message in messages:
+                mine = me is None or str(message.get("author", {}).get("id")) == str(me.id)
+                if mine and has_marker(message, ref):
+                    log.info("delivery %s: already in channel %s", delivery.id, channel_id)
+                    return str(message["id"])
+            if len(messages) < 100:
+                return None
+            before = int(messages[-1]["id"])
+            if discord.utils.snowflake_time(before).timestamp() * 1000 < oldest_ms:
+                return None
+        return None
+
     async def post(self, delivery: Delivery, view: MessageView) -> Posted:
         """Post ``view`` in the channel (a forum post in a forum channel)."""
         destination = delivery.destination
@@ -164,10 +214,14 @@ class DiscordSender:
             options = _options(DiscordOptions, destination)
         except ConfigError as exc:
             raise DestinationUnavailable(str(exc)) from None
-        embed = render_view_embed(view)
+        ref = delivery.idempotency_key
+        embed = render_view_embed(view, ref=ref)
         if options.post == "forum_post":
             thread_id = await self._forum_post(channel_id, delivery, embed)
             return Posted(thread_id, thread_id)  # a forum post's first message has its id
+        found = await self._already_sent(channel_id, delivery, ref)
+        if found is not None:
+            return Posted(found, str(channel_id))
         params = handle_message_parameters(
             embed=embed, allowed_mentions=allowed_mentions(), nonce=delivery.idempotency_key
         )
@@ -204,11 +258,15 @@ class DiscordSender:
             "channel_id": posted.room,
             "fail_if_not_exists": False,
         }
+        ref = delivery.idempotency_key + REPLY_NONCE_SUFFIX
+        found = await self._already_sent(int(posted.room), delivery, ref)
+        if found is not None:
+            return found
         params = handle_message_parameters(
-            embed=render_view_embed(view),
+            embed=render_view_embed(view, ref=ref),
             allowed_mentions=allowed_mentions(),
             mention_author=False,
-            nonce=delivery.idempotency_key + REPLY_NONCE_SUFFIX,
+            nonce=ref,
             message_reference=reference,
         )
         http = self.session.client.http
@@ -324,7 +382,8 @@ class DiscordWebhookSink:
             extra["thread"] = discord.Object(int(options.thread_id))
         elif options.forum:
             extra["thread_name"] = thread_name(delivery.event)
-        message = await self._execute(delivery, render_view_embed(view), extra)
+        embed = render_view_embed(view, ref=delivery.idempotency_key)
+        message = await self._execute(delivery, embed, extra)
         in_thread = bool(options.thread_id or options.forum)
         return Posted(str(message.id), str(message.channel.id) if in_thread else "")
 
@@ -347,7 +406,8 @@ class DiscordWebhookSink:
         """Webhooks cannot reply: post ``view`` after the message, in its channel or
         thread."""
         extra: dict[str, Any] = {"thread": discord.Object(int(posted.room))} if posted.room else {}
-        return str((await self._execute(delivery, render_view_embed(view), extra)).id)
+        embed = render_view_embed(view, ref=delivery.idempotency_key + REPLY_NONCE_SUFFIX)
+        return str((await self._execute(delivery, embed, extra)).id)
 
     def _webhook(self, destination: Destination) -> discord.Webhook:
         webhook = self.session.webhook(destination.target)

@@ -42,6 +42,10 @@ from typing import Any
 from alerts.model import Event, MessageView
 from alerts.render.facts import DigestGroup, Facts, Report, cut, facts_of, facts_of_view, link_host
 
+MARKER = "org.alerts.ref"
+"""A key of every event's content the sink sends: the delivery's transaction id (an
+alert's marker; clients ignore keys they do not know). A retry after Synapse may have
+forgotten the transaction id looks for it in the room's history first."""
 WJ = "\u2060"  # word joiner: invisible, but no longer "@room" to a client
 CONTENT_MAX_BYTES = 48_000
 EDIT_FALLBACK_CHARS = 1_000
@@ -91,6 +95,11 @@ def thread_content(content: dict[str, Any], root_event_id: str) -> dict[str, Any
             "m.in_reply_to": {"event_id": root_event_id},
         },
     }
+
+
+def marked(content: dict[str, Any], ref: str) -> dict[str, Any]:
+    """``content`` carrying the marker ``ref`` (``MARKER``)."""
+    return {**content, MARKER: ref}
 
 
 def render_facts(facts: Facts, *, msgtype: str = "m.notice") -> dict[str, Any]:

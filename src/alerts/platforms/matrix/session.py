@@ -19,13 +19,18 @@ things behind the same interface, and claiming them (``open``) and releasing the
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import logging
 import re
+import shutil
+import sqlite3
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -34,6 +39,7 @@ import nio
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from alerts.accounts import AccountKeeper, AccountLost
 from alerts.contracts import Store
 from alerts.errors import (
     ConfigError,
@@ -44,11 +50,13 @@ from alerts.errors import (
     RetryableSendError,
     SendError,
 )
+from alerts.platforms.matrix.render import MARKER
 from alerts.supervise import Faults, Loop
 
 log = logging.getLogger(__name__)
 
 KV_NAMESPACE = "matrix"
+LEASE_PAUSE_S = 0.5
 T = TypeVar("T")
 
 # Matrix errcodes → error classes; HTTP status decides when the errcode is unknown.
@@ -134,6 +142,7 @@ class MatrixSettings(BaseSettings):
     command_prefix: str = "!alerts"
     sync_timeout_s: float = 30.0
     request_timeout_s: float = 30.0
+    txn_window_s: float = 600.0
 
     _split = field_validator("invite_users", "invite_servers", mode="before")(_comma_list)
 
@@ -220,25 +229,103 @@ class Pacer:
         self.interval_s = min(self.max_interval_s, max(self.interval_s, retry_after_s))
 
 
-@dataclass(frozen=True, slots=True)
 class DeviceHome:
-    """Where an account's device lives between runs: its id in the alerts store (kv
-    namespace ``matrix``) and its end-to-end key store in ``key_dir``.
+    """Where an account's device lives between owners: the device id and matrix-nio's
+    key store in the ``accounts`` row whose lease this process holds (``keeper``), and
+    while this process owns it, the key store's file under ``key_dir`` (private to the
+    process: ``<data dir>/matrix/<pid>``).
 
     Keep both: the same device means Synapse deduplicates transaction ids across a
-    restart, and room members' clients keep trusting the bot's keys."""
+    failover, and room members' clients keep trusting the bot's keys. ``legacy_dir``
+    is where alerts kept the key store before it moved into the database (the data
+    directory): a store found there for the stored device is imported once."""
 
-    store: Store
-    key_dir: Path
+    def __init__(
+        self, keeper: AccountKeeper, key_dir: Path, *, legacy: tuple[Store, Path] | None = None
+    ) -> None:
+        self.keeper = keeper
+        self.key_dir = key_dir
+        self.legacy = legacy
+        self._saved_digest = ""
 
     async def device_id(self, user_id: str) -> str | None:
-        return await self.store.kv_get(KV_NAMESPACE, f"device:{user_id}")
+        if self.keeper.lease.device_id:
+            return self.keeper.lease.device_id
+        if self.legacy is not None:
+            return await self.legacy[0].kv_get(KV_NAMESPACE, f"device:{user_id}")
+        return None
 
     async def remember(self, user_id: str, device_id: str) -> None:
-        await self.store.kv_set(KV_NAMESPACE, f"device:{user_id}", device_id)
+        await self.keeper.save(device_id=device_id)
 
-    def has_keys(self, user_id: str, device_id: str) -> bool:
-        return (self.key_dir / f"{user_id}_{device_id}.db").exists()
+    def key_file(self, user_id: str, device_id: str) -> Path:
+        return self.key_dir / f"{user_id}_{device_id}.db"
+
+    async def restore(self, user_id: str, device_id: str) -> bool:
+        """Put the device's key store where nio reads it; False when there is none."""
+        target = self.key_file(user_id, device_id)
+        await asyncio.to_thread(_fresh_dir, self.key_dir)
+        packed = self.keeper.lease.keys if self.keeper.lease.device_id == device_id else None
+        if packed:
+            await asyncio.to_thread(_unpack, packed, target)
+            return True
+        if self.legacy is not None:
+            old = self.legacy[1] / target.name
+            if await asyncio.to_thread(old.exists):
+                await asyncio.to_thread(shutil.copyfile, old, target)
+                log.info("Matrix: importing the key store of device %s into the store", device_id)
+                return True
+        return False
+
+    async def save(self, user_id: str, device_id: str) -> None:
+        """Save the key store for the next owner when it changed since the last save."""
+        path = self.key_file(user_id, device_id)
+        if not await asyncio.to_thread(path.exists):
+            return
+        packed = await asyncio.to_thread(_pack, path)
+        digest = hashlib.sha256(packed.encode()).hexdigest()
+        if digest == self._saved_digest:
+            return
+        await self.keeper.save(device_id=device_id, keys=packed)
+        self._saved_digest = digest
+
+
+def _fresh_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _unpack(packed: str, target: Path) -> None:
+    """Write a saved key store to ``target``, less its Olm sessions.
+
+    The last owner may have encrypted with an Olm session after its last save (a kill
+    between sharing a room key and saving): continuing from the saved, older ratchet
+    would send messages the other device already saw, which it refuses — and with
+    them the room keys, so the room's messages could not be decrypted. Without the
+    sessions, nio starts new ones (claiming one-time keys) the next time it shares a
+    room key: a few requests per takeover. The account, the device list and the
+    room keys stay.
+    """
+    target.write_bytes(zlib.decompress(base64.b64decode(packed)))
+    db = sqlite3.connect(target)
+    try:
+        with db:
+            db.execute("DELETE FROM olmsessions")
+    finally:
+        db.close()
+
+
+def _pack(path: Path) -> str:
+    """A consistent copy of an SQLite file (backup API), compressed, as text."""
+    source = sqlite3.connect(path)
+    copy = sqlite3.connect(":memory:")
+    try:
+        source.backup(copy)
+        image = copy.serialize()
+    finally:
+        source.close()
+        copy.close()
+    return base64.b64encode(zlib.compress(image, 6)).decode()
 
 
 SyncHook = Callable[[nio.SyncResponse, bool], Awaitable[None]]
@@ -267,6 +354,7 @@ class MatrixSession:
         self._keys_lock = asyncio.Lock()
         self._hooks: list[SyncHook] = []
         self._aliases: dict[str, str] = {}  # room alias -> room id, resolved when first used
+        self._saved_sessions: dict[str, str] = {}  # room id -> megolm session saved with
 
     @property
     def client(self) -> nio.AsyncClient:
@@ -293,7 +381,7 @@ class MatrixSession:
         if settings.password is None and settings.access_token is None:
             raise ConfigError("set ALERTS_MATRIX_PASSWORD or ALERTS_MATRIX_ACCESS_TOKEN")
         home = self._home()
-        await asyncio.to_thread(home.key_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_fresh_dir, home.key_dir)
         self._client = nio.AsyncClient(
             settings.homeserver,
             settings.user_id(),
@@ -316,15 +404,33 @@ class MatrixSession:
         self._sync_task = asyncio.create_task(self._sync_loop(), name="matrix-sync")
 
     async def close(self) -> None:
-        """Stop syncing and close the client (the device stays for the next run)."""
+        """Stop syncing, save the key store for the next owner and close the client
+        (the device stays for the next run)."""
         if self._sync_task is not None:
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync_task
             self._sync_task = None
         if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self.save_keys()
             await self._client.close()
             self._client = None
+
+    def _require_lease(self) -> None:
+        """Refuse to act as the account once its lease may have run out."""
+        if self.home is not None and not self.home.keeper.valid():
+            raise AccountLost(
+                f"Matrix: the lease of {self.settings.user_id()} ran out; "
+                "another replica may own it now"
+            )
+
+    async def save_keys(self) -> None:
+        """Save the key store into the database when it changed (after syncs, sends)."""
+        client = self._client
+        if client is None or self.home is None or client.olm is None or not client.device_id:
+            return
+        await self.home.save(str(client.user_id), str(client.device_id))
 
     async def _login(self) -> None:
         if self.settings.access_token is not None:
@@ -341,6 +447,7 @@ class MatrixSession:
         who = await self.request(client.whoami())
         if not isinstance(who, nio.WhoamiResponse) or not who.device_id:
             raise ConfigError(f"ALERTS_MATRIX_ACCESS_TOKEN was refused: {who}")
+        await self._home().restore(who.user_id, who.device_id)
         client.restore_login(who.user_id, who.device_id, token)
 
     async def _login_with_password(self) -> None:
@@ -348,11 +455,11 @@ class MatrixSession:
         assert settings.password is not None
         user_id, home = settings.user_id(), self._home()
         device_id = await home.device_id(user_id)
-        if device_id and settings.encryption and not home.has_keys(user_id, device_id):
+        if device_id and not await home.restore(user_id, device_id) and settings.encryption:
             log.warning(
-                "Matrix: device %s has no key store under %s; logging in as a new device",
+                "Matrix: device %s has no key store in the database; logging in as a new "
+                "device (its keys cannot be recreated)",
                 device_id,
-                home.key_dir,
             )
             device_id = None
         client.device_id = device_id
@@ -377,6 +484,11 @@ class MatrixSession:
         self._hooks.remove(hook)
 
     async def _sync_once(self, *, first: bool = False) -> None:
+        if self.home is not None and not self.home.keeper.valid():
+            # The lease was not renewed in time (a busy process, a slow store): sync
+            # nothing until the runtime renews it, or stops this session if lost.
+            await asyncio.sleep(LEASE_PAUSE_S)
+            return
         client = self.client
         timeout_ms = 0 if first else int(self.settings.sync_timeout_s * 1000)
         resp = await client.sync(timeout=timeout_ms, full_state=first or None)
@@ -385,6 +497,7 @@ class MatrixSession:
         if client.should_upload_keys:
             await self.request(client.keys_upload())
         await self._maintain_keys()
+        await self.save_keys()
         self._forget_left_rooms(resp)
         for hook in list(self._hooks):
             try:
@@ -489,10 +602,12 @@ class MatrixSession:
         cleartext part, where the spec wants it.
         """
         client = self.client
+        self._require_lease()
         await self._require_room(room_id)
         try:
             await self._maintain_keys()
             turn = await self.pacer.wait_turn(patient=patient)
+            self._require_lease()
             resp = await client.room_send(
                 room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=True
             )
@@ -501,12 +616,50 @@ class MatrixSession:
         except nio.LocalProtocolError as exc:
             raise RetryableSendError(f"Matrix: could not prepare the message: {exc}") from exc
         if isinstance(resp, nio.RoomSendResponse):
+            await self._save_new_session(room_id)
             return str(resp.event_id)
         error = error_for(resp)
         if isinstance(error, RateLimitedError):
             said = getattr(resp, "retry_after_ms", None)
             self.pacer.limited(turn, said / 1000 if said is not None else None)
         raise error
+
+    async def find_marked(
+        self, room_id: str, marker: str, *, since: datetime, pages: int = 5
+    ) -> str | None:
+        """The id of the bot's event in ``room_id`` whose content carries ``marker``
+        (``render.MARKER``), looking back through recent history (newest first) to
+        ``since``; None when it is not there. Encrypted events are decrypted with the
+        key store the owner keeps (a megolm session is saved when it starts)."""
+        client = self.client
+        wanted = {"senders": [self.user_id], "types": ["m.room.message", "m.room.encrypted"]}
+        start: str | None = None
+        oldest_ms = since.timestamp() * 1000 - 60_000  # clock skew with the homeserver
+        for _ in range(pages):
+            resp = await self.request(
+                client.room_messages(room_id, start=start, limit=100, message_filter=wanted)
+            )
+            if not isinstance(resp, nio.RoomMessagesResponse):
+                raise error_for(resp)
+            for event in resp.chunk:
+                if (getattr(event, "source", None) or {}).get("content", {}).get(MARKER) == marker:
+                    return str(event.event_id)
+            timestamps = [getattr(e, "server_timestamp", 0) or 0 for e in resp.chunk]
+            if not resp.chunk or not resp.end or min(timestamps) < oldest_ms:
+                return None
+            start = resp.end
+        return None
+
+    async def _save_new_session(self, room_id: str) -> None:
+        """A send that started a new megolm session saves the key store at once: the
+        next owner needs the session to read this message back (reconciliation)."""
+        olm = self.client.olm
+        session = olm.outbound_group_sessions.get(room_id) if olm is not None else None
+        if session is None or self._saved_sessions.get(room_id) == session.id:
+            return
+        with contextlib.suppress(AccountLost):
+            await self.save_keys()
+        self._saved_sessions[room_id] = session.id
 
     async def message_gone(self, room_id: str, event_id: str) -> bool:
         """True when the event is redacted or unknown to the homeserver: an edit of it

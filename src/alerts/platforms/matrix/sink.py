@@ -13,6 +13,9 @@ original that was redacted (or that the homeserver no longer has) raises
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -20,14 +23,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_settings import BaseSettings
 
+from alerts.accounts import AccountKeeper, needs_reconciling
 from alerts.errors import ConfigError, DestinationUnavailable, MessageGone
 from alerts.model import MessageView, Posted
-from alerts.platforms.matrix.render import edit_content, render_view, thread_content
+from alerts.platforms.matrix.render import edit_content, marked, render_view, thread_content
 from alerts.platforms.matrix.session import DeviceHome, MatrixSession, MatrixSettings, txn_id_for
 
 if TYPE_CHECKING:
     from alerts.contracts import SinkContext
     from alerts.model import Delivery, Destination
+
+log = logging.getLogger(__name__)
 
 EDIT_SUFFIX = ".edit"
 REPLY_SUFFIX = ".reply"
@@ -81,8 +87,8 @@ class MatrixSender:
     def __init__(self, *, context: SinkContext, settings: MatrixSettings | None = None) -> None:
         self.context = context
         self.settings = settings or MatrixSettings()
-        home = DeviceHome(context.store, Path(context.data_dir) / "matrix") if context else None
-        self.session = MatrixSession(settings=self.settings, home=home)
+        self.session = MatrixSession(settings=self.settings, home=None)
+        self._standalone = False
 
     @classmethod
     def configured(cls) -> bool:
@@ -100,11 +106,30 @@ class MatrixSender:
     def validate_destination(self, destination: Destination) -> None:
         self.check_destination(destination)
 
+    def account(self) -> str | None:
+        """One process at a time sends and syncs as the bot (``alerts.accounts``)."""
+        return f"matrix:{self.settings.user_id()}" if self.settings.has_credentials() else None
+
+    def hand_over(self, keeper: AccountKeeper) -> None:
+        """The lease is held: keep the device and its keys in the database."""
+        data = Path(self.context.data_dir) / "matrix"
+        legacy = (self.context.store, data) if self.context.store is not None else None
+        self.session.home = DeviceHome(keeper, data / str(os.getpid()), legacy=legacy)
+
     async def start(self) -> None:
+        name = self.account()
+        if self.session.home is None and name and self.context and self.context.store:
+            self.hand_over(await AccountKeeper.standalone(self.context.store, name))
+            self._standalone = True
         await self.session.open()
 
     async def close(self) -> None:
         await self.session.close()
+        if self._standalone and self.session.home is not None:
+            with contextlib.suppress(Exception):
+                await self.session.home.keeper.release()
+            self.session.home = None
+            self._standalone = False
 
     async def send(self, delivery: Delivery) -> str | None:
         """Send one alert; the txn id makes a repeat of the same delivery a no-op."""
@@ -148,7 +173,13 @@ class MatrixSender:
         room_id = await self.session.resolve_room(target)
         txn_id = txn_id_for(delivery.idempotency_key + suffix)
         try:
-            return room_id, await self.session.send_message(room_id, content, txn_id)
+            if delivery.tried_at and needs_reconciling(delivery, self.settings.txn_window_s):
+                found = await self.session.find_marked(room_id, txn_id, since=delivery.tried_at)
+                if found is not None:
+                    log.info("delivery %s: already in %s as %s", delivery.id, room_id, found)
+                    return room_id, found
+            sent = await self.session.send_message(room_id, marked(content, txn_id), txn_id)
+            return room_id, sent
         except DestinationUnavailable as exc:
             self.session.forget_alias(target)
             if room_id != target:
