@@ -69,3 +69,14 @@ async def test_a_migration_numbered_below_the_newest_is_applied_when_it_lands(
         assert conn.execute("SELECT count(*) FROM late").fetchone() == (0,)
     finally:
         conn.close()
+
+
+def test_a_semicolon_in_a_comment_does_not_cut_a_statement() -> None:
+    sql = (
+        "-- adds a column; and an index\n"
+        "ALTER TABLE t ADD COLUMN c TEXT;\n"
+        "  -- indented comment; still a comment\n"
+        "CREATE INDEX t_c ON t (c);\n"
+        "-- trailing comment only;\n"
+    )
+    assert statements(sql) == ["ALTER TABLE t ADD COLUMN c TEXT", "CREATE INDEX t_c ON t (c)"]

@@ -58,9 +58,10 @@ def bundled(dialect: str) -> list[Migration]:
 
 
 def statements(sql: str) -> list[str]:
-    """Split a migration file into statements (no ``;`` inside literals, by convention)."""
-    return [s.strip() for s in sql.split(";") if s.strip() and not _only_comments(s)]
+    """Split a migration file into statements.
 
-
-def _only_comments(chunk: str) -> bool:
-    return all(not line.strip() or line.strip().startswith("--") for line in chunk.splitlines())
+    Whole-line ``--`` comments are dropped first, so a ``;`` in a comment does not cut a
+    statement; by convention no ``;`` appears inside a literal.
+    """
+    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in code.split(";") if s.strip()]
