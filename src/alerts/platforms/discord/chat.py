@@ -56,6 +56,14 @@ REPLY_MAX = 2000
 CHOICES_MAX = 25
 
 
+# The ``updates=`` choices that /alerts subscribe and /alerts add-feed both offer.
+UPDATE_CHOICES = [
+    app_commands.Choice(name="edit the first alert in place", value="edit"),
+    app_commands.Choice(name="edit it and reply with what changed", value="reply"),
+    app_commands.Choice(name="post a new alert", value="new"),
+]
+
+
 class AlertsGroup(app_commands.Group):
     """The ``/alerts`` command group; every subcommand replies ephemerally."""
 
@@ -99,13 +107,7 @@ class AlertsGroup(app_commands.Group):
         template="Word alerts with one of the operator's templates, by name",
         notify_failures="Also say here when a source of this topic fails and recovers",
     )
-    @app_commands.choices(
-        updates=[
-            app_commands.Choice(name="edit the first alert in place", value="edit"),
-            app_commands.Choice(name="edit it and reply with what changed", value="reply"),
-            app_commands.Choice(name="post a new alert", value="new"),
-        ]
-    )
+    @app_commands.choices(updates=UPDATE_CHOICES)
     async def subscribe(
         self,
         interaction: discord.Interaction,
@@ -155,13 +157,7 @@ class AlertsGroup(app_commands.Group):
         topic="A topic to label it with",
         updates="What an update does to the first alert: edit it, edit and reply, or a new alert",
     )
-    @app_commands.choices(
-        updates=[
-            app_commands.Choice(name="edit the first alert in place", value="edit"),
-            app_commands.Choice(name="edit it and reply with what changed", value="reply"),
-            app_commands.Choice(name="post a new alert", value="new"),
-        ]
-    )
+    @app_commands.choices(updates=UPDATE_CHOICES)
     async def add_feed(
         self,
         interaction: discord.Interaction,
