@@ -159,8 +159,25 @@ def format_size(block: dict[str, Any], concurrency: int) -> str:
             lines.append(f"{name}: FAILED: {result['error']}")
     service = clients.get("service")
     if service and "error" not in service:
+        lines += thread_lines(service)
         lines += service_lines(service, clients.get("bare"))
     return "\n".join(lines)
+
+
+def thread_lines(service: dict[str, Any]) -> list[str]:
+    """Where the service's CPU per poll went in each round (the round shown above):
+    the event loop's thread, the SQLite connection's thread, and any other."""
+    lines = ["service CPU ms/poll by thread (main = event loop, store = SQLite's thread):"]
+    for kind in ("baseline", "unchanged", "no-etag", "changed", "mixed"):
+        r = _round(service, kind)
+        if r is None or not r.get("threads") or not r["polls"]:
+            continue
+        parts = "  ".join(
+            f"{role} {1000.0 * r['threads'].get(role, 0.0) / r['polls']:.3f}"
+            for role in ("main", "store", "other")
+        )
+        lines.append(f"  {kind:<10}{parts}")
+    return [*lines, ""]
 
 
 def service_lines(service: dict[str, Any], bare: dict[str, Any] | None) -> list[str]:

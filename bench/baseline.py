@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import resource
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -60,6 +62,46 @@ def current_rss_mb() -> float:
     return 0.0
 
 
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each live thread of this process, with the
+    thread's role: ``main`` (the event loop), ``store`` (the SQLite connection's
+    thread, named ``alerts-sqlite:…``) or ``other`` (``asyncio.to_thread`` workers and
+    the like). Empty where ``/proc`` is missing."""
+    roles = {t.native_id: _role(t.name) for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # ended meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[int(tid)] = (roles.get(int(tid), "other"), (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def cpu_by_role(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds each role spent between two ``thread_cpu`` readings (a thread that
+    ended in between is not counted: the parts may sum to less than the process)."""
+    spent: dict[str, float] = {}
+    for tid, (role, cpu) in after.items():
+        spent[role] = spent.get(role, 0.0) + cpu - before.get(tid, (role, 0.0))[1]
+    return spent
+
+
+def _role(name: str) -> str:
+    if name == "MainThread":
+        return "main"
+    return "store" if name.startswith("alerts-sqlite") else "other"
+
+
 @dataclass
 class RoundResult:
     """One round of polls: how long it took, what it cost, and what was found."""
@@ -79,6 +121,7 @@ class RoundResult:
     unexpected: int = 0
     checked: bool = False
     first_error: str = ""
+    threads: dict[str, float] = field(default_factory=dict)  # CPU s by thread (service)
 
     @property
     def polls_per_s(self) -> float:

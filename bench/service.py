@@ -38,7 +38,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bench.baseline import RoundResult, current_rss_mb, peak_rss_mb, round_kind
+from bench.baseline import (
+    RoundResult,
+    cpu_by_role,
+    current_rss_mb,
+    peak_rss_mb,
+    round_kind,
+    thread_cpu,
+)
 from bench.farm import FarmSpec, FarmState
 
 ROUND_STEP = timedelta(days=2)
@@ -214,6 +221,7 @@ class ServiceBench:
         profiler = cProfile.Profile() if self.profile_dir else None
         if profiler is not None:
             profiler.enable()
+        threads0 = thread_cpu()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if round_ > 0:
             self.clock.offset += ROUND_STEP
@@ -222,6 +230,7 @@ class ServiceBench:
         await self.runtime.scheduler.flush()  # unchanged polls are recorded in batches
         await self._drain(self.runtime)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        threads = cpu_by_role(threads0, thread_cpu())
         if profiler is not None and self.profile_dir is not None:
             profiler.disable()
             self.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -238,6 +247,7 @@ class ServiceBench:
             wall_s=wall,
             cpu_s=cpu,
             events=sum(r.events for r in reports),
+            threads=threads,
         )
 
     def _wake(self) -> None:

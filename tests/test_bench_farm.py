@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -117,3 +119,30 @@ async def test_clients_find_exactly_the_truth(farm: tuple[FarmState, str], polle
         assert changed.events == changed.expected == N * state.spec.new_per_change
         assert (changed.missed, changed.duplicates, changed.unexpected) == (0, 0, 0)
         assert rounds[4].missed == rounds[4].duplicates == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_thread_cpu_is_split_by_role() -> None:
+    """The service's rounds report CPU by thread; SQLite's thread must count as store."""
+    from bench.baseline import cpu_by_role, thread_cpu
+
+    burnt, release = threading.Event(), threading.Event()
+
+    def burn() -> None:
+        until = time.thread_time() + 0.1
+        while time.thread_time() < until:
+            pass
+        burnt.set()
+        release.wait(10)  # alive at the second reading: an ended thread is not counted
+
+    worker = threading.Thread(target=burn, name="alerts-sqlite:test.db")
+    before = thread_cpu()
+    worker.start()
+    try:
+        assert burnt.wait(10)
+        spent = cpu_by_role(before, thread_cpu())
+    finally:
+        release.set()
+        worker.join()
+    assert spent["store"] >= 0.08
+    assert spent.get("main", 0.0) < 0.08
