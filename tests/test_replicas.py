@@ -242,3 +242,25 @@ async def test_jsonl_replicas_sharing_a_file_never_write_a_key_twice(tmp_path: P
     await first.send(delivery(2))
     keys = [ln["key"] for ln in read_jsonl(tmp_path / "shared.jsonl")]
     assert keys == ["key-1", "key-2", "key-3"]
+
+
+async def test_jsonl_sink_knows_its_own_lines_and_ends_a_torn_one(tmp_path: Path) -> None:
+    """A sink that skips reading back what it just wrote still refuses a retry of it,
+    and a line torn by another writer's crash is ended before the next one."""
+    sink = JsonlSink(context=SinkContext(settings=None, store=None, data_dir=str(tmp_path)))  # type: ignore[arg-type]
+    dest = Destination("archive", "jsonl", "own.jsonl")
+
+    def delivery(n: int) -> Delivery:
+        event = Event("s", EventKind.NEW, f"k{n}", f"t{n}")
+        return Delivery(id=n, event=event, destination=dest, attempts=0, idempotency_key=f"key-{n}")
+
+    await sink.send(delivery(1))
+    await sink.send(delivery(1))  # a retry: already written by this very sink
+    with open(tmp_path / "own.jsonl", "ab") as fh:
+        fh.write(b'{"key": "torn')  # another writer killed mid-line
+    await sink.send(delivery(2))
+    await sink.send(delivery(2))
+    await sink.send(delivery(1))
+    keys = [ln["key"] for ln in read_jsonl(tmp_path / "own.jsonl")]
+    assert keys == ["key-1", "key-2"]
+    assert (tmp_path / "own.jsonl").read_bytes().count(b"\n") == 3  # torn fragment ended

@@ -136,16 +136,15 @@ class JsonlSink(BaseSink):
                 "event": delivery.event.to_json(),
             }
             line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-            if _ends_torn(fd):
+            size = os.fstat(fd).st_size
+            if size > 0 and os.pread(fd, 1, size - 1) != b"\n":  # a torn line: end it
                 line = b"\n" + line
             os.write(fd, line)
             if fsync:
                 os.fsync(fd)
+            if self._offsets.get(path, 0) == size:  # read up to here: no need to read it back
+                self._offsets[path] = size + len(line)
+                self._seen[path].add(delivery.idempotency_key)
         finally:
             os.close(fd)
         return delivery.idempotency_key
-
-
-def _ends_torn(fd: int) -> bool:
-    size = os.fstat(fd).st_size
-    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
