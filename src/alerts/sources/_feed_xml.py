@@ -355,14 +355,32 @@ def _take_link(raw: RawEntry, child: etree._Element, atom: bool) -> None:
         raw.link = _link(child, atom)
 
 
-def _first_text(name: str, untyped: bool | None) -> Taker:
-    """A taker that keeps the first text construct for the field ``name``."""
+# The text takers keep a field's first text construct (an empty one leaves the field to
+# the next). One function per field, not getattr/setattr by name: two of them run for
+# every entry.
+def _take_title(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.title is None:
+        raw.title = _text(child, HTML_IF_IT_LOOKS, atom)
 
-    def take(raw: RawEntry, child: etree._Element, atom: bool) -> None:
-        if getattr(raw, name) is None:
-            setattr(raw, name, _text(child, untyped, atom))
 
-    return take
+def _take_title_fallback(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.title_fallback is None:
+        raw.title_fallback = _text(child, HTML_IF_IT_LOOKS, atom)
+
+
+def _take_summary(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.summary is None:
+        raw.summary = _text(child, HTML, atom)
+
+
+def _take_note(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.summary is None:
+        raw.summary = _text(child, HTML_IF_IT_LOOKS, atom)
+
+
+def _take_content(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.content is None:
+        raw.content = _text(child, HTML, atom)
 
 
 def _every_date(name: str) -> Taker:
@@ -373,11 +391,6 @@ def _every_date(name: str) -> Taker:
             getattr(raw, name).append(value)
 
     return take
-
-
-_take_title = _first_text("title", HTML_IF_IT_LOOKS)
-_take_title_fallback = _first_text("title_fallback", HTML_IF_IT_LOOKS)
-_take_note = _first_text("summary", HTML_IF_IT_LOOKS)
 
 
 def _take_author(raw: RawEntry, child: etree._Element, atom: bool) -> None:
@@ -408,8 +421,12 @@ def _take_id(raw: RawEntry, child: etree._Element, atom: bool) -> None:
     raw.id = value
     if atom:  # an Atom id is a name, a link only when it is an http(s) URL
         raw.permalink = _absolute(child, value) if value[:8].lower().startswith("http") else None
-    elif child.get("isPermaLink", child.get("ispermalink", "true")).strip().lower() == "true":
-        raw.permalink = _absolute(child, value)
+    else:  # an RSS guid is a permalink unless it says it is not
+        flag = child.get("isPermaLink")
+        if flag is None:
+            flag = child.get("ispermalink", "true")
+        if flag.strip().lower() == "true":
+            raw.permalink = _absolute(child, value)
 
 
 def _link(child: etree._Element, atom: bool) -> str | None:
@@ -513,9 +530,9 @@ _TAKE: tuple[Taker, ...] = (
     _take_link,
     _take_title,
     _take_title_fallback,
-    _first_text("summary", HTML),
+    _take_summary,
     _take_note,
-    _first_text("content", HTML),
+    _take_content,
     _every_date("published"),
     _every_date("updated"),
     _every_date("created"),
