@@ -17,10 +17,9 @@ import html
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field
@@ -226,9 +225,12 @@ def _has_entries(body: bytes) -> bool:
 # --- identity --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ItemKey:
-    """An entry's key, and the keys older versions stored the same entry under."""
+class ItemKey(NamedTuple):
+    """An entry's key, and the keys older versions stored the same entry under.
+
+    A named tuple, like ``RawText``: immutable, and cheaper to build than a frozen
+    dataclass (one per entry of every modified body).
+    """
 
     key: str
     former: tuple[str, ...] = ()
