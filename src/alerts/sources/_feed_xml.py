@@ -118,6 +118,7 @@ _KIND_OF = {
 # both are decided once per tag, not once per element.
 _kinds: dict[object, tuple[int, bool]] = {}
 _entry_tags: dict[object, bool] = {}
+_names: dict[object, str] = {}
 _NOTHING = (SKIP, False)
 
 
@@ -143,6 +144,17 @@ def _kind(el: etree._Element) -> tuple[int, bool]:
     if uri in _PREFIXES:  # the same for every document: cache it
         _kinds[tag] = found
     return found
+
+
+def _name_of(el: etree._Element) -> str:
+    """feedparser's name for an element (``_name``), "" for comments and the like."""
+    name = _names.get(el.tag)
+    if name is None:
+        tag = _tag(el)
+        name = _name(tag, el.prefix) if tag else ""
+        if tag and (tag[:1] != "{" or tag[1:].partition("}")[0].lower() in _PREFIXES):
+            _names[tag] = name  # a known namespace: the same in every document
+    return name
 
 
 def _tag(el: etree._Element) -> str:
@@ -450,7 +462,7 @@ def _absolute(el: etree._Element, href: str, base: str | None = None) -> str | N
 
 def _person(child: etree._Element) -> str | None:
     if len(child):
-        parts = {_name(_tag(p), p.prefix): (p.text or "").strip() for p in child if _tag(p)}
+        parts = {name: (p.text or "").strip() for p in child if (name := _name_of(p))}
         return parts.get("name") or parts.get("email") or None
     value = (child.text or "").strip()
     return value or None
