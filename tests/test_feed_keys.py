@@ -294,3 +294,34 @@ def test_fingerprints_ignore_url_noise_but_not_text() -> None:
     assert fingerprint(a, fields) == fingerprint(b, fields)
     assert fingerprint(a, fields) != fingerprint(c, fields)
     assert snapshot(a, fields)["url"] == "https://x.example/a?utm_source=1"  # shown as given
+
+
+def test_entry_digests_stored_by_earlier_versions_still_match() -> None:
+    """``entry_digest`` is stored with each item: a new formula would make every stored
+    item be read again after an upgrade. These values were written by the first
+    version; a faster way to compute the digest must give the same ones."""
+    from alerts.sources._feed_raw import RawEntry, RawText
+    from alerts.sources.feed import ItemKey, entry_digest
+
+    full = RawEntry(
+        id="g1",
+        link="https://example.org/1",
+        title=RawText("Title", False),
+        summary=RawText("<p>Body</p>", True),
+        published=["Mon, 30 Nov 2026 10:00:00 GMT"],
+        author="ann",
+        categories=["a", "b"],
+    )
+    other = RawEntry(
+        link="https://example.org/2",
+        permalink="https://example.org/p",
+        title_fallback=RawText("é", True),
+        content=RawText("x", False),
+        updated=["2026-11-30"],
+        created=["a", "bc", ""],
+        categories=["só"],
+    )
+    former = ItemKey("example.org/2#abc", ("example.org/2", "https://example.org/2"))
+    assert entry_digest(full, ItemKey("g1"), "2\x1f500\x1f1") == "e4c2f4f76eeb83f02af87b895a90188e"
+    assert entry_digest(other, former, "2\x1f0\x1f0") == "e561c27da355b3ee66bd24d2c351504d"
+    assert entry_digest(RawEntry(), ItemKey(""), "") == "1b666e129cdc7280ae9fbf104b8ef87e"

@@ -112,10 +112,14 @@ _KIND_OF = {
     "author": AUTHOR, "dc:creator": AUTHOR, "dc:author": AUTHOR, "itunes:author": AUTHOR,
     "category": CATEGORY, "dc:subject": CATEGORY, "media:group": GROUP,
 }  # fmt: skip
-# Caches by tag (Clark notation); an unknown namespace's elements are named by prefix.
-_kinds: dict[object, int] = {}
-_atom_tags: dict[object, bool] = {}
+# Caches by tag (Clark notation), for known namespaces only: an unknown namespace's
+# elements are named by their prefix, which may differ from one document to the next.
+# (kind, whether the element is Atom's): every entry of a feed has the same few tags, so
+# both are decided once per tag, not once per element.
+_kinds: dict[object, tuple[int, bool]] = {}
 _entry_tags: dict[object, bool] = {}
+_names: dict[object, str] = {}
+_NOTHING = (SKIP, False)
 
 
 def _name(tag: str, prefix: str | None) -> str:
@@ -126,33 +130,37 @@ def _name(tag: str, prefix: str | None) -> str:
     return f"{prefix}:{local.lower()}" if prefix else local.lower()
 
 
-def _kind(el: etree._Element) -> int:
-    """What an element of an entry is (SKIP for comments and the unknown)."""
-    kind = _kinds.get(el.tag)
-    if kind is not None:
-        return kind
+def _kind(el: etree._Element) -> tuple[int, bool]:
+    """What an element of an entry is (SKIP for comments and the unknown), and whether
+    it is in an Atom namespace."""
+    found = _kinds.get(el.tag)
+    if found is not None:
+        return found
     tag = el.tag
     if not isinstance(tag, str):
-        return SKIP  # processing instructions, entity references
+        return _NOTHING  # processing instructions, entity references
     uri = tag[1:].partition("}")[0].lower() if tag[:1] == "{" else ""
-    kind = _KIND_OF.get(_name(tag, el.prefix), SKIP)
+    found = (_KIND_OF.get(_name(tag, el.prefix), SKIP), uri in _ATOM)
     if uri in _PREFIXES:  # the same for every document: cache it
-        _kinds[tag] = kind
-    return kind
+        _kinds[tag] = found
+    return found
+
+
+def _name_of(el: etree._Element) -> str:
+    """feedparser's name for an element (``_name``), "" for comments and the like."""
+    name = _names.get(el.tag)
+    if name is None:
+        tag = _tag(el)
+        name = _name(tag, el.prefix) if tag else ""
+        if tag and (tag[:1] != "{" or tag[1:].partition("}")[0].lower() in _PREFIXES):
+            _names[tag] = name  # a known namespace: the same in every document
+    return name
 
 
 def _tag(el: etree._Element) -> str:
     """An element's tag in Clark notation (``{uri}local``); "" for comments and the like."""
     tag = el.tag
     return tag if isinstance(tag, str) else ""
-
-
-def _is_atom(el: etree._Element) -> bool:
-    atom = _atom_tags.get(el.tag)
-    if atom is None:
-        tag = _tag(el)
-        atom = _atom_tags[tag] = tag[:1] == "{" and tag[1:].partition("}")[0].lower() in _ATOM
-    return atom
 
 
 # --- the document ------------------------------------------------------------------------
@@ -332,11 +340,9 @@ def _repair_one(found: re.Match[str]) -> str:
 def _entry(el: etree._Element) -> RawEntry:
     raw = RawEntry()
     for child in el:
-        kind = _kinds.get(child.tag)
-        if kind is None:
-            kind = _kind(child)
+        kind, atom = _kinds.get(child.tag) or _kind(child)
         if kind:
-            _TAKE[kind](raw, child)
+            _TAKE[kind](raw, child, atom)
     if el.keys():
         _entry_attributes(raw, el)
     return raw
@@ -352,71 +358,92 @@ def _entry_attributes(raw: RawEntry, el: etree._Element) -> None:
         raw.updated.append(lastmod)
 
 
-def _take_link(raw: RawEntry, child: etree._Element) -> None:
+# A taker files one child element into the entry; ``atom``: the element is Atom's.
+Taker = Callable[[RawEntry, etree._Element, bool], None]
+
+
+def _take_link(raw: RawEntry, child: etree._Element, atom: bool) -> None:
     if raw.link is None:
-        raw.link = _link(child)
+        raw.link = _link(child, atom)
 
 
-def _first_text(name: str, untyped: bool | None) -> Callable[[RawEntry, etree._Element], None]:
-    """A taker that keeps the first text construct for the field ``name``."""
-
-    def take(raw: RawEntry, child: etree._Element) -> None:
-        if getattr(raw, name) is None:
-            setattr(raw, name, _text(child, untyped))
-
-    return take
+# The text takers keep a field's first text construct (an empty one leaves the field to
+# the next). One function per field, not getattr/setattr by name: two of them run for
+# every entry.
+def _take_title(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.title is None:
+        raw.title = _text(child, HTML_IF_IT_LOOKS, atom)
 
 
-def _every_date(name: str) -> Callable[[RawEntry, etree._Element], None]:
+def _take_title_fallback(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.title_fallback is None:
+        raw.title_fallback = _text(child, HTML_IF_IT_LOOKS, atom)
+
+
+def _take_summary(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.summary is None:
+        raw.summary = _text(child, HTML, atom)
+
+
+def _take_note(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.summary is None:
+        raw.summary = _text(child, HTML_IF_IT_LOOKS, atom)
+
+
+def _take_content(raw: RawEntry, child: etree._Element, atom: bool) -> None:
+    if raw.content is None:
+        raw.content = _text(child, HTML, atom)
+
+
+def _every_date(name: str) -> Taker:
     """A taker that adds each date of one kind (``published``…) to its list."""
 
-    def take(raw: RawEntry, child: etree._Element) -> None:
+    def take(raw: RawEntry, child: etree._Element, atom: bool) -> None:
         if value := (child.text or "").strip():
             getattr(raw, name).append(value)
 
     return take
 
 
-_take_title = _first_text("title", HTML_IF_IT_LOOKS)
-_take_title_fallback = _first_text("title_fallback", HTML_IF_IT_LOOKS)
-_take_note = _first_text("summary", HTML_IF_IT_LOOKS)
-
-
-def _take_author(raw: RawEntry, child: etree._Element) -> None:
+def _take_author(raw: RawEntry, child: etree._Element, atom: bool) -> None:
     if raw.author is None:
         raw.author = _person(child)
 
 
-def _take_category(raw: RawEntry, child: etree._Element) -> None:
+def _take_category(raw: RawEntry, child: etree._Element, atom: bool) -> None:
     term = (child.get("term") or child.text or "").strip()
     if term:
         raw.categories.append(term)
 
 
-def _take_group(raw: RawEntry, child: etree._Element) -> None:
+def _take_group(raw: RawEntry, child: etree._Element, atom: bool) -> None:
     """``media:group`` (YouTube): its title and description, as fallbacks."""
     for part in child:
-        kind = _kind(part)
+        kind, part_atom = _kind(part)
         if kind in (TITLE, TITLE_FALLBACK):
-            _take_title_fallback(raw, part)
+            _take_title_fallback(raw, part, part_atom)
         elif kind in (SUMMARY, NOTE):
-            _take_note(raw, part)
+            _take_note(raw, part, part_atom)
 
 
-def _take_id(raw: RawEntry, child: etree._Element) -> None:
+def _take_id(raw: RawEntry, child: etree._Element, atom: bool) -> None:
     value = (child.text or "").strip()
     if not value or raw.id is not None:
         return
     raw.id = value
-    if _is_atom(child):  # an Atom id is a name, a link only when it is an http(s) URL
+    if atom:  # an Atom id is a name, a link only when it is an http(s) URL
         raw.permalink = _absolute(child, value) if value[:8].lower().startswith("http") else None
-    elif child.get("isPermaLink", child.get("ispermalink", "true")).strip().lower() == "true":
-        raw.permalink = _absolute(child, value)
+    else:  # an RSS guid is a permalink unless it says it is not
+        flag = child.get("isPermaLink")
+        if flag is None:
+            flag = child.get("ispermalink", "true")
+        if flag.strip().lower() == "true":
+            raw.permalink = _absolute(child, value)
 
 
-def _link(child: etree._Element) -> str | None:
+def _link(child: etree._Element, atom: bool) -> str | None:
     href = child.get("href")
-    if href is None and not _is_atom(child):
+    if href is None and not atom:
         return _absolute(child, child.text or "")  # RSS: <link>URL</link>
     rel = (child.get("rel") or "alternate").strip().lower()
     kind = (child.get("type") or "text/html").strip().lower()
@@ -435,7 +462,7 @@ def _absolute(el: etree._Element, href: str, base: str | None = None) -> str | N
 
 def _person(child: etree._Element) -> str | None:
     if len(child):
-        parts = {_name(_tag(p), p.prefix): (p.text or "").strip() for p in child if _tag(p)}
+        parts = {name: (p.text or "").strip() for p in child if (name := _name_of(p))}
         return parts.get("name") or parts.get("email") or None
     value = (child.text or "").strip()
     return value or None
@@ -444,24 +471,23 @@ def _person(child: etree._Element) -> str | None:
 # --- text constructs ---------------------------------------------------------------------
 
 
-def _text(child: etree._Element, untyped: bool | None) -> RawText | None:
+def _text(child: etree._Element, untyped: bool | None, atom: bool) -> RawText | None:
     """A text construct: plain text or HTML, as its type (or its look) says."""
     if child.keys():
-        return _typed_text(child, untyped)
+        return _typed_text(child, untyped, atom)
     if len(child):
         return _markup(_inner_markup(child))
     value = child.text
     if not value or value.isspace():
         return None
-    if _is_atom(child):
+    if atom:
         return RawText(value, False)  # Atom's default type is text
     return RawText(value, looks_like_html(value) if untyped is None else untyped)
 
 
-def _typed_text(child: etree._Element, untyped: bool | None) -> RawText | None:
+def _typed_text(child: etree._Element, untyped: bool | None, atom: bool) -> RawText | None:
     kind = (child.get("type") or "").strip().lower()
     mode = (child.get("mode") or "").strip().lower()
-    atom = _is_atom(child)
     if len(child) and kind in ("html", "text/html"):  # escaped HTML inside a <div>
         return _markup("".join(child.itertext()))
     if kind in ("xhtml", "application/xhtml+xml") or len(child):
@@ -510,15 +536,15 @@ def _inner_markup(child: etree._Element) -> str:
     return "".join(parts)
 
 
-_TAKE: tuple[Callable[[RawEntry, etree._Element], None], ...] = (
-    lambda raw, child: None,  # SKIP
+_TAKE: tuple[Taker, ...] = (
+    lambda raw, child, atom: None,  # SKIP
     _take_id,
     _take_link,
     _take_title,
     _take_title_fallback,
-    _first_text("summary", HTML),
+    _take_summary,
     _take_note,
-    _first_text("content", HTML),
+    _take_content,
     _every_date("published"),
     _every_date("updated"),
     _every_date("created"),

@@ -17,10 +17,9 @@ import html
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field
@@ -226,9 +225,12 @@ def _has_entries(body: bytes) -> bool:
 # --- identity --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ItemKey:
-    """An entry's key, and the keys older versions stored the same entry under."""
+class ItemKey(NamedTuple):
+    """An entry's key, and the keys older versions stored the same entry under.
+
+    A named tuple, like ``RawText``: immutable, and cheaper to build than a frozen
+    dataclass (one per entry of every modified body).
+    """
 
     key: str
     former: tuple[str, ...] = ()
@@ -306,10 +308,11 @@ def entry_digest(entry: RawEntry, key: ItemKey, salt: str) -> str:
 
     Every part is written with its length first (``_part``, ``_text_part``,
     ``_list_part``), so no text can pass for a separator or a neighbouring field.
-    One f-string per entry: this runs for every entry of every modified body.
+    One f-string per entry: this runs for every entry of every modified body. Stored
+    digests must keep matching: the formula is pinned by a test.
     """
     blob = (
-        f"{_part(salt)}{_part(key.key)}{_list_part(key.former)}"
+        f"{len(salt)}:{salt}{len(key.key)}:{key.key}{_list_part(key.former)}"
         f"{_text_part(entry.title)}{_text_part(entry.title_fallback)}"
         f"{_text_part(entry.summary)}{_text_part(entry.content)}"
         f"{_part(entry.id)}{_part(entry.link)}{_part(entry.permalink)}{_part(entry.author)}"
@@ -324,11 +327,19 @@ def _part(value: str | None) -> str:
 
 
 def _text_part(text: RawText | None) -> str:
-    return "-" if text is None else f"{len(text.value)}{'h' if text.html else 't'}{text.value}"
+    if text is None:
+        return "-"
+    value = text.value
+    return f"{len(value)}{'h' if text.html else 't'}{value}"
 
 
 def _list_part(values: Sequence[str]) -> str:
-    return f"{len(values)}[" + "".join([f"{len(v)}:{v}" for v in values]) if values else "0["
+    # Most lists are empty or hold one date or one category: no join for those.
+    if not values:
+        return "0["
+    if len(values) == 1:
+        return f"1[{len(values[0])}:{values[0]}"
+    return f"{len(values)}[" + "".join([f"{len(v)}:{v}" for v in values])
 
 
 # --- text, dates, items ----------------------------------------------------------------------
