@@ -103,7 +103,7 @@ WINDOWS_1252 = str.maketrans(
 
 def _mostly_utf8(body: bytes) -> tuple[bool, bool]:
     """(valid UTF-8, UTF-8 with no more bad bytes than good multi-byte characters)."""
-    if body.isascii():
+    if body.isascii() or _clean_utf8(body):
         return True, True
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     good = bad = 0
@@ -112,9 +112,25 @@ def _mostly_utf8(body: bytes) -> tuple[bool, bool]:
         if not text.isascii():
             replaced = text.count("\ufffd")
             bad += replaced
-            good += sum(1 for c in text if c > "\x7f") - replaced
+            # Characters past ASCII, counted in C: a loop over each character in
+            # Python cost 0.8 ms for a 60 KB feed holding a single em dash.
+            good += len(text) - len(text.encode("ascii", "ignore")) - replaced
     bad += decoder.decode(b"", final=True).count("\ufffd")
     return bad == 0, good >= bad
+
+
+def _clean_utf8(body: bytes) -> bool:
+    """Valid UTF-8 without a U+FFFD (which the count above takes for a bad byte): the
+    usual feed, told in C at the speed of decoding."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for start in range(0, len(body), CHUNK_BYTES):
+            if "\ufffd" in decoder.decode(body[start : start + CHUNK_BYTES]):
+                return False
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _decodes(body: bytes, codec: str) -> bool:
