@@ -687,3 +687,20 @@ def test_utf8_is_told_from_its_bytes(body: bytes, expected: tuple[bool, bool]) -
     """Valid UTF-8 is found in C (a per-character loop cost 0.8 ms a feed); the
     counts of good and bad characters decide a body with bad bytes."""
     assert _mostly_utf8(body) == expected
+
+
+def test_made_up_element_names_do_not_grow_the_reader_for_ever() -> None:
+    """A feed inventing new element names at every poll: the per-tag caches stop at a
+    bound, and the entries are still read."""
+    from alerts.sources import _feed_xml
+
+    for poll in range(3):
+        junk = "".join(f"<x{poll}n{i}>v</x{poll}n{i}>" for i in range(_feed_xml._CACHE_MAX))
+        body = (
+            f"<rss><channel><item><title>t{poll}</title>{junk}"
+            f"<guid>g{poll}</guid></item></channel></rss>"
+        ).encode()
+        (item,) = parse_feed(body, base_url="https://example.org/feed")
+        assert (item.key, item.title) == (f"g{poll}", f"t{poll}")
+    for cache in (_feed_xml._kinds, _feed_xml._names, _feed_xml._entry_tags):
+        assert len(cache) <= _feed_xml._CACHE_MAX

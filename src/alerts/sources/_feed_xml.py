@@ -41,6 +41,7 @@ import html
 import re
 from collections.abc import Callable, Iterable
 from html.entities import html5
+from typing import TypeVar
 
 from lxml import etree
 
@@ -120,6 +121,15 @@ _kinds: dict[object, tuple[int, bool]] = {}
 _entry_tags: dict[object, bool] = {}
 _names: dict[object, str] = {}
 _NOTHING = (SKIP, False)
+T = TypeVar("T")
+# Each cache stops growing at this many tags: a hostile feed that makes up new element
+# names (without a namespace) at every poll must not grow the process for ever.
+_CACHE_MAX = 1024
+
+
+def _remember(cache: dict[object, T], tag: str, value: T) -> None:
+    if len(cache) < _CACHE_MAX:
+        cache[tag] = value
 
 
 def _name(tag: str, prefix: str | None) -> str:
@@ -142,7 +152,7 @@ def _kind(el: etree._Element) -> tuple[int, bool]:
     uri = tag[1:].partition("}")[0].lower() if tag[:1] == "{" else ""
     found = (_KIND_OF.get(_name(tag, el.prefix), SKIP), uri in _ATOM)
     if uri in _PREFIXES:  # the same for every document: cache it
-        _kinds[tag] = found
+        _remember(_kinds, tag, found)
     return found
 
 
@@ -153,7 +163,7 @@ def _name_of(el: etree._Element) -> str:
         tag = _tag(el)
         name = _name(tag, el.prefix) if tag else ""
         if tag and (tag[:1] != "{" or tag[1:].partition("}")[0].lower() in _PREFIXES):
-            _names[tag] = name  # a known namespace: the same in every document
+            _remember(_names, tag, name)  # a known namespace: the same in every document
     return name
 
 
@@ -282,7 +292,7 @@ def _entry_name(el: etree._Element) -> bool:
         tag = _tag(el)
         found = _name(tag, el.prefix) in _ENTRY_NAMES
         if tag[1:].partition("}")[0].lower() in _PREFIXES or tag[:1] != "{":
-            _entry_tags[tag] = found  # a known namespace: the same in every document
+            _remember(_entry_tags, tag, found)  # a known namespace: the same everywhere
     return found
 
 
