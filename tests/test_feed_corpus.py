@@ -360,3 +360,32 @@ if __name__ == "__main__":
     if found is None:
         sys.exit("feedparser's corpus not found beside the repository")
     print(report(found, verbose="-v" in sys.argv))
+
+
+def test_a_document_parsed_whole_yields_what_the_pull_parser_reads(corpus: Path) -> None:
+    """Small well-formed bodies are parsed into one tree (faster); for every corpus
+    document that parses so, the entries must be those the pull parser reads, at any
+    ``max_items``."""
+    from alerts.sources import _feed_xml as fx
+    from alerts.sources._feed_bytes import choose_encoding, utf8_chunks
+
+    whole = 0
+    for path in corpus_files(corpus):
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            continue
+        url = stated_headers(data).get("content-location") or DEFAULT_BASE + path.name
+        try:
+            prolog, encoding = fx._checked(data, choose_encoding(data, None), url)
+        except ParseError:
+            continue
+        if prolog.doctype:
+            continue
+        for max_items in (10_000, 2):
+            found = fx._parse_whole(utf8_chunks(data, encoding), url, max_items)
+            if found is None:
+                continue
+            whole += 1
+            pulled = fx._parse(utf8_chunks(data, encoding), url, prolog, max_items, data, encoding)
+            assert found == pulled, path.name
+    assert whole > 2000  # most of the corpus is well-formed: the comparison is not vacuous

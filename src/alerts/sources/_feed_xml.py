@@ -1,7 +1,9 @@
 """RSS 0.9x/1.0/2.0, Atom 0.3/1.0 and CDF documents to ``RawEntry`` objects.
 
-The document goes through lxml's pull parser a slice at a time, and parsing stops
-once ``max_items`` entries are read: a huge feed costs what it keeps. Entity
+A body of up to 512 KB is first parsed into one tree (faster than pull events, and
+bounded by that size); a larger one, or one that is not well-formed, goes through
+lxml's pull parser a slice at a time, and parsing stops once ``max_items`` entries
+are read: a huge feed costs what it keeps. Entity
 declarations are refused before parsing (``_feed_bytes``); the parser itself never
 loads a DTD, never touches the network and never expands an entity.
 
@@ -190,6 +192,10 @@ def read_xml(
     prolog, encoding = _checked(body, choose_encoding(body, charset), url)
     utf8 = encoding.codec == "utf-8"
     if not prolog.doctype:
+        if len(body) <= WHOLE_MAX_BYTES:
+            found = _parse_whole(utf8_chunks(body, encoding), url, max_items)
+            if found is not None:
+                return found, utf8
         try:
             return _parse(utf8_chunks(body, encoding), url, prolog, max_items, body, encoding), utf8
         except _IllFormed:
@@ -232,6 +238,44 @@ def _parser(url: str, recover: bool) -> etree.XMLPullParser:
         remove_comments=True,
         remove_pis=True,
     )
+
+
+WHOLE_MAX_BYTES = 1 << 19
+"""Bodies up to this size are first parsed whole (``_parse_whole``)."""
+
+
+def _parse_whole(chunks: Iterable[bytes], url: str, max_items: int) -> list[RawEntry] | None:
+    """The entries of a well-formed document parsed into one tree, or None if it is
+    not well-formed (``_parse`` then reads it, and says why if it cannot).
+
+    The same parser without pull events: lxml builds the tree of a 60 KB feed in about
+    half the time, because no event is queued for each element. Only small bodies go
+    this way, so the whole tree's memory stays bounded; a well-formed document yields
+    exactly the entries ``_parse`` reads from it (what lies past ``max_items`` is
+    parsed, but a body with an error there falls back to ``_parse``, which stops
+    before it as it always did).
+    """
+    parser = etree.XMLParser(
+        encoding="utf-8",
+        recover=False,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+    try:
+        root = etree.fromstring(b"".join(chunks), parser, base_url=url)
+    except etree.XMLSyntaxError:
+        return None
+    entries: list[RawEntry] = []
+    for el in root.iter(*_ENTRY_TAGS):
+        if _is_entry(el):
+            entries.append(_read_entry(el, url))
+            if len(entries) >= max_items:
+                break
+    return entries
 
 
 def _parse(
