@@ -117,7 +117,7 @@ async def test_add_feed_in_a_channel_needs_manage_channels(
     user = fake.snowflake()
     url = server.url("room")
     answer = await slash(fake, channel, "add-feed", user=user, permissions=MEMBER, url=url)
-    expected = f"Sorry user{user % 1000}, only room moderators can add-feed."
+    expected = "Sorry, only room moderators can add-feed."
     assert answer["data"]["content"] == expected
     assert await store.list_chat_sources() == []
     assert server.hits["room"] == 0

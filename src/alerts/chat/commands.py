@@ -365,7 +365,9 @@ class CommandService:
 
     async def execute(self, command: Command, ctx: CommandContext) -> Reply:
         if command.verb in MUTATING and not ctx.may_manage:
-            return Reply(f"Sorry {ctx.user}, only room moderators can {command.verb}.", ok=False)
+            # The asker is not named: a display name is a stranger's text (markdown, a
+            # masked link) that the reply would show as the bot's own words.
+            return Reply(f"Sorry, only room moderators can {command.verb}.", ok=False)
         try:
             handler = getattr(self, f"_do_{command.verb.replace('-', '_')}")
             reply: Reply = await handler(command, ctx)
