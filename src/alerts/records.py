@@ -131,6 +131,7 @@ class DeliveryRow:
     last_error: str | None = None
     sent_at: datetime | None = None
     remote_id: str | None = None
+    hold_until: datetime | None = None  # a held delivery: when its digest or quiet hours end
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ import pytest
 from pydantic import SecretStr
 
 from alerts.config import load_config
-from alerts.model import DeliveryState, utcnow
-from alerts.records import OutboxStats, PollCommit
+from alerts.model import DeliveryState, Destination, Event, EventKind, utcnow
+from alerts.records import Hold, OutboxStats, PollCommit, RoutedEvent
 from alerts.status import SourceState, access_for, render_html, view
 from alerts.status.page import relative
 from alerts.status.redact import redact_text, redact_url
@@ -402,3 +402,42 @@ def _held_config(root: Path) -> Path:
         'url = "https://feeds.example/wire.xml"\ntopics = ["news"]\n'
     )
     return config
+
+
+async def test_alerts_held_for_a_digest_are_listed_with_when_they_go_out(tmp_path: Path) -> None:
+    """A room with a digest or quiet hours holds its alerts in the outbox: the page counts
+    them, lists them with the time they go out, and the JSON has the same."""
+    config = load_config(_held_config(tmp_path))
+    store = await open_store(f"sqlite:///{tmp_path / 'alerts.db'}")
+    try:
+        now = utcnow()
+        await store.sync_sources({"wire": now})
+        for room in ("night-room", "day-room"):
+            await store.upsert_destination(Destination(room, "console"))
+        assert await store.claim_source("wire", now, owner="t", lease_s=60) is not None
+        hold = Hold(now + timedelta(hours=7), "quiet")
+        routed = [
+            RoutedEvent(
+                Event("wire", EventKind.NEW, key, f"Contract {key}", topics=("news",)),
+                ("night-room", "day-room"),
+                holds={"night-room": hold},
+            )
+            for key in ("a", "b")
+        ]
+        commit = PollCommit(source_id="wire", now=now, next_due=now, events=routed)
+        await store.commit_poll(commit, owner="t")
+        snap = await snapshot(store=store, config=config, now=now)
+    finally:
+        await store.close()
+    assert snap.outbox.held == 2 and snap.outbox.pending == 2
+    assert [(d.destination, d.until) for d in snap.held] == [("night-room", hold.until)] * 2
+    html = render_html(snap)
+    assert "2 pending" in html and "2 held for a digest or quiet hours" in html
+    rows = _rows(html).rows
+    [held] = [r for r in rows if r.startswith("new: Contract a") and "night-room" in r]
+    assert held.endswith("in 7h")  # goes out when the room's quiet hours end
+    [sent_now] = [r for r in rows if r.startswith("new: Contract a") and "day-room" in r]
+    assert "in 7h" not in sent_now  # the other room's delivery is pending, not held
+    data = snap.to_json()
+    assert [d["destination"] for d in data["held"]] == ["night-room", "night-room"]
+    assert data["held"][0]["until"] == hold.until.isoformat()

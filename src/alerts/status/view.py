@@ -82,6 +82,7 @@ class DeliveryView:
     alert: str
     source: str
     last_error: str
+    until: datetime | None = None  # a held delivery: when it is released
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class Snapshot:
     pending: tuple[DeliveryView, ...]
     dead: tuple[DeliveryView, ...]
     parked: tuple[ParkedView, ...]
+    held: tuple[DeliveryView, ...] = ()  # waiting for a digest or the end of quiet hours
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (times in ISO 8601, states as their names)."""
@@ -148,6 +150,7 @@ async def snapshot(
     recent = await store.list_deliveries(limit=RECENT_DELIVERIES)
     pending = await store.list_deliveries(state=DeliveryState.PENDING, limit=LISTED_DELIVERIES)
     dead = await store.list_deliveries(state=DeliveryState.DEAD, limit=LISTED_DELIVERIES)
+    waiting = await store.list_deliveries(state=DeliveryState.HELD, limit=LISTED_DELIVERIES)
     return Snapshot(
         generated_at=now,
         instance=instance,
@@ -159,6 +162,7 @@ async def snapshot(
         pending=tuple(_delivery_view(d, config) for d in pending),
         dead=tuple(_delivery_view(d, config) for d in dead),
         parked=parked_views(await store.list_destinations()),
+        held=tuple(_delivery_view(d, config) for d in waiting),
     )
 
 
@@ -281,6 +285,7 @@ def _delivery_view(row: DeliveryRow, config: Config) -> DeliveryView:
         alert=f"{row.event.kind.value}: {row.event.title}",
         source=_source_label(row.event, config),
         last_error=redact_text(row.last_error or ""),
+        until=row.hold_until,
     )
 
 

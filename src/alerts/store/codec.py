@@ -228,6 +228,7 @@ def delivery_row_from_row(r: Any, d: Dialect) -> DeliveryRow:
         last_error=r["last_error"],
         sent_at=d.when(r["sent_at"]),
         remote_id=r["remote_id"],
+        hold_until=d.when(r["hold_until"]),
     )
 
 
