@@ -165,3 +165,31 @@ def test_parse_bind(bind: str, expected: tuple[str, int] | None) -> None:
 def test_a_bad_bind_is_a_config_error(bind: str) -> None:
     with pytest.raises(ConfigError, match="ALERTS_HTTP_BIND"):
         web.parse_bind(bind)
+
+
+def test_per_source_metrics_are_exposed_as_prometheus_samples() -> None:
+    """Polls by source and outcome, the failure streak and the flood breaker's figures
+    come from plain counts, exposed with the names and labels of the metrics they were."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from alerts.metrics import SourceMetrics
+
+    registry = CollectorRegistry()
+    sources = SourceMetrics()
+    registry.register(sources)
+    sources.poll("wire", "ok")
+    sources.poll("wire", "not_modified")
+    sources.poll("wire", "not_modified")
+    sources.poll("gov", "error", failures=3)
+    sources.flood_held["wire"] = 1
+    sources.held_events("wire", 48)
+    value = registry.get_sample_value
+    assert value("alerts_polls_total", {"source": "wire", "outcome": "not_modified"}) == 2
+    assert value("alerts_polls_total", {"source": "gov", "outcome": "error"}) == 1
+    assert value("alerts_source_failure_streak", {"source": "gov"}) == 3
+    assert value("alerts_source_failure_streak", {"source": "wire"}) == 0
+    assert value("alerts_source_flood_held", {"source": "wire"}) == 1
+    assert value("alerts_flood_held_events_total", {"source": "wire"}) == 48
+    text = generate_latest(registry).decode()
+    assert "# TYPE alerts_polls_total counter" in text
+    assert 'alerts_polls_total{outcome="ok",source="wire"} 1.0' in text

@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 from alerts import flood, metrics
 from alerts.config import SourceSpec
@@ -144,7 +143,6 @@ class Scheduler:
         self._unchanged: list[tuple[int, NotModified]] = []
         self._claims = itertools.count()
         self._claim_of: dict[str, int] = {}
-        self._metric_children: dict[str, tuple[Any, Any]] = {}  # POLLS, FAILURE_STREAK
         self._claim_lock = asyncio.Lock()  # a claim never overlaps a flush of old claims
         self.faults = faults or Faults()
         self._loop = Loop("scheduler", self._step, faults=self.faults)
@@ -348,21 +346,9 @@ class Scheduler:
             )
             if len(self._unchanged) >= UNCHANGED_BATCH:
                 await self._flush_unchanged()
-            self._unchanged_metrics(spec.id)
+            metrics.SOURCES.poll(spec.id, "not_modified")
             return PollReport(spec.id, ok=True, not_modified=True)
         return await self._detect_and_commit(spec, adapter, row, observation, now)
-
-    def _unchanged_metrics(self, source_id: str) -> None:
-        """Count a 304 (the labelled children are looked up once per source)."""
-        children = self._metric_children.get(source_id)
-        if children is None:
-            children = self._metric_children[source_id] = (
-                metrics.POLLS.labels(source_id, "not_modified"),
-                metrics.FAILURE_STREAK.labels(source_id),
-            )
-        polls, streak = children
-        polls.inc()
-        streak.set(0)
 
     @staticmethod
     async def _fetch(adapter: Source, state: SourceState) -> Observation | Listing:
@@ -512,9 +498,9 @@ class Scheduler:
         """Tell the operator when the flood breaker starts or stops holding a source:
         one log line each, a gauge, a counter of held events, and ``on_flood``."""
         if verdict.held_now:
-            metrics.FLOOD_HELD_EVENTS.labels(spec.id).inc(verdict.held_now)
+            metrics.SOURCES.held_events(spec.id, verdict.held_now)
         if verdict.started:
-            metrics.FLOOD_HELD.labels(spec.id).set(1)
+            metrics.SOURCES.flood_held[spec.id] = 1
             log.warning(
                 "source %s: flood breaker tripped, holding its alerts until it settles "
                 "(alerts sources shows how many): %s",
@@ -522,7 +508,7 @@ class Scheduler:
                 verdict.reason,
             )
         elif verdict.settled and verdict.summary is not None:
-            metrics.FLOOD_HELD.labels(spec.id).set(0)
+            metrics.SOURCES.flood_held[spec.id] = 0
             log.warning(
                 "source %s: flood settled, alerts resume; one summary alert sent: %s",
                 spec.id,
@@ -578,8 +564,7 @@ class Scheduler:
         return [routed] if routed.destination_ids else []
 
     def _count(self, spec: SourceSpec, found: Detection) -> None:
-        metrics.POLLS.labels(spec.id, "ok").inc()
-        metrics.FAILURE_STREAK.labels(spec.id).set(0)
+        metrics.SOURCES.poll(spec.id, "ok")
         for change, n in found.counts.items():
             if n:
                 metrics.ITEMS.labels(change).inc(n)
@@ -615,8 +600,7 @@ class Scheduler:
         )
         if stored and self.on_committed is not None:
             self.on_committed(stored)
-        metrics.POLLS.labels(spec.id, "error").inc()
-        metrics.FAILURE_STREAK.labels(spec.id).set(row.failures + 1)
+        metrics.SOURCES.poll(spec.id, "error", failures=row.failures + 1)
         return PollReport(spec.id, ok=False, error=reason)
 
 

@@ -145,14 +145,18 @@ async def test_identity_rotation_is_held_told_bounded_and_summarised(
         assert sink.sent == []  # 48 would-be alerts, none sent
         row = await rt.store.get_source("wire")
         assert row is not None and row.item_count == rows  # no row per rotated id
-        assert metrics.FLOOD_HELD.labels("wire")._value.get() == 1
+        assert (
+            metrics.REGISTRY.get_sample_value("alerts_source_flood_held", {"source": "wire"}) == 1
+        )
         table = await _sources_table(tmp_path, config)
         assert "held since" in table and "48 alerts" in table, table
         state.body = rotating_rss(0)  # the ids are back to what they were: calm
         for _ in range(2):
             assert (await rt.scheduler.poll_now("wire")).ok
         await rt.dispatcher.drain()
-        assert metrics.FLOOD_HELD.labels("wire")._value.get() == 0
+        assert (
+            metrics.REGISTRY.get_sample_value("alerts_source_flood_held", {"source": "wire"}) == 0
+        )
         assert "held since" not in await _sources_table(tmp_path, config)
     [summary] = sink.sent  # one alert tells the room what was held
     assert summary.event.kind is EventKind.SUMMARY
