@@ -475,6 +475,7 @@ class _Assembly:
         self.names = tuple(p.origin for p in parsed)
         self.problems: list[str] = []
         self.sources_reg: Mapping[str, SourceFactory] = source_registry()
+        self.default_options: dict[type[BaseModel], BaseModel] = {}
         self.sinks_reg: SinkRegistry = sink_registry()
 
     def build(self) -> Config:
@@ -754,8 +755,16 @@ class _SourceCheck:
                 )
 
     def _options(self, factory: SourceFactory) -> BaseModel | None:
+        raw = dict(self.sc.model_extra or {})
+        if not raw:  # the defaults: one instance per kind, not one per source (10,000 feeds)
+            shared = self.assembly.default_options.get(factory.Options)
+            if shared is None:
+                shared = self.assembly.default_options[factory.Options] = (
+                    factory.Options.model_validate({})
+                )
+            return shared
         try:
-            return factory.Options.model_validate(dict(self.sc.model_extra or {}))
+            return factory.Options.model_validate(raw)
         except ValidationError as exc:
             prefix = f"sources[{self.index}]"
             found = ConfigError.from_validation(exc, origin=self.origin, prefix=prefix)
