@@ -43,7 +43,7 @@ import html
 import re
 from collections.abc import Callable, Iterable
 from html.entities import html5
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lxml import etree
 
@@ -224,19 +224,22 @@ def _head(body: bytes, encoding: Encoding) -> str:
     return decode_all(body[: encoding.offset + CHUNK_BYTES], encoding, errors="replace")
 
 
+# What both parsers (pull and whole) are built with: never an entity, a DTD, the network
+# or a huge tree; comments and processing instructions dropped.
+_SAFE: dict[str, Any] = {
+    "encoding": "utf-8",
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+}
+
+
 def _parser(url: str, recover: bool) -> etree.XMLPullParser:
     return etree.XMLPullParser(
-        events=("end",),
-        tag=_ENTRY_TAGS,
-        base_url=url,
-        encoding="utf-8",
-        recover=recover,
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
+        events=("end",), tag=_ENTRY_TAGS, base_url=url, recover=recover, **_SAFE
     )
 
 
@@ -255,16 +258,7 @@ def _parse_whole(chunks: Iterable[bytes], url: str, max_items: int) -> list[RawE
     parsed, but a body with an error there falls back to ``_parse``, which stops
     before it as it always did).
     """
-    parser = etree.XMLParser(
-        encoding="utf-8",
-        recover=False,
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    parser = etree.XMLParser(recover=False, **_SAFE)
     try:
         root = etree.fromstring(b"".join(chunks), parser, base_url=url)
     except etree.XMLSyntaxError:
