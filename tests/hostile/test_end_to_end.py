@@ -184,11 +184,7 @@ async def test_hostile_corpus_end_to_end(
     kinds = sorted({p.split(": ", 1)[1] for p in problems})
     assert problems == [], "\n".join(kinds[:30] + problems[:30])
 
-    highlights = synapse.request(
-        "GET", "/_matrix/client/v3/notifications?only=highlight",
-        token=reader.account.access_token,
-    )  # fmt: skip
-    assert highlights["notifications"] == []
+    assert reader.highlights() == []
 
 
 async def run_service(tmp_path: Path, config_dir: Path, world: HostileWorld) -> list[Any]:

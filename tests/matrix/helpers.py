@@ -19,6 +19,7 @@ class Peer:
     def __init__(self, server: SynapseServer, account: Account, store_dir: Path | None = None):
         self.account = account
         self.user_id = account.user_id
+        self.server = server
         config = nio.AsyncClientConfig(
             encryption_enabled=store_dir is not None, store_sync_tokens=False
         )
@@ -32,6 +33,15 @@ class Peer:
 
     async def close(self) -> None:
         await self.client.close()
+
+    def highlights(self) -> list[Any]:
+        """What the homeserver counts as notifying this user by name or ``@room``."""
+        found = self.server.request(
+            "GET",
+            "/_matrix/client/v3/notifications?only=highlight",
+            token=self.account.access_token,
+        )
+        return list(found["notifications"])
 
     async def sync(self, timeout_ms: int = 0) -> nio.SyncResponse:
         resp = await self.client.sync(timeout=timeout_ms)

@@ -19,7 +19,6 @@ from alerts.store.sqlite import SqliteStore
 
 from ..edits_world import World, milestone, report
 from .helpers import Peer
-from .synapse_server import SynapseServer
 from .test_chat import ask, bot_joins, listening
 from .test_edits import alice_messages
 from .test_sink import joined_room
@@ -41,7 +40,7 @@ class Clock:
 
 
 async def test_quiet_hours_over_the_dst_change_hold_alerts_for_one_digest(
-    make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer, store: SqliteStore
+    make_sink: MakeSink, peers: MakePeer, store: SqliteStore
 ) -> None:
     sink = await make_sink()
     alice = await peers("alice")
@@ -86,10 +85,7 @@ async def test_quiet_hours_over_the_dst_change_hold_alerts_for_one_digest(
     assert "<b>ICE</b>" not in html and "&lt;b&gt;ICE&lt;/b&gt;" in html
     hrefs = re.findall(r'<a href="([^"]*)"', html)
     assert hrefs == ["https://example.org/a?x=1", "https://example.org/b"]
-    notifications = synapse.request(
-        "GET", "/_matrix/client/v3/notifications?only=highlight", token=alice.account.access_token
-    )
-    assert notifications["notifications"] == []
+    assert alice.highlights() == []
     assert await store.list_deliveries(state=DeliveryState.HELD) == []
     await world.deliver()  # nothing more: the digest is shown once
     assert len(alice_messages(alice, sink, room_id)) == 2

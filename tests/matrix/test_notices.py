@@ -19,7 +19,6 @@ from alerts.store.sqlite import SqliteStore
 
 from ..edits_world import OWNER, World
 from .helpers import Peer
-from .synapse_server import SynapseServer
 from .test_edits import alice_messages
 from .test_sink import joined_room
 
@@ -37,7 +36,7 @@ HOSTILE_ERROR = (
 
 
 async def test_a_failure_and_its_recovery_reach_the_operator_room_inert(
-    make_sink: MakeSink, peers: MakePeer, synapse: SynapseServer, store: SqliteStore
+    make_sink: MakeSink, peers: MakePeer, store: SqliteStore
 ) -> None:
     sink = await make_sink()
     alice = await peers("alice")
@@ -77,10 +76,7 @@ async def test_a_failure_and_its_recovery_reach_the_operator_room_inert(
     assert not re.search(r"@room(?!\u2060)", body + html)  # defused for every client
     assert "<b>down</b>" not in html and "&lt;b&gt;down&lt;/b&gt;" in html
     assert not any("evil.example" in href for href in re.findall(r'href="([^"]*)"', html))
-    notifications = synapse.request(
-        "GET", "/_matrix/client/v3/notifications?only=highlight", token=alice.account.access_token
-    )
-    assert notifications["notifications"] == []
+    assert alice.highlights() == []
 
 
 async def _commit_notice(
