@@ -96,9 +96,11 @@ class JsonlSink(BaseSink):
             raise ConfigError(f"{where}: names a directory; name the file to append to")
         destination_options(cls.Options, destination)
 
-    def _keys(self, path: Path, fd: int) -> set[str]:
+    def _keys(self, path: Path, fd: int) -> tuple[set[str], int]:
         """Keys in the file, reading only what was appended since the last look (other
-        processes sharing the file append too)."""
+        processes sharing the file append too), and the file's size. Afterwards
+        ``_offsets[path]`` is just past its last whole line: short of the size, the
+        file ends in a torn line."""
         keys = self._seen.setdefault(path, set())
         offset = self._offsets.get(path, 0)
         size = os.fstat(fd).st_size
@@ -111,7 +113,7 @@ class JsonlSink(BaseSink):
                 except (ValueError, KeyError, TypeError):
                     continue  # a torn line from a crash
             self._offsets[path] = offset + complete
-        return keys
+        return keys, size
 
     async def send(self, delivery: Delivery) -> str | None:
         path = self._path(delivery.destination)
@@ -127,7 +129,8 @@ class JsonlSink(BaseSink):
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # replicas may share the file
-            if delivery.idempotency_key in self._keys(path, fd):
+            keys, size = self._keys(path, fd)
+            if delivery.idempotency_key in keys:
                 return delivery.idempotency_key
             record = {
                 "key": delivery.idempotency_key,
@@ -136,15 +139,15 @@ class JsonlSink(BaseSink):
                 "event": delivery.event.to_json(),
             }
             line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-            size = os.fstat(fd).st_size
-            if size > 0 and os.pread(fd, 1, size - 1) != b"\n":  # a torn line: end it
+            torn = self._offsets.get(path, 0) != size
+            if torn:  # a writer died mid-line: end its line first
                 line = b"\n" + line
             os.write(fd, line)
             if fsync:
                 os.fsync(fd)
-            if self._offsets.get(path, 0) == size:  # read up to here: no need to read it back
+            if not torn:  # read up to here: no need to read this line back
                 self._offsets[path] = size + len(line)
-                self._seen[path].add(delivery.idempotency_key)
+                keys.add(delivery.idempotency_key)
         finally:
             os.close(fd)
         return delivery.idempotency_key
